@@ -1,0 +1,171 @@
+"""One configuration object for SPOT: model, data and training hyper-parameters.
+
+Field names follow the command-line names of the authors' scripts (``num_slots``,
+``slot_size``, ``truncate``, ``init_method``, ...), so a reader can put the paper's
+appendix, the authors' commands and this dataclass side by side. Defaults are the COCO
+configuration of the paper (SPOT.md sections 1-6); ``PRESETS`` holds the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Sequence, Union
+
+ORDER_MODES = ("standard", "random", "all")
+TRUNCATIONS = ("bi-level", "fixed-point", "none")
+INIT_METHODS = ("shared_gaussian", "embedding")
+DECODER_TYPES = ("transformer", "mlp")
+NUM_ORDERS = 9
+
+# 'standard' | 'random' | 'all' or an explicit list of order ids (0..8).
+OrderSpec = Union[str, Sequence[int]]
+
+
+@dataclass
+class SPOTConfig:
+    """Every hyper-parameter of SPOT, with the paper's COCO values as defaults."""
+
+    # --- encoder (SPOT.md section 2) ---
+    which_encoder: str = "vit_base_patch16_224.dino"  # any timm ViT name
+    image_size: int = 224
+    encoder_final_norm: bool = False  # DINOSAUR convention: no final LayerNorm
+    finetune_blocks_after: int = 100  # blocks with index >= this are trained (100 = frozen)
+
+    # --- slot attention (section 3) ---
+    num_slots: int = 7
+    slot_size: int = 256
+    mlp_hidden_size: int = 1024
+    num_iterations: int = 3
+    slot_att_heads: int = 1
+    init_method: str = "shared_gaussian"
+    truncate: str = "none"
+
+    # --- decoder (section 4) ---
+    dec_type: str = "transformer"
+    num_dec_blocks: int = 4
+    num_heads: int = 6
+    mlp_dec_hidden: int = 2048
+    train_permutations: OrderSpec = "random"
+    eval_permutations: OrderSpec = "standard"
+
+    # --- training (sections 5-6) ---
+    dataset: str = "coco"
+    batch_size: int = 64
+    epochs: int = 50
+    lr_main: float = 4e-4
+    lr_min: float = 4e-7
+    lr_warmup_steps: int = 10_000
+    clip: float = 0.3  # gradient clipping in the infinity norm
+    ce_weight: float = 5e-3  # stage 2 distillation weight
+    cosine_ce_weight: bool = False
+    num_workers: int = 4
+    seed: int = 0
+    eval_every: int = 1  # epochs between evaluations
+    gt_mask_size: int = 320
+    center_crop: bool = True  # False: resize to image_size without cropping (MOVi)
+    random_crop: bool = False  # VOC training uses a random 224 crop
+
+    # --- tutorial-scale options (not in the paper) ---
+    pos_embed_scale: float = 1.0  # see encoders.build_encoder for the tiny encoder
+
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field, its value and what is allowed."""
+
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(f"SPOTConfig: {message}")
+
+        for name in ("num_slots", "slot_size", "mlp_hidden_size", "num_iterations",
+                     "num_heads", "slot_att_heads", "image_size", "batch_size", "mlp_dec_hidden"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and value >= 1, f"{name} must be a positive integer, got {value!r}")
+        need(self.num_dec_blocks >= 1, f"num_dec_blocks must be >= 1, got {self.num_dec_blocks}")
+        need(self.truncate in TRUNCATIONS, f"truncate={self.truncate!r}; choose one of {TRUNCATIONS}")
+        need(self.init_method in INIT_METHODS, f"init_method={self.init_method!r}; choose one of {INIT_METHODS}")
+        need(self.dec_type in DECODER_TYPES, f"dec_type={self.dec_type!r}; choose one of {DECODER_TYPES}")
+        need(self.slot_size % self.slot_att_heads == 0,
+             f"slot_size ({self.slot_size}) must be divisible by slot_att_heads ({self.slot_att_heads})")
+        for name in ("train_permutations", "eval_permutations"):
+            check_order_spec(getattr(self, name), name)
+        if self.dec_type == "mlp":
+            for name in ("train_permutations", "eval_permutations"):
+                need(getattr(self, name) == "standard",
+                     f"the MLP decoder has no patch orders: set {name}='standard' (got {getattr(self, name)!r})")
+        need(self.lr_main > 0 and self.lr_min >= 0, "learning rates must be positive")
+        need(self.clip > 0, f"clip must be > 0, got {self.clip}")
+        need(self.ce_weight >= 0, f"ce_weight must be >= 0, got {self.ce_weight}")
+
+    # ------------------------------------------------------------------
+    def replace(self, **changes: Any) -> "SPOTConfig":
+        """A validated copy with some fields changed; unknown names raise."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"SPOTConfig has no field(s) {unknown}; see SPOTConfig's fields for the valid names")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        for name in ("train_permutations", "eval_permutations"):
+            if not isinstance(data[name], str):
+                data[name] = list(data[name])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SPOTConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"SPOTConfig.from_dict: unknown field(s) {unknown}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @property
+    def num_orders(self) -> int:
+        """Number of [BOS] tokens / patch orders the model is built with."""
+        return 1 if self.dec_type == "mlp" else NUM_ORDERS
+
+
+def check_order_spec(spec: OrderSpec, name: str = "permutations") -> None:
+    """Check a patch-order choice: a mode name or a non-empty list of order ids 0..8."""
+    if isinstance(spec, str):
+        if spec not in ORDER_MODES:
+            raise ValueError(f"{name}={spec!r}; choose one of {ORDER_MODES} or a list of order ids 0..8")
+        return
+    ids = list(spec)
+    if not ids or not all(isinstance(i, int) and 0 <= i < NUM_ORDERS for i in ids):
+        raise ValueError(f"{name}={spec!r}: an explicit order list must hold order ids between 0 and 8")
+
+
+# ----------------------------------------------------------------------------
+# Presets. `coco` is the default; the others change only what the paper changes.
+# `tiny` is the CPU tutorial model (64 px images, depth-0 ViT, see issue notes).
+PRESETS: dict[str, dict[str, Any]] = {
+    "coco": {},
+    "voc": dict(dataset="voc", num_slots=6, epochs=560, center_crop=True, random_crop=True),
+    "movi_c": dict(dataset="movi_c", num_slots=11, epochs=65, lr_main=2e-4, lr_min=4e-5,
+                   gt_mask_size=128, center_crop=False),
+    "movi_e": dict(dataset="movi_e", num_slots=24, epochs=65, lr_main=2e-4, lr_min=4e-5,
+                   gt_mask_size=128, center_crop=False),
+    "tiny": dict(which_encoder="tiny", dataset="synthetic", image_size=64, num_slots=5, slot_size=64,
+                 mlp_hidden_size=128, num_dec_blocks=2, num_heads=4, mlp_dec_hidden=256,
+                 batch_size=32, epochs=1, lr_warmup_steps=30, lr_min=4e-6, gt_mask_size=64,
+                 num_workers=0, pos_embed_scale=0.5),
+}
+PRESETS["synthetic"] = PRESETS["tiny"]
+
+
+def get_preset(name: str, **overrides: Any) -> SPOTConfig:
+    """The named preset as a `SPOTConfig`, with optional field overrides."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return SPOTConfig(**{**PRESETS[name], **overrides})
