@@ -49,6 +49,7 @@ class SPOTConfig:
     mlp_dec_hidden: int = 2048
     train_permutations: OrderSpec = "random"
     eval_permutations: OrderSpec = "standard"
+    attention_impl: str = "sdpa"  # 'math': explicit softmax (reference); 'sdpa': fused kernels
 
     # --- training (sections 5-6) ---
     dataset: str = "coco"
@@ -91,6 +92,8 @@ class SPOTConfig:
         need(self.truncate in TRUNCATIONS, f"truncate={self.truncate!r}; choose one of {TRUNCATIONS}")
         need(self.init_method in INIT_METHODS, f"init_method={self.init_method!r}; choose one of {INIT_METHODS}")
         need(self.dec_type in DECODER_TYPES, f"dec_type={self.dec_type!r}; choose one of {DECODER_TYPES}")
+        need(self.attention_impl in ("math", "sdpa"),
+             f"attention_impl={self.attention_impl!r}; choose 'math' or 'sdpa'")
         need(self.slot_size % self.slot_att_heads == 0,
              f"slot_size ({self.slot_size}) must be divisible by slot_att_heads ({self.slot_att_heads})")
         for name in ("train_permutations", "eval_permutations"):

@@ -1,0 +1,234 @@
+"""Checkpoints: our own safe save/load, and import of the authors' published checkpoints.
+
+Our files are plain `torch.save` dictionaries of tensors and JSON-like values, read back with
+`torch.load(..., weights_only=True)` (no arbitrary pickle), and written atomically (temporary
+file + rename) so a crash or a kill never leaves a half-written checkpoint.
+
+`load_official_checkpoint` reads the `.pt` files written by the authors' training scripts
+(stage 1 teacher, stage 2 student with its `second_encoder`, DINOSAUR MLP baseline), maps
+their parameter names onto this library's modules, infers what the shapes tell, and refuses
+with a precise list of differences when something does not fit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .config import SPOTConfig
+from .encoders import ViTEncoder, build_encoder
+from .model import SPOT
+
+FORMAT = "spot-tutorial"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint does not fit the model it is loaded into."""
+
+
+# ------------------------------------------------------------------------------------------
+# our own checkpoints
+def atomic_save(payload: Any, path: str | os.PathLike) -> None:
+    """torch.save to a temporary file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as tmp:
+            torch.save(payload, tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+
+
+def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # pickle errors, truncated files, ...
+        raise CheckpointError(
+            f"cannot read {path} as a safe (weights-only) torch checkpoint: {error}. "
+            "Is the file complete and written by spot-tutorial or the SPOT authors' scripts?") from error
+
+
+def save_model(model: SPOT, path: str | os.PathLike, **extra: Any) -> None:
+    """Save weights + config (+ any JSON-like extras) atomically."""
+    payload = {"format": FORMAT, "version": FORMAT_VERSION, "config": model.config.to_dict(),
+               "model": model.state_dict(), **extra}
+    atomic_save(payload, path)
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SPOT:
+    """Rebuild a SPOT from one of our checkpoints (no download: weights come from the file)."""
+    payload = safe_load(path, map_location)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a spot-tutorial checkpoint; for the authors' files use "
+                              "spot_tutorial.load_official_checkpoint(path, encoder)")
+    config = SPOTConfig.from_dict(payload["config"])
+    model = SPOT.from_config(config, pretrained=False)
+    load_state_strict(model, payload["model"], source=str(path))
+    return model.eval()
+
+
+def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """load_state_dict that explains every missing, unexpected or mis-shaped key."""
+    expected = model.state_dict()
+    problems = []
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+                  for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
+    for title, items in (("missing from checkpoint", missing), ("not in model", unexpected),
+                         ("shape mismatch", mismatched)):
+        if items:
+            shown = "\n    ".join(items[:20]) + (f"\n    ... and {len(items) - 20} more" if len(items) > 20 else "")
+            problems.append(f"  {title} ({len(items)}):\n    {shown}")
+    if problems:
+        raise CheckpointError(f"checkpoint {source} does not fit the model:\n" + "\n".join(problems))
+    model.load_state_dict(state, strict=True)
+
+
+# ------------------------------------------------------------------------------------------
+# the authors' checkpoints
+# (pattern in their parameter names, replacement in ours); applied in order, first match wins.
+OFFICIAL_KEY_RULES: list[tuple[str, str]] = [
+    (r"^second_encoder\.", "target_encoder.vit."),
+    (r"^encoder\.", "encoder.vit."),
+    (r"^slot_attn\.", "slot_attention."),
+    (r"^bos_tokens$", "decoder.bos_tokens"),
+    (r"^input_proj\.", "decoder.input_proj."),
+    (r"^slot_proj\.", "decoder.slot_proj."),
+    (r"^dec\.blocks\.(\d+)\.self_attn_layer_norm\.", r"decoder.transformer.blocks.\1.self_attn_norm."),
+    (r"^dec\.blocks\.(\d+)\.encoder_decoder_attn_layer_norm\.", r"decoder.transformer.blocks.\1.cross_attn_norm."),
+    (r"^dec\.blocks\.(\d+)\.encoder_decoder_attn\.", r"decoder.transformer.blocks.\1.cross_attn."),
+    (r"^dec\.blocks\.(\d+)\.ffn_layer_norm\.", r"decoder.transformer.blocks.\1.ffn_norm."),
+    (r"^dec\.blocks\.", "decoder.transformer.blocks."),
+    (r"^dec\.layer_norm\.", "decoder.transformer.layer_norm."),
+    (r"^dec\.pos_embed$", "decoder.pos_embed"),
+    (r"^dec\.decoder\.", "decoder.mlp."),
+]
+# Stored by the authors but not parameters of ours: the causal mask is rebuilt on the fly;
+# the MLP-decoder model keeps an unused [BOS] token and input projection.
+OFFICIAL_UNUSED = re.compile(r"^dec\.blocks\.\d+\.self_attn_mask$")
+OFFICIAL_UNUSED_MLP = re.compile(r"^(bos_tokens|input_proj\..*)$")
+
+
+def official_to_ours(key: str) -> str:
+    for pattern, replacement in OFFICIAL_KEY_RULES:
+        if re.match(pattern, key):
+            return re.sub(pattern, replacement, key)
+    raise CheckpointError(f"unknown parameter name in the authors' checkpoint: {key!r}")
+
+
+def _read_official(path_or_state_dict: str | os.PathLike | Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    state = path_or_state_dict
+    if not isinstance(state, Mapping):
+        state = safe_load(state)
+    if "model" in state and isinstance(state["model"], Mapping):
+        state = state["model"]  # {'model': state_dict, 'optimizer': ..., 'epoch': ...}
+    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not any(k.startswith("slot_attn.") for k in state):
+        raise CheckpointError("this does not look like a SPOT checkpoint of the authors: "
+                              "no 'slot_attn.*' parameters found")
+    return state
+
+
+def infer_official_config(state: Mapping[str, torch.Tensor], config: SPOTConfig | None = None) -> SPOTConfig:
+    """Fill in what the shapes tell; keep the rest from `config` (default: the COCO preset)."""
+    config = config or SPOTConfig()
+    found: dict[str, Any] = {}
+    if "slot_attn.slots_init.weight" in state:
+        found["init_method"] = "embedding"
+        found["num_slots"], found["slot_size"] = state["slot_attn.slots_init.weight"].shape
+    elif "slot_attn.slot_mu" in state:
+        found["init_method"] = "shared_gaussian"
+        found["slot_size"] = state["slot_attn.slot_mu"].shape[-1]
+    found["mlp_hidden_size"] = state["slot_attn.slot_attention.mlp.0.weight"].shape[0]
+    found["num_iterations"] = config.num_iterations
+    if "dec.decoder.0.weight" in state:
+        found["dec_type"] = "mlp"
+        found["mlp_dec_hidden"] = state["dec.decoder.0.weight"].shape[0]
+        found["train_permutations"] = found["eval_permutations"] = "standard"
+    else:
+        found["dec_type"] = "transformer"
+        found["num_dec_blocks"] = len({k.split(".")[2] for k in state if k.startswith("dec.blocks.")})
+        if state["bos_tokens"].shape[0] == 1:
+            found["train_permutations"] = found["eval_permutations"] = "standard"
+    if any(k.startswith("second_encoder.") for k in state):  # a stage-2 student
+        found["truncate"] = "bi-level" if config.truncate == "none" else config.truncate
+        if config.finetune_blocks_after >= 100:
+            found["finetune_blocks_after"] = 8
+    return config.replace(**found)
+
+
+def load_official_checkpoint(path_or_state_dict: str | os.PathLike | Mapping[str, Any],
+                             encoder: str | nn.Module = "vit_base_patch16_224.dino",
+                             config: SPOTConfig | None = None) -> SPOT:
+    """A SPOT in eval mode from a checkpoint written by the authors' scripts.
+
+    `encoder` is a timm model name (built with random weights: the checkpoint holds the
+    encoder's weights) or a timm ViT module. Stage-2 checkpoints bring their `second_encoder`
+    (the frozen target encoder).
+    """
+    state = _read_official(path_or_state_dict)
+    config = infer_official_config(state, config)
+    has_target = any(k.startswith("second_encoder.") for k in state)
+    if isinstance(encoder, str):
+        config = config.replace(which_encoder=encoder)
+        vit_encoder = build_encoder(encoder, config.image_size, pretrained=False,
+                                    final_norm=config.encoder_final_norm)
+    else:
+        vit_encoder = encoder if isinstance(encoder, ViTEncoder) else ViTEncoder(encoder, config.encoder_final_norm)
+    target = None
+    if has_target:
+        import copy
+        target = copy.deepcopy(vit_encoder)
+    vit_encoder.set_trainable_blocks(config.finetune_blocks_after)
+    model = SPOT(vit_encoder, config, target)
+
+    unused = [k for k in state if OFFICIAL_UNUSED.match(k)
+              or (config.dec_type == "mlp" and OFFICIAL_UNUSED_MLP.match(k))]
+    check_causal_masks(state, unused)
+    ours = {official_to_ours(k): v for k, v in state.items() if k not in unused}
+    ours = _adapt_encoder_layout(model, ours)
+    load_state_strict(model, ours, source=str(path_or_state_dict)[:200] if not isinstance(
+        path_or_state_dict, Mapping) else "state dict")
+    return model.eval()
+
+
+def check_causal_masks(state: Mapping[str, torch.Tensor], keys: list[str]) -> None:
+    for key in keys:
+        if key.endswith("self_attn_mask"):
+            mask = state[key].bool()
+            expected = torch.ones_like(mask).triu(1)
+            if not torch.equal(mask, expected):
+                raise CheckpointError(f"{key} is not the upper-triangular causal mask we rebuild")
+
+
+def _adapt_encoder_layout(model: SPOT, ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Let timm convert encoder weights stored in another layout (e.g. DINOv2's own names)."""
+    from timm.models.vision_transformer import checkpoint_filter_fn
+    for prefix, module in (("encoder.vit.", model.encoder), ("target_encoder.vit.", model.target_encoder)):
+        if module is None:
+            continue
+        part = {k[len(prefix):]: v for k, v in ours.items() if k.startswith(prefix)}
+        expected = module.vit.state_dict()
+        if set(part) == set(expected) and all(part[k].shape == expected[k].shape for k in part):
+            continue
+        converted = checkpoint_filter_fn(part, module.vit)
+        ours = {k: v for k, v in ours.items() if not k.startswith(prefix)}
+        ours.update({prefix + k: v for k, v in converted.items()})
+    return ours

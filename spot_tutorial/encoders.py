@@ -1,0 +1,201 @@
+"""The frozen (or partly fine-tuned) ViT that turns an image into patch features (paper, section 3).
+
+SPOT, like DINOSAUR, reconstructs self-supervised ViT features rather than pixels. Any timm
+ViT works: DINO ViT-B/16 (the paper's default), DINO ViT-S/8, DINOv2 with or without
+registers, MAE ViT-B/16. The output is the tokens after the last block, WITHOUT the final
+LayerNorm (DINOSAUR convention) unless asked for, with CLS and register tokens dropped.
+In stage 2 the blocks from `finetune_blocks_after` on are trained; the encoder always stays
+in eval mode (no dropout, no drop-path).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+ENCODER_NAMES = {
+    "dino_vitb16": "vit_base_patch16_224.dino",
+    "dino_vits8": "vit_small_patch8_224.dino",
+    "dinov2_vitb14": "vit_base_patch14_dinov2.lvd142m",
+    "dinov2_vitb14_reg": "vit_base_patch14_reg4_dinov2.lvd142m",
+    "mae_vitb16": "vit_base_patch16_224.mae",
+}
+TINY_ENCODER = "tiny"  # CPU tutorial encoder, see `tiny_vit`
+
+
+class OfflineError(RuntimeError):
+    """Pretrained weights were asked for but cannot be downloaded."""
+
+
+class ViTEncoder(nn.Module):
+    """Wraps a timm VisionTransformer: images [B, 3, H, W] -> patch tokens [B, N, D]."""
+
+    def __init__(self, vit: nn.Module, final_norm: bool = False, finetune_blocks_after: int = 100):
+        super().__init__()
+        if not hasattr(vit, "patch_embed") or not hasattr(vit, "blocks"):
+            raise TypeError(f"expected a timm VisionTransformer, got {type(vit).__name__}")
+        self.vit = vit
+        self.final_norm = final_norm
+        self.set_trainable_blocks(finetune_blocks_after)
+        self.train(False)
+
+    # -- properties readers need -------------------------------------------------
+    @property
+    def embed_dim(self) -> int:
+        return self.vit.embed_dim
+
+    @property
+    def image_size(self) -> int:
+        return int(self.vit.patch_embed.img_size[0])
+
+    @property
+    def grid_size(self) -> int:
+        return int(self.vit.patch_embed.grid_size[0])
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid_size ** 2
+
+    # -- freezing ----------------------------------------------------------------
+    def set_trainable_blocks(self, finetune_blocks_after: int) -> None:
+        """Freeze everything except transformer blocks with index >= finetune_blocks_after."""
+        self.finetune_blocks_after = finetune_blocks_after
+        for name, param in self.vit.named_parameters():
+            parts = name.split(".")
+            is_late_block = parts[0] == "blocks" and int(parts[1]) >= finetune_blocks_after
+            param.requires_grad_(is_late_block)
+
+    @property
+    def is_frozen(self) -> bool:
+        return not any(p.requires_grad for p in self.vit.parameters())
+
+    def train(self, mode: bool = True) -> "ViTEncoder":
+        # Always eval: the paper never uses the encoder's dropout or drop-path.
+        super().train(False)
+        return self
+
+    # -- forward -------------------------------------------------------------------
+    def check_images(self, images: torch.Tensor) -> None:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images [B, 3, H, W], got shape {tuple(images.shape)}")
+        size = self.image_size
+        if tuple(images.shape[-2:]) != (size, size):
+            raise ValueError(
+                f"images are {images.shape[-2]}x{images.shape[-1]} but this encoder was built for "
+                f"{size}x{size}: resize/crop them (spot_tutorial.data transforms), or use "
+                "spot_tutorial.segment() for images of any size")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.check_images(images)
+        vit = self.vit
+        tokens = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
+        tokens = vit.blocks(tokens)
+        if self.final_norm:
+            tokens = vit.norm(tokens)
+        return tokens[:, vit.num_prefix_tokens:]  # [B, N, D] without CLS / register tokens
+
+
+# ----------------------------------------------------------------------------------
+def tiny_vit(image_size: int = 64, patch_size: int = 8, embed_dim: int = 64,
+             pos_embed_scale: float = 0.5) -> nn.Module:
+    """A depth-0 timm ViT (patch embedding only) with fixed 2-D sin-cos positions.
+
+    Used by the CPU tutorials: with random frozen weights it is a random linear projection of
+    each 8x8 patch plus a position code, enough for slot attention to group simple shapes in
+    minutes. timm's learned position embeddings start near zero, so a fixed sin-cos code scaled
+    by 0.5 is used instead.
+    """
+    vit = timm.models.vision_transformer.VisionTransformer(
+        img_size=image_size, patch_size=patch_size, embed_dim=embed_dim, depth=0, num_heads=4,
+        num_classes=0)
+    grid = image_size // patch_size
+    sincos = timm.layers.build_sincos2d_pos_embed([grid, grid], dim=embed_dim)  # [N, D]
+    with torch.no_grad():
+        vit.pos_embed.zero_()
+        vit.pos_embed[0, vit.num_prefix_tokens:] = pos_embed_scale * sincos
+    return vit
+
+
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """A quick check (seconds, not timm's ~50 s of retries) that the model hub answers."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _offline_message(name: str) -> str:
+    return (f"Pretrained weights for '{name}' are needed but the model hub cannot be reached "
+            "(no network, or HF_HUB_OFFLINE=1) and they are not in the local cache. Either run "
+            "once with internet access (e.g. in Colab) so timm downloads and caches them, or pass "
+            "a local weights file: build_encoder(name, weights_path='/path/to/weights.pth or "
+            ".safetensors'). Tests and tutorials can use pretrained=False (random weights).")
+
+
+def create_vit(name: str, image_size: int = 224, pretrained: bool = False) -> nn.Module:
+    """timm ViT by name, with a fast, clear failure when pretrained weights can't be fetched."""
+    name = ENCODER_NAMES.get(name, name)
+    kwargs = dict(num_classes=0, img_size=image_size)
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    if hub_reachable():
+        return timm.create_model(name, pretrained=True, **kwargs)
+    previous = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # only the local cache, no retries
+    try:
+        return timm.create_model(name, pretrained=True, **kwargs)
+    except Exception as error:  # noqa: BLE001 - any failure here means "no weights"
+        raise OfflineError(_offline_message(name)) from error
+    finally:
+        if previous is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous
+
+
+def load_weights_file(vit: nn.Module, path: str | os.PathLike) -> None:
+    """Load a local weights file (timm, DINO or DINOv2 layout; .pth/.pt or .safetensors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"encoder weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("model", "state_dict", "teacher"):  # common wrappers
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+    state = timm.models.vision_transformer.checkpoint_filter_fn(state, vit)
+    missing, unexpected = vit.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("head")]
+    if missing:
+        raise ValueError(f"{path} does not fit this ViT: missing {missing[:8]}"
+                         f"{' ...' if len(missing) > 8 else ''}; unexpected {unexpected[:8]}")
+
+
+def build_encoder(name: str = "vit_base_patch16_224.dino", image_size: int = 224,
+                  pretrained: bool = False, weights_path: str | os.PathLike | None = None,
+                  final_norm: bool = False, finetune_blocks_after: int = 100,
+                  pos_embed_scale: float = 0.5) -> ViTEncoder:
+    """Build the patch-feature encoder.
+
+    `name` is a timm model name, a short alias from ENCODER_NAMES, or 'tiny' (CPU tutorials).
+    `pretrained=True` uses timm's hub download; `weights_path` loads a local file instead.
+    """
+    if name == TINY_ENCODER:
+        vit = tiny_vit(image_size=image_size, pos_embed_scale=pos_embed_scale)
+    else:
+        vit = create_vit(name, image_size, pretrained=pretrained and weights_path is None)
+    if weights_path is not None:
+        load_weights_file(vit, weights_path)
+    return ViTEncoder(vit, final_norm=final_norm, finetune_blocks_after=finetune_blocks_after)

@@ -1,0 +1,117 @@
+"""SPOT: ViT encoder -> slot attention -> autoregressive decoder (paper, section 3, Fig. 2).
+
+The model reconstructs the encoder's patch features from K slots. It returns everything a
+reader, a trainer or an evaluator needs as one named `SPOTOutput`: the loss, the slots, the
+two kinds of masks (slot-attention masks and decoder cross-attention masks) and the logits
+that stage-2 self-training distils into. It knows nothing about optimisers or data.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import OrderSpec, SPOTConfig
+from .decoders import AutoregressiveDecoder, MLPDecoder
+from .encoders import ViTEncoder, build_encoder
+from .permutations import select_orders
+from .slot_attention import SlotAttentionEncoder
+
+
+@dataclass
+class SPOTOutput:
+    loss: torch.Tensor            # []  sum((target - reconstruction)^2) / (B*N*D)
+    slots: torch.Tensor           # [B, K, S]
+    slot_masks: torch.Tensor      # [B, K, h, w]  slot-attention masks (last iteration)
+    decoder_masks: torch.Tensor   # [B, K, h, w]  last-block cross-attention (MLP: alpha masks)
+    reconstruction: torch.Tensor  # [B, N, D]
+    target: torch.Tensor          # [B, N, D]  features of the (target) encoder
+    slot_logits: torch.Tensor     # [B, K, h, w]  last-iteration attention logits
+    order_ids: list[int]          # the patch orders the decoder ran (averaged when several)
+
+
+def grid_maps(per_token: torch.Tensor) -> torch.Tensor:
+    """[B, N, K] per-token values -> [B, K, h, w] maps on the square token grid."""
+    batch, num_tokens, num_slots = per_token.shape
+    side = round(num_tokens ** 0.5)
+    return per_token.transpose(1, 2).reshape(batch, num_slots, side, side)
+
+
+class SPOT(nn.Module):
+    def __init__(self, encoder: nn.Module, config: SPOTConfig, target_encoder: nn.Module | None = None):
+        super().__init__()
+        self.config = config
+        self.encoder = as_vit_encoder(encoder, config)
+        self.target_encoder = None if target_encoder is None else as_vit_encoder(target_encoder, config, frozen=True)
+        grid = self.encoder.grid_size
+        if self.encoder.vit.patch_embed.grid_size[0] != self.encoder.vit.patch_embed.grid_size[1]:
+            raise ValueError(f"SPOT needs a square token grid, the encoder gives "
+                             f"{tuple(self.encoder.vit.patch_embed.grid_size)}")
+        d_model, num_patches = self.encoder.embed_dim, grid * grid
+        self.slot_attention = SlotAttentionEncoder(
+            d_model, config.num_slots, config.slot_size, config.mlp_hidden_size,
+            config.num_iterations, config.slot_att_heads, config.truncate, config.init_method)
+        if config.dec_type == "transformer":
+            self.decoder = AutoregressiveDecoder(
+                d_model, config.slot_size, num_patches, config.num_dec_blocks, config.num_heads,
+                config.num_orders, config.attention_impl)
+        else:
+            self.decoder = MLPDecoder(d_model, config.slot_size, num_patches, config.mlp_dec_hidden)
+
+    @classmethod
+    def from_config(cls, config: SPOTConfig, pretrained: bool = False,
+                    weights_path: str | None = None) -> "SPOT":
+        """Build encoder(s) from the config: a frozen target copy when some blocks are trained."""
+        encoder = build_encoder(config.which_encoder, config.image_size, pretrained, weights_path,
+                                config.encoder_final_norm, config.finetune_blocks_after,
+                                config.pos_embed_scale)
+        target = None
+        if not encoder.is_frozen:
+            target = copy.deepcopy(encoder)
+            target.set_trainable_blocks(10**6)
+        return cls(encoder, config, target)
+
+    # ------------------------------------------------------------------
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features for slot attention, reconstruction targets), both [B, N, D]."""
+        frozen = self.encoder.is_frozen
+        with torch.no_grad() if frozen else nullcontext():
+            features = self.encoder(images)
+        if self.target_encoder is None:
+            return features, features.detach()
+        with torch.no_grad():
+            return features, self.target_encoder(images)
+
+    def forward(self, images: torch.Tensor, permutations: OrderSpec | None = None) -> SPOTOutput:
+        """images [B, 3, H, W]; `permutations` overrides the config's train/eval orders."""
+        features, target = self.encode(images)
+        slot_out = self.slot_attention(features)
+        if permutations is None:
+            permutations = self.config.train_permutations if self.training else self.config.eval_permutations
+        order_ids = select_orders(permutations, self.config.num_orders)
+        decoded = self.decoder(slot_out.slots, target, order_ids)
+        loss = (target - decoded.reconstruction).pow(2).sum() / target.numel()
+        # logsumexp over heads: softmax over slots of these logits == slot masks (any #heads)
+        slot_logits = slot_out.slot_logits.logsumexp(dim=1)  # [B, N, K]
+        return SPOTOutput(
+            loss=loss,
+            slots=slot_out.slots,
+            slot_masks=grid_maps(slot_out.slot_masks),
+            decoder_masks=grid_maps(decoded.masks),
+            reconstruction=decoded.reconstruction,
+            target=target,
+            slot_logits=grid_maps(slot_logits),
+            order_ids=order_ids,
+        )
+
+
+def as_vit_encoder(encoder: nn.Module, config: SPOTConfig, frozen: bool = False) -> ViTEncoder:
+    """Accept a ViTEncoder or a bare timm ViT (wrapped with the config's freezing options)."""
+    if isinstance(encoder, ViTEncoder):
+        return encoder
+    blocks_after = 10**6 if frozen else config.finetune_blocks_after
+    return ViTEncoder(encoder, final_norm=config.encoder_final_norm, finetune_blocks_after=blocks_after)
