@@ -1,0 +1,61 @@
+"""Datasets and transforms of SPOT's training and evaluation protocol.
+
+Readers for the paper's datasets (COCO 2017, PASCAL VOC 2012, MOVi-C/E) and a built-in
+procedural dataset (``SyntheticShapes``) for CPU-sized experiments. None imports a model.
+
+Item format (shared by every dataset)
+-------------------------------------
+``dataset[i]`` is a dict of tensors, so the default ``torch.utils.data.DataLoader`` collate
+stacks a batch into the same keys with a leading batch dimension:
+
+``"image"``
+    float32 [3, H, W], normalised with the ImageNet mean/std (``transforms.IMAGENET_MEAN`` /
+    ``IMAGENET_STD``; ``transforms.denormalize`` undoes it for plotting). ``SyntheticShapes``
+    returns [0, 1] images instead when ``normalize=False``.
+
+Evaluation items (``train=False``; ``SyntheticShapes`` always) also hold:
+
+``"instance_mask"``
+    int64 [Hm, Wm]: 0 = background, 1..n = objects.
+``"class_mask"``
+    int64 [Hm, Wm]: 0 = background, 1..C = semantic class (COCO: contiguous 1..80; MOVi has no
+    classes and repeats the instance mask).
+``"ignore_mask"``
+    bool [Hm, Wm]: True where the ground truth is ambiguous (COCO pixels covered by two or more
+    annotations) and must be left out of every metric.
+
+Training items (``train=True``) hold only ``"image"`` (augmented).
+
+Defaults follow the paper: images 224 (shorter side resize + centre crop; MOVi: resized without
+cropping), masks 320 (COCO, VOC) or 128 (MOVi) with nearest-neighbour resizing.
+"""
+
+from ._common import CorruptImageError
+from .coco import COCO2017
+from .movi import MOVi
+from .synthetic import DIFFICULTIES, SHAPES, SyntheticShapes
+from .transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    denormalize,
+    eval_image_transform,
+    eval_mask_transform,
+    train_transform,
+)
+from .voc import PascalVOC
+
+__all__ = [
+    "COCO2017",
+    "CorruptImageError",
+    "DIFFICULTIES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MOVi",
+    "PascalVOC",
+    "SHAPES",
+    "SyntheticShapes",
+    "denormalize",
+    "eval_image_transform",
+    "eval_mask_transform",
+    "train_transform",
+]

@@ -1,0 +1,134 @@
+"""Image and ground-truth transforms of SPOT's training and evaluation protocol.
+
+Implements the preprocessing stated in the paper and its evaluation section:
+
+* training images: resize the shorter side to ``image_size`` (bilinear), centre crop
+  (VOC: random crop), random horizontal flip, ImageNet mean/std normalisation;
+* evaluation images: resize the shorter side to ``image_size`` (bilinear) and centre crop;
+* evaluation ground truth (integer label maps): resize the shorter side to ``mask_size`` with
+  nearest-neighbour interpolation and centre crop, so that label ids are kept exactly;
+* MOVi (``center_crop=False``): square frames are resized to ``size x size`` without cropping.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence, Union
+
+import numpy as np
+import torch
+import torchvision.transforms as T
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+LabelMap = Union[Image.Image, np.ndarray, torch.Tensor]
+
+
+def _check_size(name: str, size: int) -> None:
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {size!r}")
+
+
+def _geometry(size: int, center_crop: bool, random_crop: bool,
+              interpolation: InterpolationMode) -> list:
+    """Resize (+ crop) steps shared by all transforms.
+
+    With a crop the shorter side is resized to ``size`` and a ``size x size`` window is cut
+    (random or central); without a crop the image is resized to ``size x size`` directly.
+    """
+    if random_crop:
+        return [T.Resize(size, interpolation=interpolation, antialias=True), T.RandomCrop(size)]
+    if center_crop:
+        return [T.Resize(size, interpolation=interpolation, antialias=True), T.CenterCrop(size)]
+    return [T.Resize((size, size), interpolation=interpolation, antialias=True)]
+
+
+def normalize_transform() -> T.Normalize:
+    """ImageNet mean/std normalisation (the DINO encoder was trained with it)."""
+    return T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+
+
+def train_transform(image_size: int = 224, random_crop: bool = False,
+                    center_crop: bool = True) -> Callable[[Image.Image], torch.Tensor]:
+    """Training augmentation: PIL RGB image -> normalised float tensor [3, image_size, image_size].
+
+    ``random_crop=True`` (VOC) takes precedence over ``center_crop``; with both False (MOVi)
+    the image is resized to a square without cropping.
+    """
+    _check_size("image_size", image_size)
+    return T.Compose([
+        *_geometry(image_size, center_crop, random_crop, InterpolationMode.BILINEAR),
+        T.RandomHorizontalFlip(),
+        T.ToTensor(),
+        normalize_transform(),
+    ])
+
+
+def eval_image_transform(image_size: int = 224,
+                         center_crop: bool = True) -> Callable[[Image.Image], torch.Tensor]:
+    """Evaluation images: PIL RGB image -> normalised float tensor [3, image_size, image_size]."""
+    _check_size("image_size", image_size)
+    return T.Compose([
+        *_geometry(image_size, center_crop, False, InterpolationMode.BILINEAR),
+        T.ToTensor(),
+        normalize_transform(),
+    ])
+
+
+def to_label_tensor(mask: LabelMap) -> torch.Tensor:
+    """A 2-D label map (PIL 'L'/'P'/'I' image, numpy array or tensor) as an int64 tensor [H, W]."""
+    if isinstance(mask, Image.Image):
+        mask = np.array(mask)  # a writable copy of the pixel values (palette indices for 'P')
+    if isinstance(mask, np.ndarray):
+        mask = torch.from_numpy(np.ascontiguousarray(mask))
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"expected a PIL image, numpy array or tensor label map, got {type(mask).__name__}")
+    if mask.ndim != 2:
+        raise ValueError(f"a label map must be 2-D [H, W], got shape {tuple(mask.shape)}")
+    return mask.to(torch.int64)
+
+
+class EvalMaskTransform:
+    """Nearest-neighbour resize (+ centre crop) of an integer label map; ids are kept exactly.
+
+    Returns an int64 tensor [mask_size, mask_size]. Boolean masks (e.g. ignore masks) come back
+    as bool.
+    """
+
+    def __init__(self, mask_size: int = 320, center_crop: bool = True) -> None:
+        _check_size("mask_size", mask_size)
+        self.mask_size = mask_size
+        self.center_crop = center_crop
+
+    def __call__(self, mask: LabelMap) -> torch.Tensor:
+        is_bool = (isinstance(mask, torch.Tensor) and mask.dtype == torch.bool) or (
+            isinstance(mask, np.ndarray) and mask.dtype == np.bool_)
+        labels = to_label_tensor(mask)[None]  # [1, H, W]
+        size: Union[int, Sequence[int]] = self.mask_size if self.center_crop else [self.mask_size] * 2
+        # torchvision computes nearest resizing of integer tensors in float32 and casts back:
+        # exact for ids below 2**24, far above any label count here.
+        labels = TF.resize(labels, size, interpolation=InterpolationMode.NEAREST)
+        if self.center_crop:
+            labels = TF.center_crop(labels, [self.mask_size, self.mask_size])
+        labels = labels[0].to(torch.int64)
+        return labels.bool() if is_bool else labels
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(mask_size={self.mask_size}, center_crop={self.center_crop})"
+
+
+def eval_mask_transform(mask_size: int = 320, center_crop: bool = True) -> EvalMaskTransform:
+    """Evaluation ground truth: integer label map -> int64 tensor [mask_size, mask_size]."""
+    return EvalMaskTransform(mask_size, center_crop)
+
+
+def denormalize(images: torch.Tensor) -> torch.Tensor:
+    """Undo the ImageNet normalisation for plotting: [..., 3, H, W] -> values in [0, 1]."""
+    if images.ndim < 3 or images.shape[-3] != 3:
+        raise ValueError(f"expected images of shape [..., 3, H, W], got {tuple(images.shape)}")
+    mean = torch.tensor(IMAGENET_MEAN, dtype=images.dtype, device=images.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=images.dtype, device=images.device).view(3, 1, 1)
+    return (images * std + mean).clamp(0.0, 1.0)
