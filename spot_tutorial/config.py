@@ -64,6 +64,14 @@ class SPOTConfig:
     num_workers: int = 4
     seed: int = 0
     eval_every: int = 1  # epochs between evaluations
+    # run length and bookkeeping (not in the paper; see spot_tutorial.train)
+    max_steps: int = 0          # > 0: train (and schedule) this many steps instead of `epochs`
+    max_minutes: float = 0.0    # > 0: wall-clock budget of training; the schedule is fit to it
+    checkpoint_every: int = 500  # steps between resumable checkpoints (also at each epoch end)
+    log_every: int = 20         # steps between log records
+    bf16: bool = True           # bf16 autocast on CUDA (the authors trained in fp32)
+    train_images: int = 0       # > 0: train on the first N images (synthetic: generate N; 0 = 10000)
+    eval_images: int = 0        # > 0: evaluate on the first N images (synthetic: 0 = 256)
     gt_mask_size: int = 320
     center_crop: bool = True  # False: resize to image_size without cropping (MOVi)
     random_crop: bool = False  # VOC training uses a random 224 crop
@@ -105,6 +113,14 @@ class SPOTConfig:
         need(self.lr_main > 0 and self.lr_min >= 0, "learning rates must be positive")
         need(self.clip > 0, f"clip must be > 0, got {self.clip}")
         need(self.ce_weight >= 0, f"ce_weight must be >= 0, got {self.ce_weight}")
+        for name in ("epochs", "lr_warmup_steps", "max_steps", "checkpoint_every", "train_images",
+                     "eval_images", "num_workers", "seed"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and value >= 0, f"{name} must be an integer >= 0, got {value!r}")
+        for name in ("eval_every", "log_every"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and value >= 1, f"{name} must be a positive integer, got {value!r}")
+        need(self.max_minutes >= 0, f"max_minutes must be >= 0 (0 = no time budget), got {self.max_minutes}")
 
     # ------------------------------------------------------------------
     def replace(self, **changes: Any) -> "SPOTConfig":
