@@ -140,6 +140,20 @@ def _offline_message(name: str) -> str:
             ".safetensors'). Tests and tutorials can use pretrained=False (random weights).")
 
 
+def cached_weights(name: str) -> str | None:
+    """Path of the timm weights of `name` in the local Hugging Face cache, if any (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    hub_id = getattr(timm.models.get_pretrained_cfg(name), "hf_hub_id", None)
+    if not hub_id:
+        return None
+    for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+        path = try_to_load_from_cache(hub_id, filename)
+        if isinstance(path, str):
+            return path
+    return None
+
+
 def create_vit(name: str, image_size: int = 224, pretrained: bool = False) -> nn.Module:
     """timm ViT by name, with a fast, clear failure when pretrained weights can't be fetched."""
     name = ENCODER_NAMES.get(name, name)
@@ -148,17 +162,10 @@ def create_vit(name: str, image_size: int = 224, pretrained: bool = False) -> nn
         return timm.create_model(name, pretrained=False, **kwargs)
     if hub_reachable():
         return timm.create_model(name, pretrained=True, **kwargs)
-    previous = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"  # only the local cache, no retries
-    try:
-        return timm.create_model(name, pretrained=True, **kwargs)
-    except Exception as error:  # noqa: BLE001 - any failure here means "no weights"
-        raise OfflineError(_offline_message(name)) from error
-    finally:
-        if previous is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = previous
+    cached = cached_weights(name)  # offline: only the local cache, never timm's slow retries
+    if cached is None:
+        raise OfflineError(_offline_message(name))
+    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=cached), **kwargs)
 
 
 def load_weights_file(vit: nn.Module, path: str | os.PathLike) -> None:

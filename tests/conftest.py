@@ -1,0 +1,25 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from spot_tutorial import SPOT, get_preset
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def official_layouts():
+    return json.loads((DATA / "official_state_dict_coco.json").read_text())
+
+
+def tiny_model(**overrides) -> SPOT:
+    """The CPU tutorial model (64 px, depth-0 ViT, 8x8 token grid) with config overrides."""
+    return SPOT.from_config(get_preset("tiny", **overrides))
