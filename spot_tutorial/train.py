@@ -1,0 +1,725 @@
+"""Training for both stages of SPOT (paper, section 4 "Implementation details"; SPOT.md 5-6).
+
+Stage 1 trains the *teacher*: slot attention + autoregressive decoder on a frozen ViT, each
+batch decoded in a random patch order, loss = MSE of the reconstructed features.
+Stage 2 trains a new *student* (learned slot embeddings, bi-level truncation, the last ViT
+blocks fine-tuned) with loss = MSE + w * CE, where CE distils the frozen teacher's decoder
+masks into the student's slot-attention masks (`spot_tutorial.self_training`).
+
+The recipe of the paper, per optimisation step:
+    lr(step)  = lr_main * step / warmup                                  for step < warmup
+              = lr_min + (lr_main - lr_min) * (1 + cos(pi * t)) / 2,     t = (step - warmup) / (T - warmup)
+    Adam step after clipping the gradient in the infinity norm (max |g| <= clip)
+    stage 2:  w(step) = ce_weight   (or ce_weight * (1 + cos(pi * step / T)) / 2 with cosine_ce_weight)
+
+Around it, what a real run needs: periodic evaluation of slot and decoder masks, TensorBoard +
+JSONL + CSV logs, mask figures, best / last checkpoints with config.json, bf16 autocast on CUDA,
+several GPUs with torchrun (DistributedDataParallel), and exact resumption: a run killed at any
+moment and restarted with ``resume=True`` ends with the same weights as one never interrupted
+(model, optimiser, step, RNG states and the position in the epoch's data order are restored).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import time
+import warnings
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+from .checkpoints import FORMAT, FORMAT_VERSION, atomic_save, load_model, load_state_strict, safe_load
+from .config import SPOTConfig
+from .model import SPOT
+from .self_training import distillation_loss
+
+# Stage 2 student, as in the paper: learned slot embeddings, bi-level truncation, ViT blocks
+# with index >= 8 trained (the frozen target copy is built by SPOT.from_config).
+STUDENT_SETTINGS = dict(init_method="embedding", truncate="bi-level", finetune_blocks_after=8)
+# Fields that may change when a run is resumed: they do not change what is computed.
+RESUMABLE_CHANGES = ("num_workers", "log_every", "checkpoint_every", "eval_every", "max_minutes",
+                     "epochs", "max_steps")
+SYNTHETIC_TRAIN_IMAGES = 10_000
+SYNTHETIC_EVAL_IMAGES = 256
+SYNTHETIC_EVAL_SEED = 999_999  # the held-out synthetic scenes; never a training seed in practice
+CALIBRATION_STEPS = 20  # with a time budget, the schedule length is fit after this many steps
+LAST, BEST = "last.pt", "best.pt"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the gradient became NaN or infinite; training stopped."""
+
+
+def student_config(config: SPOTConfig) -> SPOTConfig:
+    """The stage-2 student's configuration for a stage-1 (teacher) configuration."""
+    return config.replace(**STUDENT_SETTINGS)
+
+
+# ----------------------------------------------------------------------------------------------
+# schedules
+def learning_rate(step: int, total_steps: float, config: SPOTConfig) -> float:
+    """Linear warm-up from 0 over `lr_warmup_steps`, then cosine from lr_main to lr_min at `total_steps`."""
+    warmup = config.lr_warmup_steps
+    if step < warmup:
+        return config.lr_main * step / warmup
+    progress = min(1.0, (step - warmup) / max(1.0, total_steps - warmup))
+    return config.lr_min + (config.lr_main - config.lr_min) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def ce_weight(step: int, total_steps: float, config: SPOTConfig) -> float:
+    """Weight w of the distillation CE: constant, or cosine from ce_weight down to 0."""
+    if not config.cosine_ce_weight:
+        return config.ce_weight
+    progress = min(1.0, step / max(1.0, total_steps))
+    return config.ce_weight * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# ----------------------------------------------------------------------------------------------
+# devices, several processes
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """'auto' -> this process's GPU if there is one, else the CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' was asked for but PyTorch sees no GPU; use --device cpu")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def init_distributed(device: torch.device) -> Distributed:
+    """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK); else one process."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Distributed()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def all_finite(values: list[torch.Tensor], distributed: Distributed) -> bool:
+    """True when every value is finite on every process (all processes then stop together)."""
+    flag = torch.stack([torch.isfinite(v.detach().float()).all() for v in values]).all().float()
+    if distributed.enabled:
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+class EpochSampler(Sampler[int]):
+    """Shuffled indices for one epoch, seeded by (seed, epoch), one shard per process.
+
+    The epoch's order is a function of (seed, epoch) only, so a resumed run sees the same data
+    in the same order; `set_epoch(epoch, start_batch)` skips the batches already trained on.
+    Each process gets `steps_per_epoch * batch_size` indices (the tail that does not fill a
+    batch on every process is dropped, as with drop_last=True).
+    """
+
+    def __init__(self, dataset_size: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.steps_per_epoch = dataset_size // (batch_size * world_size)
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"the training set has {dataset_size} images, fewer than one batch "
+                             f"(batch_size {batch_size} x {world_size} process(es)); lower batch_size "
+                             "or use more training images")
+        self.dataset_size, self.batch_size, self.seed = dataset_size, batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self.start_batch = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def epoch_indices(self) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.dataset_size, generator=generator)
+        used = order[: self.steps_per_epoch * self.batch_size * self.world_size]
+        return used[self.rank::self.world_size].tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.epoch_indices()[self.start_batch * self.batch_size:])
+
+    def __len__(self) -> int:
+        return (self.steps_per_epoch - self.start_batch) * self.batch_size
+
+
+class ShardSampler(Sampler[int]):
+    """Evaluation: process r takes images r, r + P, r + 2P, ... (no padding, no duplicates)."""
+
+    def __init__(self, dataset_size: int, rank: int = 0, world_size: int = 1):
+        self.indices = list(range(rank, dataset_size, world_size))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _first(dataset: Dataset, count: int) -> Dataset:
+    return Subset(dataset, range(min(count, len(dataset)))) if count > 0 else dataset
+
+
+def build_datasets(config: SPOTConfig, data_path: str | os.PathLike | None = None) -> tuple[Dataset, Dataset]:
+    """(training set, evaluation set with masks) for `config.dataset`, as the paper builds them."""
+    from . import data
+
+    name = config.dataset
+    if name == "synthetic":
+        train_set = data.SyntheticShapes(config.train_images or SYNTHETIC_TRAIN_IMAGES, config.image_size,
+                                         seed=config.seed)
+        eval_set = data.SyntheticShapes(config.eval_images or SYNTHETIC_EVAL_IMAGES, config.image_size,
+                                        seed=SYNTHETIC_EVAL_SEED, mask_size=config.gt_mask_size)
+        return train_set, eval_set
+    if data_path is None:
+        raise ValueError(f"dataset '{name}' needs its folder: pass data_path (--data-path) "
+                         "or use the built-in synthetic dataset (--preset synthetic)")
+    common = dict(image_size=config.image_size, center_crop=config.center_crop)
+    if name == "coco":
+        train_set = data.COCO2017(data_path, "train", train=True, random_crop=config.random_crop, **common)
+        eval_set = data.COCO2017(data_path, "val", mask_size=config.gt_mask_size, **common)
+    elif name == "voc":
+        train_set = data.PascalVOC(data_path, "trainaug", train=True, random_crop=config.random_crop, **common)
+        eval_set = data.PascalVOC(data_path, "val", mask_size=config.gt_mask_size, **common)
+    elif name in ("movi_c", "movi_e"):
+        train_set = data.MOVi(data_path, "train", frames_per_video=9, seed=config.seed, train=True, **common)
+        eval_set = data.MOVi(data_path, "validation", mask_size=config.gt_mask_size, **common)
+    else:
+        raise ValueError(f"unknown dataset {name!r}; choose coco, voc, movi_c, movi_e or synthetic")
+    return _first(train_set, config.train_images), _first(eval_set, config.eval_images)
+
+
+# ----------------------------------------------------------------------------------------------
+# models
+def build_model(config: SPOTConfig, encoder_weights: str | None = None, pretrained: bool | None = None) -> SPOT:
+    """SPOT from the config; pretrained encoder weights unless it is the CPU 'tiny' encoder."""
+    if pretrained is None:
+        pretrained = config.which_encoder != "tiny"
+    return SPOT.from_config(config, pretrained=pretrained, weights_path=encoder_weights)
+
+
+def load_teacher(path: str | os.PathLike, device: torch.device) -> SPOT:
+    """A stage-1 checkpoint as a frozen teacher (eval mode, no gradients)."""
+    teacher = load_model(path, map_location="cpu").to(device).eval()
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher
+
+
+def check_teacher(teacher: SPOT, config: SPOTConfig) -> None:
+    """The student must see the same images, token grid and number of slots as its teacher."""
+    differences = [f"{name}: teacher {getattr(teacher.config, name)!r}, student {getattr(config, name)!r}"
+                   for name in ("num_slots", "image_size", "which_encoder")
+                   if getattr(teacher.config, name) != getattr(config, name)]
+    if differences:
+        raise ValueError("the teacher checkpoint does not fit the student configuration:\n  "
+                         + "\n  ".join(differences) + "\nuse the same preset/overrides as in stage 1")
+
+
+def copy_encoder_from_teacher(student: SPOT, teacher: SPOT) -> None:
+    """Start the student from the teacher's (frozen, pretrained) encoder weights.
+
+    In the paper both stages start from the same pretrained ViT; copying it from the teacher's
+    checkpoint makes that exact (also for the randomly initialised 'tiny' encoder) and needs no
+    download. The student's trainable encoder and its frozen target copy both get it.
+    """
+    source = teacher.target_encoder if teacher.target_encoder is not None else teacher.encoder
+    weights = source.vit.state_dict()
+    student.encoder.vit.load_state_dict(weights)
+    if student.target_encoder is not None:
+        student.target_encoder.vit.load_state_dict(weights)
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+# ----------------------------------------------------------------------------------------------
+# random states (saved in checkpoints so a resumed run draws the same orders and noise)
+def capture_rng_state() -> dict[str, Any]:
+    numpy_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Progress:
+    """Where the run is; saved in every checkpoint."""
+    step: int = 0               # optimisation steps done
+    epoch: int = 0              # current epoch
+    batch_in_epoch: int = 0     # batches of the current epoch already trained on
+    total_steps: float = 0.0    # schedule length T (may be fit to a time budget)
+    calibrated: bool = False    # T already fit to the time budget
+    train_seconds: float = 0.0  # wall time spent in training steps so far
+    best_score: float = -1.0    # best value of the selection metric so far
+    best_step: int = -1
+    last_eval_step: int = -1
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    last_checkpoint: Path
+    best_checkpoint: Optional[Path]
+    steps: int
+    train_seconds: float
+    images_per_second: float
+    final_metrics: dict = field(default_factory=dict)  # {"slot": {...}, "decoder": {...}}
+    best_metrics: dict = field(default_factory=dict)
+    stopped_by: str = "steps"  # 'steps' | 'time'
+
+
+class Trainer:
+    """One trainer for both stages. `fit()` runs (or resumes) training and returns a TrainResult.
+
+    Args:
+        config: the SPOTConfig (for stage 2, the *student's*: see `student_config`).
+        stage: 1 (teacher) or 2 (self-training student; needs `teacher`).
+        output_dir: checkpoints, config.json, logs, TensorBoard events and figures go here.
+        teacher: path of a stage-1 checkpoint (best.pt / last.pt of a stage-1 run).
+        data_path: dataset folder (not needed for the synthetic dataset).
+        device: 'auto', 'cpu', 'cuda', 'cuda:1', ...
+        resume: continue the run in `output_dir` from its last.pt (starts fresh if there is none).
+        overwrite: allow starting a fresh run in a folder that already holds one.
+        select_by: '<masks>/<metric>' deciding best.pt; decoder-mask mBO^i by default in both
+            stages (decoder masks are what the teacher hands to stage 2 and what the paper
+            reports); 'slot/mbo_i' is the alternative for the student.
+        on_checkpoint: called with the step after each resumable checkpoint is written.
+        datasets: (train, eval) datasets to use instead of `build_datasets(config, data_path)`.
+    """
+
+    def __init__(self, config: SPOTConfig, stage: int = 1, output_dir: str | os.PathLike = "outputs/run",
+                 teacher: str | os.PathLike | None = None, data_path: str | os.PathLike | None = None,
+                 device: str = "auto", resume: bool = False, overwrite: bool = False,
+                 progress: bool = True, encoder_weights: str | None = None,
+                 select_by: str = "decoder/mbo_i", on_checkpoint: Callable[[int], None] | None = None,
+                 datasets: tuple[Dataset, Dataset] | None = None):
+        if stage not in (1, 2):
+            raise ValueError(f"stage must be 1 (teacher) or 2 (self-training), got {stage!r}")
+        if stage == 2 and teacher is None:
+            raise ValueError("stage 2 needs the stage-1 teacher checkpoint: pass teacher=PATH (--teacher)")
+        if stage == 1 and teacher is not None:
+            raise ValueError("a teacher checkpoint is only used in stage 2; drop --teacher or use --stage 2")
+        masks, _, metric = select_by.partition("/")
+        if masks not in ("slot", "decoder") or metric not in ("fg_ari", "mbo_i", "mbo_c", "miou"):
+            raise ValueError(f"select_by={select_by!r}; use '<slot|decoder>/<fg_ari|mbo_i|mbo_c|miou>'")
+        if stage == 2 and config.init_method != "embedding":
+            warnings.warn("stage 2 with init_method != 'embedding': the paper's student uses learned "
+                          "slot embeddings (see spot_tutorial.train.student_config)", stacklevel=2)
+        self.config, self.stage = config, stage
+        self.output_dir = Path(output_dir)
+        self.teacher_path = None if teacher is None else str(teacher)
+        self.select_by, self.on_checkpoint, self.show_progress = select_by, on_checkpoint, progress
+
+        self.device = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
+        self.distributed = init_distributed(self.device)
+        self.is_main = self.distributed.is_main
+        seed_everything(config.seed)  # the same initial weights in every process
+        self._check_output_dir(resume, overwrite)
+
+        self.teacher = load_teacher(self.teacher_path, self.device) if stage == 2 else None
+        if self.teacher is not None:
+            check_teacher(self.teacher, config)
+        self.model = build_model(config, encoder_weights, pretrained=False if stage == 2 else None)
+        if self.teacher is not None:
+            copy_encoder_from_teacher(self.model, self.teacher)
+        self.model.to(self.device)
+        self.optimizer = torch.optim.Adam(trainable_parameters(self.model), lr=config.lr_main)
+        self.train_model: nn.Module = self.model
+        if self.distributed.enabled:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+
+        train_set, eval_set = datasets if datasets is not None else build_datasets(config, data_path)
+        self.train_set, self.eval_set = train_set, eval_set
+        self.sampler = EpochSampler(len(train_set), config.batch_size, config.seed,
+                                    self.distributed.rank, self.distributed.world_size)
+        self.progress = Progress(total_steps=self._planned_steps())
+        seed_everything(config.seed + self.distributed.rank)  # own orders and noise per process
+        if resume:
+            self._resume()
+        self.writer = None
+        self._figure_batch: dict | None = None
+
+    # -- setup -----------------------------------------------------------------------------
+    def _planned_steps(self) -> int:
+        if self.config.max_steps > 0:
+            return self.config.max_steps
+        return self.config.epochs * self.sampler.steps_per_epoch
+
+    def _check_output_dir(self, resume: bool, overwrite: bool) -> None:
+        if (self.output_dir / LAST).exists() and not (resume or overwrite):
+            raise FileExistsError(f"{self.output_dir} already holds a run ({LAST}); pass resume=True "
+                                  "(--resume) to continue it, or choose another output folder")
+
+    def _resume(self) -> None:
+        path = self.output_dir / LAST
+        if not path.exists():
+            if self.is_main:
+                print(f"[spot] no checkpoint at {path}; starting a new run")
+            return
+        payload = safe_load(path, map_location="cpu")
+        saved = SPOTConfig.from_dict(payload["config"]).to_dict()
+        ours = self.config.to_dict()
+        changed = [f"{k}: checkpoint {saved[k]!r} vs now {ours[k]!r}" for k in ours
+                   if saved[k] != ours[k] and k not in RESUMABLE_CHANGES]
+        if changed:
+            raise ValueError(f"cannot resume {path} with a different configuration:\n  " + "\n  ".join(changed)
+                             + "\nresume with the same preset and overrides (see config.json there)")
+        if payload.get("stage") != self.stage:
+            raise ValueError(f"{path} is a stage-{payload.get('stage')} run; resume it with --stage "
+                             f"{payload.get('stage')}")
+        load_state_strict(self.model, payload["model"], source=str(path))
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.progress = Progress(**payload["progress"])
+        if self.config.max_steps > 0 or not self.progress.calibrated:
+            self.progress.total_steps = self._planned_steps()
+        rng_states = payload["rng"]
+        if len(rng_states) == self.distributed.world_size:
+            restore_rng_state(rng_states[self.distributed.rank])
+        elif self.is_main:
+            print(f"[spot] {path} was written by {len(rng_states)} process(es), now {self.distributed.world_size}: "
+                  "random states are re-seeded, so the run continues but not bit for bit")
+        if self.is_main:
+            print(f"[spot] resumed {path} at step {self.progress.step} (epoch {self.progress.epoch}, "
+                  f"batch {self.progress.batch_in_epoch})")
+
+    # -- data ----------------------------------------------------------------------------------
+    def _train_loader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.config.seed * 7919 + self.progress.epoch * 31
+                                                  + self.distributed.rank)  # worker seeds
+        return DataLoader(self.train_set, batch_size=self.config.batch_size, sampler=self.sampler,
+                          num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
+                          drop_last=True, generator=generator,
+                          persistent_workers=False)
+
+    def eval_loader(self) -> DataLoader:
+        sampler = ShardSampler(len(self.eval_set), self.distributed.rank, self.distributed.world_size)
+        return DataLoader(self.eval_set, batch_size=self.config.batch_size, sampler=sampler,
+                          num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda")
+
+    # -- one step --------------------------------------------------------------------------------
+    def autocast(self):
+        use_bf16 = self.config.bf16 and self.device.type == "cuda"
+        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
+
+    def train_step(self, images: torch.Tensor) -> dict[str, float]:
+        """One optimisation step on a batch of images [B, 3, H, W]; returns its log values."""
+        step, total = self.progress.step, self.progress.total_steps
+        lr = learning_rate(step, total, self.config)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with self.autocast():
+            output = self.train_model(images)
+            loss = output.loss
+            record = {"mse": output.loss.detach()}
+            if self.teacher is not None:
+                with torch.no_grad():  # the teacher: eval mode, random order, its Gaussian noise
+                    teacher_output = self.teacher(images, permutations="random")
+                distill = distillation_loss(output.slot_logits, teacher_output.decoder_masks)
+                weight = ce_weight(step, total, self.config)
+                loss = loss + weight * distill.loss
+                record.update(ce=distill.loss.detach(), ce_weight=torch.tensor(weight))
+        if not all_finite([loss], self.distributed):
+            self._stop_non_finite("loss", loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable_parameters(self.model), self.config.clip,
+                                                   norm_type=float("inf"))
+        if not all_finite([grad_norm], self.distributed):
+            self._stop_non_finite("gradient (infinity norm)", grad_norm)
+        self.optimizer.step()
+        record.update(loss=loss.detach(), grad_norm=grad_norm.detach())
+        return {"lr": lr, **{k: float(v) for k, v in record.items()}}
+
+    def _stop_non_finite(self, what: str, value: torch.Tensor) -> None:
+        last = self.output_dir / LAST
+        kept = (f"the last good checkpoint is {last}" if last.exists()
+                else "no checkpoint was written yet")
+        raise NonFiniteLossError(
+            f"the {what} is {float(value.detach().float())} at step {self.progress.step} "
+            f"(epoch {self.progress.epoch}); training stopped and nothing was saved after it: {kept}. "
+            "Lower lr_main (--lr-main) or clip (--clip), check the data, then resume with --resume "
+            "or restart.")
+
+    # -- evaluation, logs, checkpoints ------------------------------------------------------------
+    def evaluate(self) -> dict[str, dict[str, float]]:
+        """Slot- and decoder-mask metrics on the evaluation set (stage-1 style: 'standard' order).
+
+        Runs in a forked random state with a fixed seed, so evaluating (or not) never changes
+        the training run, and the numbers of a given model are reproducible.
+        """
+        from .evaluate import evaluate_model
+
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.config.seed + 12345)
+            return evaluate_model(self.model, self.eval_loader(), self.device,
+                                  permutations=self.config.eval_permutations,
+                                  progress=self.show_progress and self.is_main, amp=self.config.bf16)
+
+    def _open_logs(self) -> None:
+        if not self.is_main or self.writer is not None:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        (self.output_dir / "config.json").write_text(self.config.to_json() + "\n")
+        self.writer = SummaryWriter(str(self.output_dir / "tensorboard"), purge_step=self.progress.step)
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if not self.is_main:
+            return
+        with open(self.output_dir / "log.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if record.get("kind") == "train":
+            for key, value in record.items():
+                if key not in ("kind", "step", "epoch"):
+                    self.writer.add_scalar(f"train/{key}", value, record["step"])
+
+    def _log_evaluation(self, results: dict[str, dict[str, float]]) -> None:
+        if not self.is_main:
+            return
+        step, epoch = self.progress.step, self.progress.epoch
+        self._log({"kind": "eval", "step": step, "epoch": epoch, **results})
+        csv_path = self.output_dir / "eval.csv"
+        new_file = not csv_path.exists()
+        with open(csv_path, "a", newline="") as handle:
+            writer = csv.writer(handle)
+            if new_file:
+                writer.writerow(["step", "epoch", "masks", "fg_ari", "mbo_i", "mbo_c", "miou", "num_images"])
+            for masks, metrics in results.items():
+                writer.writerow([step, epoch, masks] + [metrics[k] for k in
+                                                        ("fg_ari", "mbo_i", "mbo_c", "miou", "num_images")])
+                for key in ("fg_ari", "mbo_i", "mbo_c", "miou"):
+                    self.writer.add_scalar(f"eval_{masks}/{key}", metrics[key], step)
+        self._save_figure()
+
+    def _save_figure(self) -> None:
+        """Masks of the first evaluation images at this step: figures/step_XXXXXXX.png."""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from .viz import mask_figure
+
+        if self._figure_batch is None:
+            items = [self.eval_set[i] for i in range(min(8, len(self.eval_set)))]
+            self._figure_batch = {"image": torch.stack([item["image"] for item in items])}
+            if "instance_mask" in items[0]:
+                self._figure_batch["instance_mask"] = torch.stack([item["instance_mask"] for item in items])
+        images = self._figure_batch["image"].to(self.device)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices), self.autocast():
+            torch.manual_seed(0)
+            was_training = self.model.training
+            output = self.model.eval()(images, permutations=self.config.eval_permutations)
+            self.model.train(was_training)
+        masks = {"slot masks": output.slot_masks.float(), "decoder masks": output.decoder_masks.float()}
+        if "instance_mask" in self._figure_batch:
+            masks = {"ground truth": self._figure_batch["instance_mask"], **masks}
+        figure = mask_figure(images.cpu(), masks)
+        path = self.output_dir / "figures" / f"step_{self.progress.step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=80)
+        plt.close(figure)
+
+    def _gather_rng_states(self) -> list[dict[str, Any]]:
+        state = capture_rng_state()
+        if not self.distributed.enabled:
+            return [state]
+        states: list[Any] = [None] * self.distributed.world_size
+        dist.all_gather_object(states, state)
+        return states
+
+    def save_checkpoint(self) -> None:
+        """last.pt: everything needed to continue exactly (written atomically; every process joins)."""
+        rng_states = self._gather_rng_states()
+        if self.is_main:
+            payload = {"format": FORMAT, "version": FORMAT_VERSION, "stage": self.stage,
+                       "config": self.config.to_dict(), "model": self.model.state_dict(),
+                       "optimizer": self.optimizer.state_dict(), "progress": asdict(self.progress),
+                       "rng": rng_states, "teacher": self.teacher_path}
+            atomic_save(payload, self.output_dir / LAST)
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(self.progress.step)
+
+    def _save_best(self, results: dict[str, dict[str, float]]) -> None:
+        masks, _, metric = self.select_by.partition("/")
+        score = results[masks][metric]
+        if math.isnan(score) or score <= self.progress.best_score:
+            return
+        self.progress.best_score, self.progress.best_step = score, self.progress.step
+        if self.is_main:
+            payload = {"format": FORMAT, "version": FORMAT_VERSION, "stage": self.stage,
+                       "config": self.config.to_dict(), "model": self.model.state_dict(),
+                       "step": self.progress.step, "metrics": results, "select_by": self.select_by}
+            atomic_save(payload, self.output_dir / BEST)
+
+    def _evaluate_and_select(self) -> dict[str, dict[str, float]]:
+        results = self.evaluate()
+        self.progress.last_eval_step = self.progress.step
+        self._log_evaluation(results)
+        self._save_best(results)
+        return results
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def _time_is_up(self, started: float, already: float) -> bool:
+        budget = self.config.max_minutes * 60.0
+        return budget > 0 and already + (time.perf_counter() - started) >= budget
+
+    def _calibrate(self, started: float, already: float, steps_done_here: int) -> None:
+        """With a time budget: fit the schedule length T to the steps that fit in it (once)."""
+        progress = self.progress
+        if self.config.max_minutes <= 0 or self.config.max_steps > 0 or progress.calibrated:
+            return
+        if steps_done_here < CALIBRATION_STEPS:
+            return
+        elapsed = time.perf_counter() - started
+        seconds_per_step = elapsed / steps_done_here
+        remaining = self.config.max_minutes * 60.0 - already - elapsed
+        fitted = progress.step + max(0, int(remaining / seconds_per_step))
+        progress.total_steps = min(progress.total_steps, fitted)
+        progress.calibrated = True
+
+    def fit(self) -> TrainResult:
+        """Train until the planned steps are done or the time budget is spent."""
+        config, progress = self.config, self.progress
+        self._open_logs()
+        self.model.train()
+        already = progress.train_seconds
+        started = time.perf_counter()
+        steps_here, stopped_by, results = 0, "steps", {}
+        bar = self._progress_bar()
+        window_start, window_images = time.perf_counter(), 0
+        while progress.step < progress.total_steps and stopped_by == "steps":
+            self.sampler.set_epoch(progress.epoch, progress.batch_in_epoch)
+            for batch in self._train_loader():
+                images = batch["image"].to(self.device, non_blocking=True)
+                values = self.train_step(images)
+                progress.step += 1
+                progress.batch_in_epoch += 1
+                steps_here += 1
+                window_images += images.shape[0] * self.distributed.world_size
+                self._calibrate(started, already, steps_here)
+                if progress.step % config.log_every == 0 or progress.step == 1:
+                    now = time.perf_counter()
+                    values["images_per_s"] = window_images / max(now - window_start, 1e-9)
+                    window_start, window_images = now, 0
+                    self._log({"kind": "train", "step": progress.step, "epoch": progress.epoch, **values})
+                    self._update_bar(bar, values)
+                if bar is not None:
+                    bar.update(1)
+                epoch_done = progress.batch_in_epoch == self.sampler.steps_per_epoch
+                if epoch_done:
+                    progress.epoch += 1
+                    progress.batch_in_epoch = 0
+                finished = progress.step >= progress.total_steps
+                if self._time_is_up(started, already):
+                    stopped_by, finished = "time", True
+                progress.train_seconds = already + time.perf_counter() - started
+                if epoch_done and progress.epoch % config.eval_every == 0 and not finished:
+                    results = self._evaluate_and_select()
+                if finished:
+                    break
+                if epoch_done or (config.checkpoint_every > 0 and progress.step % config.checkpoint_every == 0):
+                    self.save_checkpoint()
+        if bar is not None:
+            bar.close()
+        progress.train_seconds = already + time.perf_counter() - started
+        if progress.last_eval_step != progress.step:
+            results = self._evaluate_and_select()
+        self.save_checkpoint()
+        return self._result(results, stopped_by, steps_here, time.perf_counter() - started)
+
+    def _result(self, results: dict, stopped_by: str, steps_here: int, seconds_here: float) -> TrainResult:
+        best = self.output_dir / BEST
+        best_metrics = safe_load(best)["metrics"] if best.exists() else {}
+        images_per_second = steps_here * self.config.batch_size * self.distributed.world_size / max(seconds_here, 1e-9)
+        result = TrainResult(self.output_dir, self.output_dir / LAST, best if best.exists() else None,
+                             self.progress.step, self.progress.train_seconds, images_per_second,
+                             results, best_metrics, stopped_by)
+        if self.is_main:
+            summary = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
+            (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+        return result
+
+    def _progress_bar(self):
+        if not (self.show_progress and self.is_main):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=int(self.progress.total_steps), initial=self.progress.step,
+                    desc=f"stage {self.stage}", dynamic_ncols=True)
+
+    def _update_bar(self, bar, values: dict[str, float]) -> None:
+        if bar is None:
+            return
+        if bar.total != int(self.progress.total_steps):
+            bar.total = int(self.progress.total_steps)
+        bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{values['lr']:.2e}",
+                        img_s=f"{values['images_per_s']:.0f}", refresh=False)
+
+
+def train(config: SPOTConfig, stage: int = 1, **kwargs: Any) -> TrainResult:
+    """Build a Trainer and run it: ``train(get_preset('coco'), stage=1, data_path=..., output_dir=...)``."""
+    trainer = Trainer(config, stage=stage, **kwargs)
+    try:
+        return trainer.fit()
+    finally:
+        if trainer.distributed.enabled and dist.is_initialized():
+            dist.destroy_process_group()
