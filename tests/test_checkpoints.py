@@ -1,0 +1,121 @@
+import re
+
+import pytest
+import torch
+
+from spot_tutorial import SPOT, get_preset, load_model, load_official_checkpoint, save_model
+from spot_tutorial.checkpoints import CheckpointError, atomic_save, official_to_ours
+from spot_tutorial.encoders import build_encoder
+from conftest import tiny_model
+import reference_spot
+
+# ours -> the authors' names (the inverse of checkpoints.OFFICIAL_KEY_RULES, written out here)
+TO_OFFICIAL = [
+    (r"^target_encoder\.vit\.", "second_encoder."), (r"^encoder\.vit\.", "encoder."),
+    (r"^slot_attention\.", "slot_attn."), (r"^decoder\.bos_tokens$", "bos_tokens"),
+    (r"^decoder\.input_proj\.", "input_proj."), (r"^decoder\.slot_proj\.", "slot_proj."),
+    (r"\.self_attn_norm\.", ".self_attn_layer_norm."), (r"\.cross_attn_norm\.", ".encoder_decoder_attn_layer_norm."),
+    (r"\.cross_attn\.", ".encoder_decoder_attn."), (r"\.ffn_norm\.", ".ffn_layer_norm."),
+    (r"^decoder\.transformer\.", "dec."), (r"^decoder\.pos_embed$", "dec.pos_embed"), (r"^decoder\.mlp\.", "dec.decoder."),
+]
+
+
+def to_official(state):
+    official = {}
+    for key, value in state.items():
+        for pattern, replacement in TO_OFFICIAL:
+            key = re.sub(pattern, replacement, key)
+        official[key] = value
+    return official
+
+
+def random_official_state(shapes):
+    return {k: (torch.ones(s, dtype=torch.bool).triu(1) if k.endswith("self_attn_mask") else torch.randn(s))
+            for k, s in shapes.items()}
+
+
+@pytest.mark.parametrize("layout", ["stage1_teacher", "stage2_student", "dinosaur_mlp_baseline"])
+def test_authors_coco_layout_maps_completely_onto_the_coco_model(official_layouts, layout):
+    (title, shapes), = [(t, s) for t, s in official_layouts.items() if t.startswith(layout)]
+    state = random_official_state(shapes)
+    model = load_official_checkpoint({"model": state, "epoch": 49}, "vit_base_patch16_224.dino")
+    ours = model.state_dict()
+    used = [k for k in state if not k.endswith("self_attn_mask")]
+    if layout.startswith("dinosaur"):
+        used = [k for k in used if not (k == "bos_tokens" or k.startswith("input_proj."))]
+    assert len(ours) == len(used)  # every parameter of ours comes from the checkpoint
+    for key in used:
+        assert torch.equal(ours[official_to_ours(key)], state[key]), key
+    config = model.config
+    assert config.num_slots == 7 and config.slot_size == 256 and config.num_dec_blocks == 4
+    assert config.dec_type == ("mlp" if layout.startswith("dinosaur") else "transformer")
+    assert config.init_method == ("embedding" if layout == "stage2_student" else "shared_gaussian")
+    assert (model.target_encoder is not None) == (layout == "stage2_student")
+    assert not model.training
+
+
+def test_same_outputs_as_an_independent_functional_reference():
+    model = tiny_model(init_method="embedding", num_heads=4).eval()
+    official = to_official(model.state_dict())
+    imported = load_official_checkpoint(official, build_encoder("tiny", image_size=64), model.config)
+    images = torch.randn(2, 3, 64, 64)
+    for order_id in (0, 8):
+        out = imported(images, permutations=[order_id])
+        features = model.encoder(images)
+        slots, slot_masks, logits = reference_spot.slot_attention(features, official)
+        recon, dec_masks = reference_spot.decoder(slots, features, official, model.decoder.orders[order_id],
+                                                  order_id, heads=4, num_blocks=2)
+        torch.testing.assert_close(out.slots, slots, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(out.slot_masks.flatten(2).transpose(1, 2), slot_masks, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(out.slot_logits.flatten(2).transpose(1, 2), logits, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(out.reconstruction, recon, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(out.decoder_masks.flatten(2).transpose(1, 2), dec_masks, atol=1e-5, rtol=1e-4)
+
+
+def test_mismatched_checkpoint_lists_keys_and_shapes():
+    model = tiny_model(init_method="embedding")
+    official = to_official(model.state_dict())
+    official["slot_attn.slot_attention.project_q.weight"] = torch.randn(32, 64)
+    del official["dec.blocks.1.ffn.0.bias"]
+    with pytest.raises(CheckpointError) as error:
+        load_official_checkpoint(official, build_encoder("tiny", image_size=64), model.config)
+    message = str(error.value)
+    assert "slot_attention.slot_attention.project_q.weight: checkpoint (32, 64) vs model (64, 64)" in message
+    assert "decoder.transformer.blocks.1.ffn.0.bias" in message and "missing" in message
+    with pytest.raises(CheckpointError, match="no 'slot_attn"):
+        load_official_checkpoint({"weights": torch.zeros(1)}, "tiny")
+
+
+def test_round_trip_of_our_checkpoints(tmp_path):
+    model = tiny_model(init_method="embedding", eval_permutations="all").eval()
+    path = tmp_path / "run" / "model.pt"
+    save_model(model, path, epoch=3)
+    loaded = load_model(path)
+    assert loaded.config == model.config
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    images = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(loaded(images).decoder_masks, model(images).decoder_masks, rtol=0, atol=0)
+    assert not list(tmp_path.glob("run/*.tmp"))  # atomic write leaves no temporary file
+
+
+class Arbitrary:
+    """Any class: unpickling it would run arbitrary code paths, so loading must refuse it."""
+
+
+def test_unsafe_or_foreign_files_are_refused(tmp_path):
+    bad = tmp_path / "pickle.pt"
+    torch.save({"format": "spot-tutorial", "object": Arbitrary()}, bad)
+    with pytest.raises(CheckpointError, match="weights-only"):
+        load_model(bad)
+    foreign = tmp_path / "foreign.pt"
+    atomic_save({"state": torch.zeros(2)}, foreign)
+    with pytest.raises(CheckpointError, match="not a spot-tutorial checkpoint"):
+        load_model(foreign)
+    truncated = tmp_path / "truncated.pt"
+    save_model(tiny_model(), truncated)
+    truncated.write_bytes(truncated.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_model(truncated)
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "nope.pt")
