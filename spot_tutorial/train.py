@@ -26,6 +26,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 import warnings
 from contextlib import nullcontext
@@ -55,6 +56,7 @@ SYNTHETIC_EVAL_IMAGES = 256
 SYNTHETIC_EVAL_SEED = 999_999  # the held-out synthetic scenes; never a training seed in practice
 CALIBRATION_STEPS = 20  # with a time budget, the schedule length is fit after this many steps
 LAST, BEST = "last.pt", "best.pt"
+RUN_FILES = (LAST, BEST, "config.json", "log.jsonl", "eval.csv", "summary.json", "tensorboard", "figures")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -367,6 +369,9 @@ class Trainer:
         self.is_main = self.distributed.is_main
         seed_everything(config.seed)  # the same initial weights in every process
         self._check_output_dir(resume, overwrite)
+        # data first: a missing dataset is reported before any weights are downloaded
+        train_set, eval_set = datasets if datasets is not None else build_datasets(config, data_path)
+        self.train_set, self.eval_set = train_set, eval_set
 
         self.teacher = load_teacher(self.teacher_path, self.device) if stage == 2 else None
         if self.teacher is not None:
@@ -381,8 +386,6 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
 
-        train_set, eval_set = datasets if datasets is not None else build_datasets(config, data_path)
-        self.train_set, self.eval_set = train_set, eval_set
         self.sampler = EpochSampler(len(train_set), config.batch_size, config.seed,
                                     self.distributed.rank, self.distributed.world_size)
         self.progress = Progress(total_steps=self._planned_steps())
@@ -399,9 +402,20 @@ class Trainer:
         return self.config.epochs * self.sampler.steps_per_epoch
 
     def _check_output_dir(self, resume: bool, overwrite: bool) -> None:
-        if (self.output_dir / LAST).exists() and not (resume or overwrite):
+        if resume or not (self.output_dir / LAST).exists():
+            return
+        if not overwrite:
             raise FileExistsError(f"{self.output_dir} already holds a run ({LAST}); pass resume=True "
                                   "(--resume) to continue it, or choose another output folder")
+        if self.is_main:  # a fresh run: remove the files of the previous one (and nothing else)
+            for name in RUN_FILES:
+                path = self.output_dir / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+        if self.distributed.enabled:
+            dist.barrier()
 
     def _resume(self) -> None:
         path = self.output_dir / LAST

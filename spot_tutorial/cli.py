@@ -1,0 +1,187 @@
+"""The `spot` command: argument parsing only; the work is done by the library.
+
+    spot quickstart                                    # both stages on synthetic shapes, CPU, minutes
+    spot train --stage 1 --preset coco --data-path /data/coco --output-dir runs/coco_teacher
+    spot train --stage 2 --preset coco --data-path /data/coco --teacher runs/coco_teacher/best.pt \\
+               --output-dir runs/coco_student
+    torchrun --nproc_per_node 4 -m spot_tutorial train --stage 1 --preset coco ...   # several GPUs
+
+Every field of `SPOTConfig` is an option (``--num-slots 6``, ``--lr-main 2e-4``,
+``--train-permutations 0 5 8``, ``--bf16 / --no-bf16``); given options override the preset.
+Stage 2 first applies the paper's student settings (embedding init, bi-level truncation, ViT
+blocks >= 8 trained), so they too can be overridden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from typing import Any, Sequence
+
+from .config import ORDER_MODES, PRESETS, SPOTConfig, get_preset
+
+CONFIG_PREFIX = "config__"  # argparse dest of the SPOTConfig options
+
+
+# ----------------------------------------------------------------------------------------------
+# SPOTConfig fields as options
+def parse_order_spec(values: Sequence[str]) -> str | list[int]:
+    """['random'] -> 'random'; ['0', '5', '8'] -> [0, 5, 8] (explicit order ids)."""
+    if len(values) == 1 and values[0] in ORDER_MODES:
+        return values[0]
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"patch orders must be one of {ORDER_MODES} or order ids 0..8, got {' '.join(values)!r}") from None
+
+
+class OrderSpecAction(argparse.Action):
+    """``--train-permutations random`` or ``--train-permutations 0 5 8``, checked while parsing."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            setattr(namespace, self.dest, parse_order_spec(values))
+        except argparse.ArgumentTypeError as error:
+            raise argparse.ArgumentError(self, str(error)) from None
+
+
+def _json_dict(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"key\": 1}}': {error}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One ``--field-name`` option per SPOTConfig field, typed from the dataclass annotations."""
+    group = parser.add_argument_group("configuration (override the preset; see SPOTConfig)")
+    hints = typing.get_type_hints(SPOTConfig)
+    defaults = SPOTConfig()
+    for spec in dataclasses.fields(SPOTConfig):
+        name, kind = spec.name, hints[spec.name]
+        flag = "--" + name.replace("_", "-")
+        options: dict[str, Any] = dict(dest=CONFIG_PREFIX + name, default=argparse.SUPPRESS,
+                                       help=f"(COCO default: {getattr(defaults, name)!r})")
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
+        elif kind in (int, float, str):
+            group.add_argument(flag, type=kind, metavar=kind.__name__.upper(), **options)
+        elif kind is dict:
+            group.add_argument(flag, type=_json_dict, metavar="JSON", **options)
+        else:  # the patch-order specification
+            group.add_argument(flag, nargs="+", metavar="ORDER", action=OrderSpecAction, **options)
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The SPOTConfig fields given on the command line, converted to their types."""
+    return {key[len(CONFIG_PREFIX):]: value for key, value in vars(args).items()
+            if key.startswith(CONFIG_PREFIX)}
+
+
+def config_from_args(args: argparse.Namespace) -> SPOTConfig:
+    """Preset -> (stage 2: the paper's student settings) -> the options given."""
+    from .train import STUDENT_SETTINGS
+
+    settings = dict(PRESETS[args.preset])
+    if getattr(args, "stage", 1) == 2:
+        settings.update(STUDENT_SETTINGS)
+    return get_preset(args.preset, **{**settings, **config_overrides(args)})
+
+
+# ----------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spot", description="SPOT (CVPR 2024): object-centric learning with patch-order "
+                                 "permutation and self-training.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a stage-1 teacher or a stage-2 student",
+                                description="Train one stage of SPOT (run it with torchrun for several GPUs).")
+    train.add_argument("--stage", type=int, choices=(1, 2), default=1,
+                       help="1: teacher; 2: self-training student (needs --teacher)")
+    train.add_argument("--preset", choices=sorted(PRESETS), default="coco",
+                       help="the paper's settings for a dataset; 'synthetic' runs on the CPU, no data needed")
+    train.add_argument("--data-path", help="dataset folder (not needed for --preset synthetic)")
+    train.add_argument("--teacher", help="stage 2: the stage-1 checkpoint (best.pt or last.pt)")
+    train.add_argument("--output-dir", help="where checkpoints and logs go (default: outputs/<preset>_stage<N>)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --output-dir from its last.pt (exactly where it stopped)")
+    train.add_argument("--overwrite", action="store_true", help="start afresh in a folder that holds a run")
+    train.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:1, ...")
+    train.add_argument("--encoder-weights", help="local ViT weights file instead of downloading them")
+    train.add_argument("--select-by", default="decoder/mbo_i",
+                       help="metric choosing best.pt: <slot|decoder>/<fg_ari|mbo_i|mbo_c|miou>")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_options(train)
+    train.set_defaults(func=cmd_train)
+
+    quick = commands.add_parser("quickstart", help="both stages on synthetic shapes, CPU, a few minutes",
+                                description="Train a teacher and a self-trained student on the built-in "
+                                            "synthetic dataset and compare them (no downloads).")
+    quick.add_argument("--output-dir", default="outputs/quickstart")
+    quick.add_argument("--minutes", type=float, default=None,
+                       help="training minutes of each stage (default 3.5: about 8 minutes in all)")
+    quick.add_argument("--student-minutes", type=float, default=None,
+                       help="training minutes of the student (default: --minutes)")
+    quick.add_argument("--seed", type=int, default=0)
+    quick.add_argument("--train-images", type=int, default=0, help="synthetic training images (0: 10000)")
+    quick.add_argument("--eval-images", type=int, default=0, help="held-out evaluation images (0: 256)")
+    quick.add_argument("--device", default="cpu")
+    quick.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: PyTorch's default)")
+    quick.add_argument("--no-progress", action="store_true", help="no progress bars")
+    quick.set_defaults(func=cmd_quickstart)
+    return parser
+
+
+# ----------------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    config = config_from_args(args)
+    output_dir = args.output_dir or f"outputs/{args.preset}_stage{args.stage}"
+    result = train(config, stage=args.stage, output_dir=output_dir, teacher=args.teacher,
+                   data_path=args.data_path, device=args.device, resume=args.resume,
+                   overwrite=args.overwrite, progress=not args.no_progress,
+                   encoder_weights=args.encoder_weights, select_by=args.select_by)
+    print(f"[spot] stage {args.stage} done: {result.steps} steps; last checkpoint {result.last_checkpoint}; "
+          f"best {result.best_checkpoint}")
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from .quickstart import DEFAULT_MINUTES, run_quickstart
+
+    run_quickstart(output_dir=args.output_dir,
+                   minutes=DEFAULT_MINUTES if args.minutes is None else args.minutes,
+                   student_minutes=args.student_minutes, seed=args.seed, train_images=args.train_images,
+                   eval_images=args.eval_images, device=args.device, threads=args.threads,
+                   progress=not args.no_progress)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .checkpoints import CheckpointError
+    from .encoders import OfflineError
+    from .train import NonFiniteLossError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except OfflineError as error:
+        print(f"spot {args.command}: error: {error} On the command line: --encoder-weights PATH.",
+              file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError, NonFiniteLossError) as error:
+        print(f"spot {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
