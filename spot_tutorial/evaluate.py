@@ -168,3 +168,65 @@ def load_any_checkpoint(path: str | os.PathLike, encoder: str | nn.Module = "vit
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
         return load_model(path)
     return load_official_checkpoint(payload, encoder, config)
+
+
+# ------------------------------------------------------------------------------------------
+@dataclass
+class EvaluationReport:
+    results: dict[str, dict[str, float]]  # {"slot": {...}, "decoder": {...}}
+    table: str
+    json_path: Path
+    csv_path: Path
+    figure_path: Path | None
+
+
+def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, data_path: str | None = None,
+                   permutations: OrderSpec = "all", batch_size: int = 32, device: str = "auto",
+                   num_workers: int = 4, output_dir: str | os.PathLike = "outputs/evaluate",
+                   encoder: str = "vit_base_patch16_224.dino", max_images: int = 0,
+                   figure_images: int = 8, progress: bool = True) -> EvaluationReport:
+    """What `spot evaluate` does: load a checkpoint (ours or the authors'), score a dataset,
+    print/write the table (JSON + CSV) and optionally a figure of predicted masks."""
+    from torch.utils.data import DataLoader, Subset
+
+    from .data import build_datasets
+
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    model = load_any_checkpoint(checkpoint, encoder).to(device)
+    config = model.config.replace(dataset=dataset) if dataset else model.config
+    _, eval_set = build_datasets(config, data_path)
+    if max_images:
+        eval_set = Subset(eval_set, range(min(max_images, len(eval_set))))
+    loader = DataLoader(eval_set, batch_size=batch_size, num_workers=num_workers,
+                        pin_memory=device.type == "cuda")
+    results = evaluate_model(model, loader, device, permutations, progress=progress)
+    title = f"{Path(checkpoint).name} on {config.dataset} ({len(eval_set)} images, orders: {permutations})"
+    table = results_table({f"{kind} masks": metrics for kind, metrics in results.items()}, title)
+    info = {"checkpoint": str(checkpoint), "dataset": config.dataset, "data_path": data_path,
+            "permutations": permutations, "num_images": len(eval_set), "config": config.to_dict()}
+    json_path, csv_path = write_results(results, output_dir, info)
+    figure_path = None
+    if figure_images:
+        figure_path = Path(output_dir) / "masks.png"
+        save_mask_figure(model, eval_set, figure_images, permutations, device, figure_path)
+    return EvaluationReport(results, table, json_path, csv_path, figure_path)
+
+
+@torch.no_grad()
+def save_mask_figure(model: SPOT, dataset, count: int, permutations: OrderSpec, device: torch.device,
+                     path: Path) -> None:
+    """Ground truth, slot masks and decoder masks over the first `count` images."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from .viz import mask_figure
+
+    items = [dataset[i] for i in range(min(count, len(dataset)))]
+    images = torch.stack([item["image"] for item in items])
+    output = model.eval()(images.to(device), permutations=permutations)
+    masks = {"ground truth": torch.stack([item["instance_mask"] for item in items]),
+             "slot masks": output.slot_masks.float().cpu(), "decoder masks": output.decoder_masks.float().cpu()}
+    fig = mask_figure(images, masks, max_images=count)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

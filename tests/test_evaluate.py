@@ -69,3 +69,25 @@ def test_load_any_checkpoint_reads_ours(tmp_path):
     save_model(model, tmp_path / "m.pt")
     loaded = load_any_checkpoint(tmp_path / "m.pt")
     assert loaded.config == model.config
+
+
+def test_run_evaluation_end_to_end_on_builtin_data(tmp_path):
+    from spot_tutorial.evaluate import run_evaluation
+
+    model = tiny_model(init_method="embedding", eval_images=6)
+    save_model(model, tmp_path / "teacher.pt")
+    report = run_evaluation(tmp_path / "teacher.pt", permutations="all", batch_size=4, device="cpu",
+                            num_workers=0, output_dir=tmp_path / "eval", figure_images=2, progress=False)
+    assert report.results["decoder"]["num_images"] == 6
+    assert "decoder masks" in report.table and "mBO^c" in report.table
+    assert report.json_path.exists() and report.csv_path.exists() and report.figure_path.stat().st_size > 1000
+
+
+def test_build_datasets_needs_a_path_for_real_datasets():
+    from spot_tutorial import get_preset
+    from spot_tutorial.data import build_datasets
+
+    with pytest.raises(ValueError, match="--data-path"):
+        build_datasets(get_preset("coco"))
+    with pytest.raises(FileNotFoundError):
+        build_datasets(get_preset("voc"), "/nonexistent/voc")

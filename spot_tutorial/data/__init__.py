@@ -31,6 +31,7 @@ cropping), masks 320 (COCO, VOC) or 128 (MOVi) with nearest-neighbour resizing.
 """
 
 from ._common import CorruptImageError
+from .build import DATASETS, build_datasets
 from .coco import COCO2017
 from .movi import MOVi
 from .synthetic import DIFFICULTIES, SHAPES, SyntheticShapes
@@ -45,6 +46,8 @@ from .transforms import (
 from .voc import PascalVOC
 
 __all__ = [
+    "DATASETS",
+    "build_datasets",
     "COCO2017",
     "CorruptImageError",
     "DIFFICULTIES",
