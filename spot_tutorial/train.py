@@ -54,6 +54,7 @@ RESUMABLE_CHANGES = ("num_workers", "log_every", "checkpoint_every", "eval_every
 SYNTHETIC_TRAIN_IMAGES = 10_000
 SYNTHETIC_EVAL_IMAGES = 256
 SYNTHETIC_EVAL_SEED = 999_999  # the held-out synthetic scenes; never a training seed in practice
+FIGURE_IMAGES = 4  # evaluation images shown in the figures written at each evaluation
 CALIBRATION_STEPS = 20  # with a time budget, the schedule length is fit after this many steps
 LAST, BEST = "last.pt", "best.pt"
 RUN_FILES = (LAST, BEST, "config.json", "log.jsonl", "eval.csv", "summary.json", "tensorboard", "figures")
@@ -319,7 +320,7 @@ class TrainResult:
     images_per_second: float
     final_metrics: dict = field(default_factory=dict)  # {"slot": {...}, "decoder": {...}}
     best_metrics: dict = field(default_factory=dict)
-    stopped_by: str = "steps"  # 'steps' | 'time'
+    stopped_by: str = "steps"  # 'steps': planned steps done; 'time': the time budget decided
 
 
 class Trainer:
@@ -569,7 +570,7 @@ class Trainer:
         from .viz import mask_figure
 
         if self._figure_batch is None:
-            items = [self.eval_set[i] for i in range(min(8, len(self.eval_set)))]
+            items = [self.eval_set[i] for i in range(min(FIGURE_IMAGES, len(self.eval_set)))]
             self._figure_batch = {"image": torch.stack([item["image"] for item in items])}
             if "instance_mask" in items[0]:
                 self._figure_batch["instance_mask"] = torch.stack([item["instance_mask"] for item in items])
@@ -695,6 +696,8 @@ class Trainer:
         if progress.last_eval_step != progress.step:
             results = self._evaluate_and_select()
         self.save_checkpoint()
+        if progress.calibrated and progress.total_steps < self._planned_steps():
+            stopped_by = "time"  # the schedule was fit to the time budget
         return self._result(results, stopped_by, steps_here, time.perf_counter() - started)
 
     def _result(self, results: dict, stopped_by: str, steps_here: int, seconds_here: float) -> TrainResult:

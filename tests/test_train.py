@@ -1,0 +1,283 @@
+"""Tests for spot_tutorial.train: schedules, clipping, learning, resumption, NaN stop, DDP.
+
+Everything runs on the CPU with the tiny model and a few dozen synthetic images.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from spot_tutorial import get_preset
+from spot_tutorial.checkpoints import safe_load
+from spot_tutorial.train import (
+    EpochSampler,
+    NonFiniteLossError,
+    Trainer,
+    ce_weight,
+    learning_rate,
+    student_config,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: faster for this tiny model on a small machine, and reproducible."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(**overrides):
+    settings = dict(train_images=64, eval_images=8, batch_size=8, max_steps=6, log_every=1,
+                    lr_warmup_steps=2, checkpoint_every=0, eval_every=1000, seed=0)
+    return get_preset("tiny", **{**settings, **overrides})
+
+
+def read_log(run_dir, kind="train"):
+    lines = (Path(run_dir) / "log.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+# ---------------------------------------------------------------------------------------------
+# schedules
+def test_learning_rate_warmup_then_cosine_at_known_steps():
+    config = get_preset("tiny", lr_main=1e-3, lr_min=1e-5, lr_warmup_steps=10)
+    total = 110
+    assert learning_rate(0, total, config) == 0.0
+    assert learning_rate(5, total, config) == pytest.approx(5e-4)
+    assert learning_rate(10, total, config) == pytest.approx(1e-3)
+    assert learning_rate(60, total, config) == pytest.approx((1e-3 + 1e-5) / 2)  # half-way down
+    assert learning_rate(110, total, config) == pytest.approx(1e-5)
+    assert learning_rate(500, total, config) == pytest.approx(1e-5)             # stays at lr_min
+    values = [learning_rate(s, total, config) for s in range(10, 111)]
+    assert all(b <= a for a, b in zip(values, values[1:]))                       # monotone decay
+
+
+def test_ce_weight_constant_or_cosine_to_zero():
+    constant = get_preset("tiny", ce_weight=0.005)
+    assert ce_weight(0, 100, constant) == ce_weight(77, 100, constant) == 0.005
+    cosine = get_preset("tiny", ce_weight=0.005, cosine_ce_weight=True)
+    assert ce_weight(0, 100, cosine) == pytest.approx(0.005)
+    assert ce_weight(50, 100, cosine) == pytest.approx(0.0025)
+    assert ce_weight(100, 100, cosine) == pytest.approx(0.0, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# data order
+def test_epoch_sampler_is_seeded_by_epoch_resumable_and_sharded():
+    sampler = EpochSampler(dataset_size=50, batch_size=4, seed=3)
+    assert sampler.steps_per_epoch == 12
+    sampler.set_epoch(2)
+    full = list(sampler)
+    assert len(full) == 48 and len(set(full)) == 48
+    assert list(EpochSampler(50, 4, seed=3).__class__(50, 4, 3).epoch_indices()) != full  # epoch 0 differs
+    sampler.set_epoch(2, start_batch=5)
+    assert list(sampler) == full[20:]                     # resumes after 5 batches
+    assert len(sampler) == 28
+    shards = [EpochSampler(50, 4, seed=3, rank=r, world_size=2) for r in range(2)]
+    for shard in shards:
+        shard.set_epoch(2)
+    first, second = list(shards[0]), list(shards[1])
+    assert len(first) == len(second) == 24 and not set(first) & set(second)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        EpochSampler(dataset_size=3, batch_size=4, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# one step, a few steps
+def test_gradient_is_clipped_in_the_infinity_norm(tmp_path):
+    trainer = Trainer(tiny_config(clip=1e-4, lr_warmup_steps=0), output_dir=tmp_path, progress=False)
+    images = torch.stack([trainer.train_set[i]["image"] for i in range(8)])
+    values = trainer.train_step(images)
+    grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+    largest = max(g.abs().max().item() for g in grads)
+    assert values["grad_norm"] > 1e-4               # the raw gradient was larger ...
+    assert largest == pytest.approx(1e-4, rel=1e-4)  # ... and its largest entry is now exactly `clip`
+    assert all(not p.requires_grad for p in trainer.model.encoder.parameters())  # frozen ViT
+
+
+def test_a_few_steps_reduce_the_loss_and_write_logs_checkpoints_and_figures(tmp_path):
+    config = tiny_config(train_images=80, batch_size=8, max_steps=20, lr_main=1e-3,
+                         lr_warmup_steps=5, eval_every=1)
+    result = Trainer(config, output_dir=tmp_path, progress=False).fit()
+    losses = [r["loss"] for r in read_log(tmp_path)]
+    assert len(losses) == 20
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+    assert result.steps == 20 and result.stopped_by == "steps"
+    for name in ("last.pt", "best.pt", "config.json", "eval.csv", "summary.json"):
+        assert (tmp_path / name).is_file(), name
+    assert list((tmp_path / "tensorboard").iterdir())
+    assert len(list((tmp_path / "figures").glob("*.png"))) == 2       # epoch 1 ends at 10, final at 20
+    evals = read_log(tmp_path, "eval")
+    assert [e["step"] for e in evals] == [10, 20]
+    assert set(result.final_metrics) == {"slot", "decoder"}
+    assert result.final_metrics["decoder"]["num_images"] == 8
+    assert json.loads((tmp_path / "config.json").read_text())["max_steps"] == 20
+
+
+def test_stage_two_distils_a_frozen_teacher(tmp_path):
+    teacher_run = Trainer(tiny_config(max_steps=3), output_dir=tmp_path / "t", progress=False).fit()
+    teacher_weights = safe_load(teacher_run.last_checkpoint)["model"]
+    trainer = Trainer(student_config(tiny_config(max_steps=4)), stage=2, output_dir=tmp_path / "s",
+                      teacher=teacher_run.last_checkpoint, progress=False)
+    # the student starts from the teacher's (frozen) encoder, as from the same pretrained ViT
+    for name, value in trainer.model.encoder.state_dict().items():
+        assert torch.equal(value, teacher_weights["encoder." + name])
+    trainer.fit()
+    records = read_log(tmp_path / "s")
+    assert all(r["ce"] > 0 and r["ce_weight"] == pytest.approx(0.005) for r in records)
+    assert all(math.isclose(r["loss"], r["mse"] + r["ce_weight"] * r["ce"], rel_tol=1e-5) for r in records)
+    for name, value in trainer.teacher.state_dict().items():  # the teacher did not move
+        assert torch.equal(value, teacher_weights[name])
+
+
+def test_stage_two_refuses_a_teacher_with_other_slots(tmp_path):
+    teacher_run = Trainer(tiny_config(max_steps=1), output_dir=tmp_path / "t", progress=False).fit()
+    with pytest.raises(ValueError, match="num_slots"):
+        Trainer(student_config(tiny_config(num_slots=4)), stage=2, output_dir=tmp_path / "s",
+                teacher=teacher_run.last_checkpoint, progress=False)
+
+
+def test_existing_run_is_not_overwritten_and_resume_checks_the_config(tmp_path):
+    Trainer(tiny_config(max_steps=2), output_dir=tmp_path, progress=False).fit()
+    with pytest.raises(FileExistsError, match="--resume"):
+        Trainer(tiny_config(max_steps=2), output_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="lr_main"):
+        Trainer(tiny_config(max_steps=2, lr_main=1.0), output_dir=tmp_path, resume=True, progress=False)
+
+
+def test_time_budget_stops_the_run(tmp_path):
+    config = tiny_config(max_steps=0, epochs=10**6, max_minutes=0.02)
+    result = Trainer(config, output_dir=tmp_path, progress=False).fit()
+    assert result.stopped_by == "time"
+    assert (tmp_path / "last.pt").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# nothing lost
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = Trainer(tiny_config(max_steps=10, checkpoint_every=2), output_dir=tmp_path, progress=False)
+    calls = []
+
+    def poison_fifth_call(module, inputs, output):
+        calls.append(1)
+        if len(calls) == 5:  # the 5th training step: after the checkpoint of step 4
+            output.reconstruction = output.reconstruction * float("nan")
+        return output
+
+    trainer.model.decoder.register_forward_hook(poison_fifth_call)
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 4 .*last good checkpoint"):
+        trainer.fit()
+    saved = safe_load(tmp_path / "last.pt")
+    assert saved["progress"]["step"] == 4
+    assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
+
+
+RUN_SCRIPT = textwrap.dedent("""
+    import json, os, signal, sys
+    import torch
+    torch.set_num_threads(1)
+    from spot_tutorial import get_preset
+    from spot_tutorial.train import Trainer
+
+    output_dir, mode, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    config = get_preset("tiny", **overrides)
+
+    def kill_after_step_8(step):
+        if mode == "kill" and step == 8:
+            os.kill(os.getpid(), signal.SIGKILL)  # as hard as a power cut: no cleanup at all
+
+    Trainer(config, output_dir=output_dir, resume=(mode == "resume"), progress=False,
+            on_checkpoint=kill_after_step_8).fit()
+""")
+
+
+def _start_run(script, output_dir, mode, overrides):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, str(script), str(output_dir), mode, json.dumps(overrides)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_run_killed_with_sigkill_and_resumed_ends_with_identical_weights(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(RUN_SCRIPT)
+    # 6 batches per epoch; checkpoints at steps 4, 6 (epoch end, after evaluation), 8, 12;
+    # killed right after step 8, i.e. in the middle of the second epoch.
+    overrides = dict(train_images=48, eval_images=8, batch_size=8, max_steps=14, checkpoint_every=4,
+                     eval_every=1, log_every=1, lr_warmup_steps=3)
+    straight = _start_run(script, tmp_path / "straight", "plain", overrides)
+    killed = _start_run(script, tmp_path / "killed", "kill", overrides)
+    assert killed.wait(timeout=120) == -9, killed.stdout.read()
+    assert safe_load(tmp_path / "killed" / "last.pt")["progress"]["step"] == 8
+    resumed = _start_run(script, tmp_path / "killed", "resume", overrides)
+    assert resumed.wait(timeout=120) == 0, resumed.stdout.read()
+    assert straight.wait(timeout=120) == 0, straight.stdout.read()
+
+    final_a = safe_load(tmp_path / "straight" / "last.pt")
+    final_b = safe_load(tmp_path / "killed" / "last.pt")
+    assert final_a["progress"]["step"] == final_b["progress"]["step"] == 14
+    for name, value in final_a["model"].items():
+        assert torch.equal(value, final_b["model"][name]), name
+    adam_a, adam_b = final_a["optimizer"]["state"], final_b["optimizer"]["state"]
+    for key in adam_a:
+        assert torch.equal(adam_a[key]["exp_avg"], adam_b[key]["exp_avg"])
+    # the logged losses after the resume point agree too
+    losses_a = {r["step"]: r["loss"] for r in read_log(tmp_path / "straight")}
+    losses_b = {r["step"]: r["loss"] for r in read_log(tmp_path / "killed")}
+    assert all(losses_a[s] == losses_b[s] for s in range(9, 15))
+
+
+# ---------------------------------------------------------------------------------------------
+# several processes
+DDP_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import torch
+    torch.set_num_threads(1)
+    from spot_tutorial import get_preset
+    from spot_tutorial.train import train
+
+    output_dir = sys.argv[1]
+    config = get_preset("tiny", train_images=64, eval_images=10, batch_size=8, max_steps=5,
+                        log_every=1, lr_warmup_steps=1, eval_every=1000)
+    result = train(config, output_dir=output_dir, device="cpu", progress=False)
+    import spot_tutorial.train as t
+    rank = int(os.environ["RANK"])
+    # every rank reports what it ended with
+    from spot_tutorial.checkpoints import load_model
+    json.dump({"metrics": result.final_metrics, "steps": result.steps,
+               "param_sum": sum(float(p.double().sum()) for p in load_model(result.last_checkpoint).parameters())},
+              open(os.path.join(output_dir, f"rank{rank}.json"), "w"))
+""")
+
+
+def test_two_gloo_processes_train_in_sync_and_reduce_metrics(tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(script), str(tmp_path / "run")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    reports = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in range(2)]
+    for report in reports:
+        assert report["steps"] == 5
+        # 10 evaluation images split 5 + 5 across the ranks, reduced to all 10 on each
+        assert report["metrics"]["decoder"]["num_images"] == 10
+        assert report["metrics"]["slot"]["num_images"] == 10
+    assert reports[0]["metrics"] == reports[1]["metrics"]
+    checkpoint = safe_load(tmp_path / "run" / "last.pt")
+    assert len(checkpoint["rng"]) == 2                       # one random state per process
+    # 64 images / (8 per batch x 2 processes) = 4 steps per epoch: step 5 is in epoch 1
+    assert checkpoint["progress"]["epoch"] == 1 and checkpoint["progress"]["batch_in_epoch"] == 1
+    # the DDP processes trained the same weights: each rank wrote only one log
+    assert len(read_log(tmp_path / "run")) == 5
