@@ -90,3 +90,185 @@ def slot_figure(image: torch.Tensor, masks: torch.Tensor, normalized: bool = Tru
         axis.axis("off")
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures of the lessons (notebooks 01-05)
+def attention_rows_figure(image: torch.Tensor, rows: dict[str, torch.Tensor], normalized: bool = True,
+                          highlight: int | None = None):
+    """One row per entry of `rows` (e.g. per slot-attention iteration): the image, then the
+    K soft masks [K, h, w] of that row, each shown as the image weighted by the mask."""
+    import matplotlib.pyplot as plt
+
+    rgb = to_rgb(image[None], normalized)[0]
+    names = list(rows)
+    num_slots = rows[names[0]].shape[0]
+    fig, axes = plt.subplots(len(names), num_slots + 1, figsize=(1.5 * (num_slots + 1), 1.55 * len(names)),
+                             squeeze=False)
+    for r, name in enumerate(names):
+        up = F.interpolate(rows[name][None].detach().float().cpu(), size=rgb.shape[:2], mode="bilinear",
+                           align_corners=False)[0]
+        axes[r, 0].imshow(rgb)
+        axes[r, 0].set_ylabel(name, fontsize=9)
+        for k in range(num_slots):
+            axes[r, k + 1].imshow(rgb * up[k, :, :, None].numpy().clip(0, 1))
+            if r == 0:
+                axes[r, k + 1].set_title(f"slot {k}", fontsize=9,
+                                         fontweight="bold" if k == highlight else "normal")
+        if highlight is not None:
+            for spine in axes[r, highlight + 1].spines.values():
+                spine.set_edgecolor("red")
+                spine.set_linewidth(2)
+    axes[0, 0].set_title("image", fontsize=9)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def _draw_order(axis, order: torch.Tensor, side: int, upto: int | None = None, path: bool = True,
+                numbers: bool = False) -> None:
+    """Step map of one order on a side x side grid, its path and its first token."""
+    from .permutations import order_grid
+
+    steps = order_grid(order.tolist(), side).numpy()
+    axis.imshow(steps, cmap="viridis", vmin=0, vmax=side * side - 1)
+    rows, cols = np.divmod(order.numpy(), side)
+    end = len(order) if upto is None else upto + 1
+    if path:
+        axis.plot(cols[:end], rows[:end], color="white", linewidth=1.0, alpha=0.9)
+    axis.plot(cols[0], rows[0], marker="o", color="red", markersize=5)
+    if numbers and side <= 8:
+        for r in range(side):
+            for c in range(side):
+                axis.text(c, r, str(steps[r, c]), ha="center", va="center", fontsize=6,
+                          color="white" if steps[r, c] < side * side * 0.6 else "black")
+    axis.set_xticks([])
+    axis.set_yticks([])
+
+
+def orders_figure(side: int = 8, order_ids: list[int] | None = None, numbers: bool = False):
+    """The nine patch orders on a side x side token grid: colour = decoding step (dark = early),
+    white line = the path, red dot = the first token predicted (right after [BOS])."""
+    import matplotlib.pyplot as plt
+
+    from .permutations import ORDER_NAMES, patch_orders
+
+    orders = patch_orders(side)
+    order_ids = list(range(len(orders))) if order_ids is None else list(order_ids)
+    columns = min(3, len(order_ids))
+    rows = (len(order_ids) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.5 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, order_id in zip(axes.flat, order_ids):
+        axis.axis("on")
+        _draw_order(axis, orders[order_id], side, numbers=numbers)
+        axis.set_title(f"{order_id}: {ORDER_NAMES[order_id].split(' (')[0]}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _reveal(rgb: np.ndarray, order: torch.Tensor, side: int, step: int, dim: float = 0.15) -> np.ndarray:
+    """The image with the patches not yet given to the decoder darkened (teacher forcing at `step`)."""
+    height, width = rgb.shape[:2]
+    patch_h, patch_w = height // side, width // side
+    shown = rgb * dim
+    for index in order[:step].tolist():
+        r, c = divmod(index, side)
+        shown[r * patch_h:(r + 1) * patch_h, c * patch_w:(c + 1) * patch_w] = \
+            rgb[r * patch_h:(r + 1) * patch_h, c * patch_w:(c + 1) * patch_w]
+    return shown
+
+
+def decoding_step_figure(image: torch.Tensor, order_id: int, step: int, side: int = 8,
+                         normalized: bool = True):
+    """Autoregressive decoding at `step` in order `order_id`: left, what the decoder has been given
+    ([BOS] and the features of the earlier tokens, bright) and the token it predicts now (red
+    box); right, the step map of the order with its path so far."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from .permutations import ORDER_NAMES, patch_orders
+
+    order = patch_orders(side)[order_id]
+    rgb = to_rgb(image[None], normalized)[0]
+    fig, axes = plt.subplots(1, 2, figsize=(5.2, 2.8))
+    axes[0].imshow(_reveal(rgb, order, side, step))
+    r, c = divmod(int(order[step]), side)
+    patch_h, patch_w = rgb.shape[0] / side, rgb.shape[1] / side
+    axes[0].add_patch(Rectangle((c * patch_w - 0.5, r * patch_h - 0.5), patch_w, patch_h, fill=False,
+                                edgecolor="red", linewidth=2))
+    axes[0].set_title(f"step {step}: input [BOS] + {step} token(s)", fontsize=8)
+    _draw_order(axes[1], order, side, upto=step)
+    axes[1].plot(c, r, marker="s", markersize=8, markerfacecolor="none", markeredgecolor="red")
+    axes[1].set_title(f"order {order_id}: {ORDER_NAMES[order_id].split(' (')[0]}", fontsize=8)
+    axes[0].set_xticks([])
+    axes[0].set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def decoding_animation(image: torch.Tensor, side: int = 8, order_ids: list[int] | None = None,
+                       every: int = 2, normalized: bool = True, dpi: int = 60,
+                       frame_ms: int = 150) -> bytes:
+    """An animated PNG (APNG): the image revealed token by token in each order, side by side.
+
+    Display it with ``IPython.display.Image(data=..., format="png")``; browsers play it.
+    """
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from .permutations import ORDER_NAMES, patch_orders
+
+    orders = patch_orders(side)
+    order_ids = list(range(len(orders))) if order_ids is None else list(order_ids)
+    rgb = to_rgb(image[None], normalized)[0]
+    columns = min(3, len(order_ids))
+    rows = (len(order_ids) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.0 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    pictures = []
+    for axis, order_id in zip(axes.flat, order_ids):
+        pictures.append(axis.imshow(_reveal(rgb, orders[order_id], side, 0)))
+        axis.set_title(f"{order_id}: {ORDER_NAMES[order_id].split(' (')[0]}", fontsize=7)
+    fig.tight_layout()
+    frames = []
+    for step in list(range(0, side * side, every)) + [side * side]:
+        for picture, order_id in zip(pictures, order_ids):
+            picture.set_data(_reveal(rgb, orders[order_id], side, step))
+        fig.canvas.draw()
+        frames.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
+    plt.close(fig)
+    buffer = __import__("io").BytesIO()
+    durations = [frame_ms] * (len(frames) - 1) + [frame_ms * 8]  # pause on the full image
+    frames[0].save(buffer, format="PNG", save_all=True, append_images=frames[1:], duration=durations,
+                   loop=0)
+    return buffer.getvalue()
+
+
+def label_maps_figure(panels: dict[str, torch.Tensor], numbers: bool = True, ignore: torch.Tensor | None = None):
+    """Small label maps [H, W] side by side, one colour per label (0 = dark grey background);
+    with `numbers` each cell shows its label; `ignore` [H, W] cells are hatched."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.4), squeeze=False)
+    for axis, (name, labels) in zip(axes[0], panels.items()):
+        labels = np.asarray(labels)
+        colours = PALETTE[labels % len(PALETTE)]
+        if "ground truth" in name or "target" in name:
+            colours = np.where((labels == 0)[..., None], 0.25, colours)
+        axis.imshow(colours)
+        if numbers:
+            for (r, c), value in np.ndenumerate(labels):
+                axis.text(c, r, str(value), ha="center", va="center", fontsize=7)
+        if ignore is not None:
+            rows, cols = np.nonzero(np.asarray(ignore))
+            axis.scatter(cols, rows, marker="x", color="black", s=30)
+        axis.set_title(name, fontsize=9)
+        axis.set_xticks([])
+        axis.set_yticks([])
+    fig.tight_layout()
+    return fig
