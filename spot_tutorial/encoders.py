@@ -90,14 +90,50 @@ class ViTEncoder(nn.Module):
                 f"{size}x{size}: resize/crop them (spot_tutorial.data transforms), or use "
                 "spot_tutorial.segment() for images of any size")
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Patch embedding + position embedding (+ CLS / register tokens).  # [B, P+N, D]"""
         self.check_images(images)
         vit = self.vit
-        tokens = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
-        tokens = vit.blocks(tokens)
+        return vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
+
+    def run_blocks(self, tokens: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Transformer blocks start..stop-1 (default: to the end)."""
+        for block in self.vit.blocks[start:stop]:
+            tokens = block(tokens)
+        return tokens
+
+    def patch_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Optional final LayerNorm, then drop CLS / register tokens.  # [B, N, D]"""
         if self.final_norm:
-            tokens = vit.norm(tokens)
-        return tokens[:, vit.num_prefix_tokens:]  # [B, N, D] without CLS / register tokens
+            tokens = self.vit.norm(tokens)
+        return tokens[:, self.vit.num_prefix_tokens:]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.patch_tokens(self.run_blocks(self.embed(images)))
+
+    def frozen_prefix_shared_with(self, other: "ViTEncoder") -> int:
+        """How many leading blocks are frozen here and hold the same weights as in `other`.
+
+        Stage 2 runs two encoders on the same images: the trained one and its frozen copy for
+        the targets. Their frozen leading blocks compute the same thing, so `SPOT.encode`
+        runs them once. 0 when the embeddings differ.
+        """
+        def same(a: nn.Module, b: nn.Module) -> bool:
+            pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+            return pa.keys() == pb.keys() and all(
+                not pa[k].requires_grad and pa[k].shape == pb[k].shape and torch.equal(pa[k], pb[k]) for k in pa)
+
+        vit, other_vit = self.vit, other.vit
+        embed_names = [n for n, _ in vit.named_parameters() if not n.startswith(("blocks.", "norm.", "fc_norm.", "head"))]
+        own, theirs = dict(vit.named_parameters()), dict(other_vit.named_parameters())
+        if any(n not in theirs or own[n].requires_grad or not torch.equal(own[n], theirs[n]) for n in embed_names):
+            return 0
+        shared = 0
+        for block, other_block in zip(vit.blocks, other_vit.blocks):
+            if not same(block, other_block):
+                break
+            shared += 1
+        return shared
 
 
 # ----------------------------------------------------------------------------------

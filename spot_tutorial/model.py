@@ -61,6 +61,9 @@ class SPOT(nn.Module):
                 config.num_orders, config.attention_impl)
         else:
             self.decoder = MLPDecoder(d_model, config.slot_size, num_patches, config.mlp_dec_hidden)
+        # stage 2: run the frozen leading encoder blocks once for both encoders (same math)
+        self.share_encoder_blocks = True
+        self._shared_blocks: tuple | None = None  # (parameter versions, number of shared blocks)
 
     @classmethod
     def from_config(cls, config: SPOTConfig, pretrained: bool = False,
@@ -76,19 +79,45 @@ class SPOT(nn.Module):
         return cls(encoder, config, target)
 
     # ------------------------------------------------------------------
+    def shared_encoder_blocks(self) -> int:
+        """Leading encoder blocks that the target encoder shares (frozen, same weights).
+
+        Checked again whenever a parameter of either encoder was modified or replaced
+        (tensor version counters), so loading weights can never make the sharing stale.
+        """
+        if self.target_encoder is None:
+            return 0
+        params = [*self.encoder.parameters(), *self.target_encoder.parameters()]
+        key = tuple((id(p), p._version, p.requires_grad) for p in params)
+        if self._shared_blocks is None or self._shared_blocks[0] != key:
+            self._shared_blocks = (key, self.encoder.frozen_prefix_shared_with(self.target_encoder))
+        return self._shared_blocks[1]
+
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(features for slot attention, reconstruction targets), both [B, N, D]."""
-        frozen = self.encoder.is_frozen
-        with torch.no_grad() if frozen else nullcontext():
-            features = self.encoder(images)
         if self.target_encoder is None:
+            with torch.no_grad() if self.encoder.is_frozen else nullcontext():
+                features = self.encoder(images)
             return features, features.detach()
-        with torch.no_grad():
-            return features, self.target_encoder(images)
+        shared = self.shared_encoder_blocks() if self.share_encoder_blocks else 0
+        if shared == 0:
+            with torch.no_grad():
+                target = self.target_encoder(images)
+            return self.encoder(images), target
+        with torch.no_grad():  # frozen leading blocks: computed once for both encoders
+            tokens = self.encoder.run_blocks(self.encoder.embed(images), start=0, stop=shared)
+            target = self.target_encoder.patch_tokens(self.target_encoder.run_blocks(tokens, start=shared))
+        features = self.encoder.patch_tokens(self.encoder.run_blocks(tokens, start=shared))
+        return features, target
 
     def forward(self, images: torch.Tensor, permutations: OrderSpec | None = None) -> SPOTOutput:
         """images [B, 3, H, W]; `permutations` overrides the config's train/eval orders."""
         features, target = self.encode(images)
+        return self.forward_features(features, target, permutations)
+
+    def forward_features(self, features: torch.Tensor, target: torch.Tensor,
+                         permutations: OrderSpec | None = None) -> SPOTOutput:
+        """Slot attention + decoder on precomputed encoder features [B, N, D] and targets [B, N, D]."""
         slot_out = self.slot_attention(features)
         if permutations is None:
             permutations = self.config.train_permutations if self.training else self.config.eval_permutations

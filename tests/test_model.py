@@ -98,3 +98,25 @@ def test_config_validation_messages():
     assert get_preset("voc").num_slots == 6 and get_preset("movi_e").num_slots == 24
     config = get_preset("coco", eval_permutations=[1, 2])
     assert SPOTConfig.from_dict(config.to_dict()) == config
+
+
+def test_stage2_runs_shared_frozen_blocks_once_with_identical_results():
+    config = SPOTConfig(which_encoder="vit_small_patch8_224.dino", image_size=32, num_slots=3, slot_size=32,
+                        mlp_hidden_size=32, num_dec_blocks=1, num_heads=2, finetune_blocks_after=8,
+                        init_method="embedding", truncate="bi-level")
+    model = SPOT.from_config(config)
+    assert model.shared_encoder_blocks() == 8
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        model.encoder.vit.blocks[9].mlp.fc2.bias.add_(0.5)  # the trained part drifts from the target
+    shared = model.encode(images)
+    model.share_encoder_blocks = False
+    separate = model.encode(images)
+    for a, b in zip(shared, separate):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # a frozen block that differs is no longer shared (and is noticed without any explicit reset)
+    with torch.no_grad():
+        model.target_encoder.vit.blocks[3].attn.qkv.weight.mul_(1.5)
+    assert model.shared_encoder_blocks() == 3
+    model.share_encoder_blocks = True
+    torch.testing.assert_close(model.encode(images)[1], model.target_encoder(images), rtol=0, atol=0)
