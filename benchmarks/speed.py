@@ -1,0 +1,227 @@
+"""Speed and memory of SPOT's training step and evaluation: reference math vs the fast path.
+
+A benchmark script, not a test. Prints one table per section and writes JSON to
+benchmarks/results/. Each variant runs in its own subprocess so peak memory is its own.
+
+    python benchmarks/speed.py                      # CPU-sized config (ViT-S/16, 224 px, batch 8)
+    python benchmarks/speed.py --config coco        # the paper's COCO config (ViT-B/16, batch 64; GPU)
+    python benchmarks/speed.py --sections eval metrics
+
+Reference = what the authors' code does: explicit softmax attention, fp32, plain Adam, the
+three encoders of stage 2 run separately, 'all' orders as a Python loop over the nine orders.
+Fast = this library's defaults: fused attention (SDPA), bf16 autocast on CUDA, fused Adam,
+teacher under inference mode, shared frozen encoder blocks in stage 2, the nine orders
+batched into one decoder call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+CONFIGS = {
+    # ViT-S/16-sized random encoder at 224 px, batch 8: what a laptop CPU can time
+    "cpu": dict(which_encoder="vit_small_patch16_224.dino", batch_size=8),
+    # the paper's COCO configuration
+    "coco": dict(which_encoder="vit_base_patch16_224.dino", batch_size=64),
+}
+
+
+def machine() -> dict:
+    info = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
+            "cpu_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def build_models(config_name: str, stage: int, fast: bool, device: torch.device):
+    from spot_tutorial import SPOT, get_preset
+    from spot_tutorial.train import student_config
+
+    overrides = dict(CONFIGS[config_name], attention_impl="sdpa" if fast else "math")
+    config = get_preset("coco", **overrides)
+    teacher = None
+    if stage == 2:
+        teacher = SPOT.from_config(config).to(device).eval().requires_grad_(False)
+        config = student_config(config)
+    model = SPOT.from_config(config).to(device)
+    if stage == 2:  # student encoders start from the teacher's (same pretrained ViT)
+        weights = teacher.encoder.vit.state_dict()
+        model.encoder.vit.load_state_dict(weights)
+        model.target_encoder.vit.load_state_dict(weights)
+    return config, model, teacher
+
+
+def time_train_step(config_name: str, stage: int, fast: bool, steps: int, device: torch.device) -> dict:
+    from spot_tutorial.train import fast_train_step, reference_train_step
+
+    config, model, teacher = build_models(config_name, stage, fast, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=1e-4, **({"fused": True} if fast else {"foreach": False}))
+    images = torch.randn(config.batch_size, 3, 224, 224, device=device)
+    step = fast_train_step if fast else reference_train_step
+    times = []
+    for index in range(steps + 2):  # two warm-up steps
+        sync(device)
+        start = time.perf_counter()
+        step(model, teacher, optimizer, images, config)
+        sync(device)
+        if index >= 2:
+            times.append(time.perf_counter() - start)
+    return {"step_s": statistics.median(times), "peak_mb": peak_memory_mb(device)}
+
+
+def time_eval(config_name: str, mode: str, batches: int, device: torch.device) -> dict:
+    """images/s of a forward pass with 'standard', 'all' (batched) or 'all' as a Python loop."""
+    config, model, _ = build_models(config_name, 1, fast=True, device=device)
+    model.eval()
+    images = torch.randn(config.batch_size, 3, 224, 224, device=device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    times = []
+    with torch.inference_mode(), autocast:
+        for index in range(batches + 1):
+            sync(device)
+            start = time.perf_counter()
+            if mode == "all-loop":
+                outputs = [model(images, permutations=[p]) for p in range(9)]
+                torch.stack([o.decoder_masks for o in outputs]).mean(0)
+            else:
+                model(images, permutations=mode)
+            sync(device)
+            if index:
+                times.append(time.perf_counter() - start)
+    return {"images_per_s": config.batch_size / statistics.median(times), "peak_mb": peak_memory_mb(device)}
+
+
+def time_metrics(device: torch.device, repeats: int = 3) -> dict:
+    """SegmentationMetrics on a batch of 32 at 320x320 vs the same metrics image by image."""
+    from spot_tutorial.metrics import SegmentationMetrics
+
+    generator = torch.Generator().manual_seed(0)
+    masks = torch.rand(32, 7, 14, 14, generator=generator).to(device)
+    target = torch.randint(0, 11, (32, 320, 320), generator=generator).to(device)
+    classes = torch.randint(0, 5, (32, 320, 320), generator=generator).to(device)
+    ignore = torch.rand(32, 320, 320, generator=generator).to(device) < 0.02
+
+    def batched():
+        meter = SegmentationMetrics()
+        meter.update(masks, target, classes, ignore)
+        return meter.compute()
+
+    def per_image():
+        meter = SegmentationMetrics()
+        for i in range(32):
+            meter.update(masks[i:i + 1], target[i:i + 1], classes[i:i + 1], ignore[i:i + 1])
+        return meter.compute()
+
+    result = {}
+    for name, function in (("batched", batched), ("per_image_loop", per_image)):
+        function()
+        times = []
+        for _ in range(repeats):
+            sync(device)
+            start = time.perf_counter()
+            function()
+            sync(device)
+            times.append(time.perf_counter() - start)
+        result[f"{name}_s"] = statistics.median(times)
+    result["speedup"] = result["per_image_loop_s"] / result["batched_s"]
+    return result
+
+
+# ------------------------------------------------------------------------------------------
+def run_variant(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    kind, *rest = args.variant.split(":")
+    if kind == "train":
+        stage, impl = int(rest[0]), rest[1]
+        return time_train_step(args.config, stage, impl == "fast", args.steps, device)
+    if kind == "eval":
+        return time_eval(args.config, rest[0], args.steps, device)
+    return time_metrics(device)
+
+
+def in_subprocess(args: argparse.Namespace, variant: str) -> dict:
+    command = [sys.executable, __file__, "--variant", variant, "--config", args.config,
+               "--device", args.device, "--steps", str(args.steps), "--threads", str(args.threads)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else f"exit {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps / batches per variant")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--sections", nargs="+", default=["train", "eval", "metrics"],
+                        choices=["train", "eval", "metrics"])
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.variant:
+        print(json.dumps(run_variant(args)))
+        return
+
+    report = {"config": args.config, "device": args.device, "steps": args.steps, "machine": machine()}
+    if "train" in args.sections:
+        print(f"\n(a) train step, {args.config} config on {args.device}")
+        print(f"{'stage':<7}{'reference s':>13}{'fast s':>9}{'speed-up':>10}{'ref MB':>9}{'fast MB':>9}")
+        for stage in (1, 2):
+            ref = in_subprocess(args, f"train:{stage}:reference")
+            fast = in_subprocess(args, f"train:{stage}:fast")
+            report[f"train_stage{stage}"] = {"reference": ref, "fast": fast}
+            if "error" in ref or "error" in fast:
+                print(f"{stage:<7}failed: {ref.get('error') or fast.get('error')}")
+                continue
+            print(f"{stage:<7}{ref['step_s']:>13.3f}{fast['step_s']:>9.3f}{ref['step_s'] / fast['step_s']:>9.2f}x"
+                  f"{ref['peak_mb']:>9.0f}{fast['peak_mb']:>9.0f}")
+    if "eval" in args.sections:
+        print(f"\n(b) evaluation forward pass, images/s ({args.config} config, {args.device})")
+        modes = {mode: in_subprocess(args, f"eval:{mode}") for mode in ("standard", "all", "all-loop")}
+        report["eval"] = modes
+        for mode, numbers in modes.items():
+            print(f"  {mode:<10} {numbers.get('images_per_s', float('nan')):8.1f} images/s")
+        if all("images_per_s" in modes[m] for m in ("all", "all-loop")):
+            print(f"  'all' batched vs loop: {modes['all']['images_per_s'] / modes['all-loop']['images_per_s']:.2f}x")
+    if "metrics" in args.sections:
+        metrics = in_subprocess(args, "metrics")
+        report["metrics"] = metrics
+        print(f"\n(c) metrics for a batch of 32 at 320x320: batched {metrics['batched_s'] * 1e3:.0f} ms, "
+              f"per-image loop {metrics['per_image_loop_s'] * 1e3:.0f} ms ({metrics['speedup']:.1f}x)")
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"speed_{args.config}_{args.device}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nwritten {out}")
+
+
+if __name__ == "__main__":
+    main()
