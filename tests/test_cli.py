@@ -1,0 +1,109 @@
+"""Tests for the `spot` command (spot_tutorial.cli, spot_tutorial.quickstart)."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from spot_tutorial.checkpoints import load_model, safe_load
+from spot_tutorial.cli import build_parser, config_from_args, main
+from spot_tutorial.config import SPOTConfig
+from spot_tutorial.quickstart import grid_masks
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def parse_config(*argv):
+    return config_from_args(build_parser().parse_args(["train", *argv]))
+
+
+def test_every_config_field_is_an_option():
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    flags = {flag for action in train._actions for flag in action.option_strings}
+    for spec in dataclasses.fields(SPOTConfig):
+        assert "--" + spec.name.replace("_", "-") in flags, spec.name
+
+
+def test_overrides_reach_the_config_with_their_types():
+    config = parse_config("--preset", "voc", "--num-slots", "9", "--lr-main", "1e-3", "--no-bf16",
+                          "--train-permutations", "0", "5", "8", "--eval-permutations", "all",
+                          "--which-encoder", "dino_vits8", "--extra", '{"note": 1}')
+    assert config.dataset == "voc" and config.epochs == 560          # from the preset
+    assert config.num_slots == 9 and config.lr_main == 1e-3 and config.bf16 is False
+    assert config.train_permutations == [0, 5, 8] and config.eval_permutations == "all"
+    assert config.which_encoder == "dino_vits8" and config.extra == {"note": 1}
+    assert parse_config() == SPOTConfig()                             # coco = the defaults
+
+
+def test_stage_two_applies_the_student_settings_which_options_still_override():
+    config = parse_config("--stage", "2", "--preset", "coco")
+    assert (config.init_method, config.truncate, config.finetune_blocks_after) == ("embedding", "bi-level", 8)
+    config = parse_config("--stage", "2", "--truncate", "fixed-point")
+    assert config.truncate == "fixed-point" and config.init_method == "embedding"
+
+
+def test_bad_options_are_refused_with_a_message(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--train-permutations", "0", "x"])
+    assert "order ids 0..8" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--num-slots", "many"])
+    # a value argparse accepts but SPOTConfig refuses: exit code 1 and the config's message
+    assert main(["train", "--preset", "synthetic", "--truncate", "sideways", "--no-progress"]) == 1
+    assert "truncate='sideways'" in capsys.readouterr().err
+    assert main(["train", "--stage", "2", "--preset", "synthetic"]) == 1
+    assert "--teacher" in capsys.readouterr().err
+
+
+def test_train_both_stages_from_the_command_line(tmp_path):
+    common = ["--preset", "synthetic", "--train-images", "32", "--eval-images", "8", "--batch-size", "8",
+              "--max-steps", "3", "--device", "cpu", "--no-progress"]
+    assert main(["train", "--stage", "1", "--output-dir", str(tmp_path / "t"), *common]) == 0
+    assert main(["train", "--stage", "2", "--teacher", str(tmp_path / "t" / "last.pt"),
+                 "--output-dir", str(tmp_path / "s"), *common]) == 0
+    student = load_model(tmp_path / "s" / "best.pt")
+    assert student.config.init_method == "embedding" and student.config.truncate == "bi-level"
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["max_steps"] == 3
+    # --resume continues the finished run for more steps
+    assert main(["train", "--stage", "1", "--output-dir", str(tmp_path / "t"), "--resume",
+                 *common[:-5], "--max-steps", "5", "--device", "cpu", "--no-progress"]) == 0
+    assert safe_load(tmp_path / "t" / "last.pt")["progress"]["step"] == 5
+
+
+def test_grid_baseline_masks():
+    masks = grid_masks(batch_size=2, num_slots=5, height=4, width=4)   # 2x2 grid, slot 4 unused
+    assert masks.shape == (2, 5, 4, 4)
+    assert masks[0].argmax(0).tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
+    assert masks[:, 4].sum() == 0
+
+
+def test_quickstart_runs_end_to_end_as_a_module(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "spot_tutorial", "quickstart", "--minutes", "0.03",
+               "--train-images", "128", "--eval-images", "8", "--output-dir", str(tmp_path), "--no-progress"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "teacher decoder masks" in done.stdout and "grid 2x2 (baseline)" in done.stdout
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report["results"]) == {"grid 2x2 (baseline)", "teacher slot masks", "teacher decoder masks",
+                                      "student slot masks", "student decoder masks"}
+    for metrics in report["results"].values():
+        assert metrics["num_images"] == 8 and set(metrics) >= {"fg_ari", "mbo_i", "miou"}
+    assert report["teacher"]["steps"] > 0 and report["student"]["steps"] > 0
+    assert report["teacher"]["stopped_by"] == "time"
+    assert report["config"]["student"]["init_method"] == "embedding"
+    assert (tmp_path / "masks.png").stat().st_size > 1000
+    assert (tmp_path / "teacher" / "last.pt").is_file() and (tmp_path / "student" / "last.pt").is_file()
