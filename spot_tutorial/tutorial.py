@@ -57,7 +57,15 @@ PIP_SOURCE = f"git+{GITHUB_REPO}.git"
 COLAB_URL = f"https://colab.research.google.com/github/{GITHUB_OWNER}/spot-tutorial/blob/main/notebooks/"
 
 EVAL_SEED = 999_999  # seed of the held-out synthetic scenes (the trainer's evaluation set)
-TUTORIAL_TEACHER_STEPS = 600
+
+# Tutorial-mode models stored with the notebooks (notebooks/checkpoints/tiny_<kind>.pt, ~1 MB each),
+# trained on the CPU by `make_tutorial_checkpoints()` with the library's trainer:
+#   teacher: the stage-1 recipe (random patch order per batch)
+#   raster:  the same, always in raster order (lesson 3 compares the two)
+#   student: stage 2, distilled from the teacher (lesson 4)
+TUTORIAL_KINDS = {"teacher": "random", "raster": "standard", "student": "random"}
+TUTORIAL_STEPS = {"teacher": 8000, "raster": 8000, "student": 3000}
+CHECKPOINTS_ENV = "SPOT_TUTORIAL_CHECKPOINTS"
 
 
 def in_colab() -> bool:
@@ -80,6 +88,57 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def tutorial_checkpoint_dir() -> Path:
+    """Where the tutorial-mode checkpoints live: $SPOT_TUTORIAL_CHECKPOINTS or notebooks/checkpoints."""
+    if os.environ.get(CHECKPOINTS_ENV):
+        return Path(os.environ[CHECKPOINTS_ENV]).expanduser()
+    return Path(__file__).resolve().parent.parent / "notebooks" / "checkpoints"
+
+
+def tutorial_recipe(kind: str = "teacher", steps: Optional[int] = None, seed: int = 0) -> SPOTConfig:
+    """The configuration a tutorial checkpoint was trained with (the tiny preset on synthetic
+    shapes; stage 1 for 'teacher' and 'raster', stage 2 for 'student')."""
+    if kind not in TUTORIAL_KINDS:
+        raise ValueError(f"unknown tutorial checkpoint {kind!r}; choose one of {sorted(TUTORIAL_KINDS)}")
+    steps = TUTORIAL_STEPS[kind] if steps is None else steps
+    config = get_preset("tiny", seed=seed, train_permutations=TUTORIAL_KINDS[kind], max_steps=steps,
+                        train_images=32_000, eval_images=256, eval_every=1, checkpoint_every=0)
+    if kind == "student":
+        from .train import student_config
+        config = student_config(config)
+    return config
+
+
+def make_tutorial_checkpoints(kinds: Sequence[str] = tuple(TUTORIAL_KINDS), output_dir: str | Path | None = None,
+                              progress: bool = True, steps: Optional[int] = None) -> dict[str, Path]:
+    """Train the tutorial checkpoints on the CPU with the library's trainer (one thread,
+    deterministic; 10-20 minutes each) and save them (weights + config) as ``tiny_<kind>.pt``.
+    The student is distilled from the teacher in ``output_dir``. The stored ones were made with::
+
+        python -c "from spot_tutorial.tutorial import make_tutorial_checkpoints as m; m()"
+    """
+    import tempfile
+
+    from .checkpoints import load_model, save_model
+    from .train import train
+
+    output_dir = Path(output_dir) if output_dir is not None else tutorial_checkpoint_dir()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    paths = {}
+    for kind in kinds:
+        with tempfile.TemporaryDirectory() as run_dir:
+            stage, teacher = 1, None
+            if kind == "student":
+                stage, teacher = 2, output_dir / "tiny_teacher.pt"
+            result = train(tutorial_recipe(kind, steps), stage=stage, output_dir=run_dir, progress=progress,
+                           device="cpu", teacher=teacher)
+            model = load_model(result.last_checkpoint)
+            paths[kind] = output_dir / f"tiny_{kind}.pt"
+            save_model(model, paths[kind], steps=result.steps, metrics=result.final_metrics)
+    return paths
 
 
 def _base_dir() -> Path:
@@ -181,27 +240,44 @@ class Tutorial:
         seed_everything(self.seed)  # the same random state after training, however long it took
         return result
 
-    def teacher(self, steps: int = TUTORIAL_TEACHER_STEPS):
-        """A stage-1 teacher (eval mode).
+    def model_path(self, kind: str = "teacher") -> Path:
+        """Checkpoint of a trained model: kind 'teacher' (stage 1, random orders), 'raster' (stage 1,
+        raster order) or 'student' (stage 2, tutorial mode only).
 
-        Tutorial mode: trained here for ``steps`` steps (about a minute on one CPU core).
-        Full mode: your stage-1 checkpoint (``teacher_checkpoint``) if it exists, else a
-        20-minute stage-1 run on COCO (far from the paper's 50 epochs; see the book's
-        "Reproducing" chapter for the full recipe).
+        Tutorial mode: ``notebooks/checkpoints/tiny_<kind>.pt``, trained here first if it is missing.
+        Full mode: your stage-1 COCO checkpoint (``teacher_checkpoint``) if it exists, else a
+        20-minute stage-1 run on COCO (far from the paper's 50 epochs; the book's "Reproducing"
+        chapter has the full recipe).
         """
+        if self.tutorial:
+            path = tutorial_checkpoint_dir() / f"tiny_{kind}.pt"
+            if not path.exists():
+                print(f"{path} is missing: training it now on the CPU (10-20 minutes) ...")
+                if kind == "student":
+                    self.model_path("teacher")
+                path = make_tutorial_checkpoints([kind], output_dir=path.parent, progress=False)[kind]
+            return path
+        if kind == "teacher" and self.teacher_checkpoint.exists():
+            return self.teacher_checkpoint
+        if kind == "student":
+            raise ValueError("in full mode the student is trained in the notebook (lesson 4) or is the "
+                             "authors' checkpoint (T.official_model())")
+        permutations = TUTORIAL_KINDS[kind]
+        run = self.train(max_minutes=20.0, epochs=10**6, eval_images=500, train_permutations=permutations,
+                         output_dir=_base_dir() / "outputs" / f"notebook_{kind}")
+        return run.last_checkpoint
+
+    def load(self, kind: str = "teacher"):
+        """The model of :meth:`model_path`, in eval mode on the device."""
         from .checkpoints import load_model
 
-        if self.tutorial:
-            result = self.train(max_steps=steps, train_images=steps * self.config.batch_size,
-                                eval_images=64, checkpoint_every=0)
-            path = result.last_checkpoint
-        elif self.teacher_checkpoint.exists():
-            path = self.teacher_checkpoint
-        else:
-            path = self.train(max_minutes=20.0, epochs=10**6, eval_images=500).last_checkpoint
-        model = load_model(path).to(self.device).eval()
+        model = load_model(self.model_path(kind)).to(self.device).eval()
         seed_everything(self.seed)
         return model
+
+    def teacher(self):
+        """The stage-1 teacher (see :meth:`model_path`), in eval mode on the device."""
+        return self.load("teacher")
 
     def official_model(self):
         """The authors' COCO checkpoint (full mode), loaded into our SPOT (eval mode)."""

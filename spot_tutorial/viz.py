@@ -97,7 +97,8 @@ def slot_figure(image: torch.Tensor, masks: torch.Tensor, normalized: bool = Tru
 def attention_rows_figure(image: torch.Tensor, rows: dict[str, torch.Tensor], normalized: bool = True,
                           highlight: int | None = None):
     """One row per entry of `rows` (e.g. per slot-attention iteration): the image, then the
-    K soft masks [K, h, w] of that row, each shown as the image weighted by the mask."""
+    K soft masks [K, h, w] of that row as heat maps (0 = dark, 1 = bright); `highlight`
+    frames one slot in red."""
     import matplotlib.pyplot as plt
 
     rgb = to_rgb(image[None], normalized)[0]
@@ -111,7 +112,7 @@ def attention_rows_figure(image: torch.Tensor, rows: dict[str, torch.Tensor], no
         axes[r, 0].imshow(rgb)
         axes[r, 0].set_ylabel(name, fontsize=9)
         for k in range(num_slots):
-            axes[r, k + 1].imshow(rgb * up[k, :, :, None].numpy().clip(0, 1))
+            axes[r, k + 1].imshow(up[k].numpy(), cmap="magma", vmin=0.0, vmax=1.0)
             if r == 0:
                 axes[r, k + 1].set_title(f"slot {k}", fontsize=9,
                                          fontweight="bold" if k == highlight else "normal")
@@ -125,6 +126,12 @@ def attention_rows_figure(image: torch.Tensor, rows: dict[str, torch.Tensor], no
         axis.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+# Short names of the nine orders, for figure titles (ORDER_NAMES in permutations has the long ones).
+SHORT_ORDER_NAMES = ("raster", "columns, top-left", "columns, top-right", "rows, top-right",
+                     "columns, bottom-right", "rows, bottom-right", "columns, bottom-left",
+                     "rows, bottom-left", "spiral")
 
 
 def _draw_order(axis, order: torch.Tensor, side: int, upto: int | None = None, path: bool = True,
@@ -153,7 +160,7 @@ def orders_figure(side: int = 8, order_ids: list[int] | None = None, numbers: bo
     white line = the path, red dot = the first token predicted (right after [BOS])."""
     import matplotlib.pyplot as plt
 
-    from .permutations import ORDER_NAMES, patch_orders
+    from .permutations import patch_orders
 
     orders = patch_orders(side)
     order_ids = list(range(len(orders))) if order_ids is None else list(order_ids)
@@ -165,7 +172,7 @@ def orders_figure(side: int = 8, order_ids: list[int] | None = None, numbers: bo
     for axis, order_id in zip(axes.flat, order_ids):
         axis.axis("on")
         _draw_order(axis, orders[order_id], side, numbers=numbers)
-        axis.set_title(f"{order_id}: {ORDER_NAMES[order_id].split(' (')[0]}", fontsize=8)
+        axis.set_title(f"{order_id}: {SHORT_ORDER_NAMES[order_id]}", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -190,12 +197,12 @@ def decoding_step_figure(image: torch.Tensor, order_id: int, step: int, side: in
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from .permutations import ORDER_NAMES, patch_orders
+    from .permutations import patch_orders
 
     order = patch_orders(side)[order_id]
     rgb = to_rgb(image[None], normalized)[0]
     fig, axes = plt.subplots(1, 2, figsize=(5.2, 2.8))
-    axes[0].imshow(_reveal(rgb, order, side, step))
+    axes[0].imshow(_reveal(rgb, order, side, step), interpolation="nearest")
     r, c = divmod(int(order[step]), side)
     patch_h, patch_w = rgb.shape[0] / side, rgb.shape[1] / side
     axes[0].add_patch(Rectangle((c * patch_w - 0.5, r * patch_h - 0.5), patch_w, patch_h, fill=False,
@@ -203,7 +210,7 @@ def decoding_step_figure(image: torch.Tensor, order_id: int, step: int, side: in
     axes[0].set_title(f"step {step}: input [BOS] + {step} token(s)", fontsize=8)
     _draw_order(axes[1], order, side, upto=step)
     axes[1].plot(c, r, marker="s", markersize=8, markerfacecolor="none", markeredgecolor="red")
-    axes[1].set_title(f"order {order_id}: {ORDER_NAMES[order_id].split(' (')[0]}", fontsize=8)
+    axes[1].set_title(f"order {order_id}: {SHORT_ORDER_NAMES[order_id]}", fontsize=8)
     axes[0].set_xticks([])
     axes[0].set_yticks([])
     fig.tight_layout()
@@ -211,36 +218,38 @@ def decoding_step_figure(image: torch.Tensor, order_id: int, step: int, side: in
 
 
 def decoding_animation(image: torch.Tensor, side: int = 8, order_ids: list[int] | None = None,
-                       every: int = 2, normalized: bool = True, dpi: int = 60,
-                       frame_ms: int = 150) -> bytes:
-    """An animated PNG (APNG): the image revealed token by token in each order, side by side.
+                       every: int = 4, normalized: bool = True, dpi: int = 60,
+                       frame_ms: int = 250, colours: int = 64) -> bytes:
+    """An animated PNG (APNG): the image revealed token by token in each order, side by side
+    (one frame every `every` steps, `colours` palette colours to keep it small).
 
     Display it with ``IPython.display.Image(data=..., format="png")``; browsers play it.
     """
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from .permutations import ORDER_NAMES, patch_orders
+    from .permutations import patch_orders
 
     orders = patch_orders(side)
     order_ids = list(range(len(orders))) if order_ids is None else list(order_ids)
     rgb = to_rgb(image[None], normalized)[0]
     columns = min(3, len(order_ids))
     rows = (len(order_ids) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.75 * rows), squeeze=False, dpi=dpi)
     for axis in axes.flat:
         axis.axis("off")
     pictures = []
     for axis, order_id in zip(axes.flat, order_ids):
-        pictures.append(axis.imshow(_reveal(rgb, orders[order_id], side, 0)))
-        axis.set_title(f"{order_id}: {ORDER_NAMES[order_id].split(' (')[0]}", fontsize=7)
+        pictures.append(axis.imshow(_reveal(rgb, orders[order_id], side, 0), interpolation="nearest"))
+        axis.set_title(f"{order_id}: {SHORT_ORDER_NAMES[order_id]}", fontsize=7)
     fig.tight_layout()
     frames = []
     for step in list(range(0, side * side, every)) + [side * side]:
         for picture, order_id in zip(pictures, order_ids):
             picture.set_data(_reveal(rgb, orders[order_id], side, step))
         fig.canvas.draw()
-        frames.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
+        frame = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+        frames.append(frame.quantize(colors=colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE))
     plt.close(fig)
     buffer = __import__("io").BytesIO()
     durations = [frame_ms] * (len(frames) - 1) + [frame_ms * 8]  # pause on the full image
