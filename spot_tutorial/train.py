@@ -55,7 +55,6 @@ SYNTHETIC_TRAIN_IMAGES = 10_000
 SYNTHETIC_EVAL_IMAGES = 256
 SYNTHETIC_EVAL_SEED = 999_999  # the held-out synthetic scenes; never a training seed in practice
 FIGURE_IMAGES = 4  # evaluation images shown in the figures written at each evaluation
-CALIBRATION_STEPS = 20  # with a time budget, the schedule length is fit after this many steps
 LAST, BEST = "last.pt", "best.pt"
 RUN_FILES = (LAST, BEST, "config.json", "log.jsonl", "eval.csv", "summary.json", "tensorboard", "figures")
 
@@ -303,7 +302,6 @@ class Progress:
     epoch: int = 0              # current epoch
     batch_in_epoch: int = 0     # batches of the current epoch already trained on
     total_steps: float = 0.0    # schedule length T (may be fit to a time budget)
-    calibrated: bool = False    # T already fit to the time budget
     train_seconds: float = 0.0  # wall time spent in training steps so far
     best_score: float = -1.0    # best value of the selection metric so far
     best_step: int = -1
@@ -381,7 +379,8 @@ class Trainer:
         if self.teacher is not None:
             copy_encoder_from_teacher(self.model, self.teacher)
         self.model.to(self.device)
-        self.optimizer = torch.optim.Adam(trainable_parameters(self.model), lr=config.lr_main)
+        self.optimizer = torch.optim.Adam(trainable_parameters(self.model), lr=config.lr_main,
+                                          fused=self.device.type == "cuda")  # same math, one kernel
         self.train_model: nn.Module = self.model
         if self.distributed.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -438,8 +437,7 @@ class Trainer:
         load_state_strict(self.model, payload["model"], source=str(path))
         self.optimizer.load_state_dict(payload["optimizer"])
         self.progress = Progress(**payload["progress"])
-        if self.config.max_steps > 0 or not self.progress.calibrated:
-            self.progress.total_steps = self._planned_steps()
+        self.progress.total_steps = self._planned_steps()  # `epochs` / `max_steps` may have grown
         rng_states = payload["rng"]
         if len(rng_states) == self.distributed.world_size:
             restore_rng_state(rng_states[self.distributed.rank])
@@ -480,7 +478,7 @@ class Trainer:
             loss = output.loss
             record = {"mse": output.loss.detach()}
             if self.teacher is not None:
-                with torch.no_grad():  # the teacher: eval mode, random order, its Gaussian noise
+                with torch.inference_mode():  # the teacher: eval mode, random order, its Gaussian noise
                     teacher_output = self.teacher(images, permutations="random")
                 distill = distillation_loss(output.slot_logits, teacher_output.decoder_masks)
                 weight = ce_weight(step, total, self.config)
@@ -630,23 +628,34 @@ class Trainer:
         return results
 
     # -- the loop ----------------------------------------------------------------------------------
+    def _agree(self, value: float, op: "dist.ReduceOp") -> float:
+        """The same decision in every process (clocks differ a little between processes)."""
+        if not self.distributed.enabled:
+            return value
+        tensor = torch.tensor([float(value)], dtype=torch.float64,
+                              device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(tensor, op=op)
+        return float(tensor.item())
+
     def _time_is_up(self, started: float, already: float) -> bool:
         budget = self.config.max_minutes * 60.0
-        return budget > 0 and already + (time.perf_counter() - started) >= budget
+        if budget <= 0:
+            return False
+        out_of_time = already + (time.perf_counter() - started) >= budget
+        return bool(self._agree(out_of_time, dist.ReduceOp.MAX))  # any process out of time: all stop
 
-    def _calibrate(self, started: float, already: float, steps_done_here: int) -> None:
-        """With a time budget: fit the schedule length T to the steps that fit in it (once)."""
-        progress = self.progress
-        if self.config.max_minutes <= 0 or self.config.max_steps > 0 or progress.calibrated:
+    def _fit_schedule_to_budget(self, started: float, already: float) -> None:
+        """With a time budget, T = the steps that fit in it at the speed so far.
+
+        Re-estimated after every step: T = step * budget / elapsed, so the cosine reaches
+        lr_min just when the time is up, whatever the speed of the machine (or of its other
+        jobs). During warm-up T does not matter yet, so the first, slower steps do no harm.
+        """
+        if self.config.max_minutes <= 0 or self.config.max_steps > 0:
             return
-        if steps_done_here < CALIBRATION_STEPS:
-            return
-        elapsed = time.perf_counter() - started
-        seconds_per_step = elapsed / steps_done_here
-        remaining = self.config.max_minutes * 60.0 - already - elapsed
-        fitted = progress.step + max(0, int(remaining / seconds_per_step))
-        progress.total_steps = min(progress.total_steps, fitted)
-        progress.calibrated = True
+        elapsed = self._agree(already + time.perf_counter() - started, dist.ReduceOp.MAX)
+        projected = self.progress.step * self.config.max_minutes * 60.0 / max(elapsed, 1e-9)
+        self.progress.total_steps = min(float(self._planned_steps()), projected)
 
     def fit(self) -> TrainResult:
         """Train until the planned steps are done or the time budget is spent."""
@@ -667,7 +676,7 @@ class Trainer:
                 progress.batch_in_epoch += 1
                 steps_here += 1
                 window_images += images.shape[0] * self.distributed.world_size
-                self._calibrate(started, already, steps_here)
+                self._fit_schedule_to_budget(started, already)
                 if progress.step % config.log_every == 0 or progress.step == 1:
                     now = time.perf_counter()
                     values["images_per_s"] = window_images / max(now - window_start, 1e-9)
@@ -696,8 +705,6 @@ class Trainer:
         if progress.last_eval_step != progress.step:
             results = self._evaluate_and_select()
         self.save_checkpoint()
-        if progress.calibrated and progress.total_steps < self._planned_steps():
-            stopped_by = "time"  # the schedule was fit to the time budget
         return self._result(results, stopped_by, steps_here, time.perf_counter() - started)
 
     def _result(self, results: dict, stopped_by: str, steps_here: int, seconds_here: float) -> TrainResult:
