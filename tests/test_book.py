@@ -1,0 +1,88 @@
+"""The Jupyter Book builds offline with warnings as errors, and every chapter shows its figures.
+
+The build renders the notebooks' stored outputs (``execute_notebooks: off``), so it takes well under
+a minute. Set ``SPOT_SKIP_BOOK_TEST=1`` to skip it (it runs by default, and in CI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+PROSE = ["intro", "paper", "reproduce", "api"]
+NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+
+pytestmark = pytest.mark.skipif(os.environ.get("SPOT_SKIP_BOOK_TEST") == "1",
+                                reason="SPOT_SKIP_BOOK_TEST=1")
+
+
+def jupyter_book() -> list[str]:
+    """The jupyter-book command of this Python environment."""
+    script = Path(sys.executable).with_name("jupyter-book")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from jupyter_book.cli.main import main; main()"]
+
+
+@pytest.fixture(scope="module")
+def html(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("book")
+    command = jupyter_book() + ["build", str(BOOK), "--path-output", str(out), "-W", "--keep-going"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"book build failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+    return out / "_build" / "html"
+
+
+def png_outputs(name: str) -> int:
+    notebook = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    return sum("image/png" in output.get("data", {})
+               for cell in notebook["cells"] if cell["cell_type"] == "code"
+               for output in cell.get("outputs", []))
+
+
+def local_images(page: Path) -> list[Path]:
+    """Images of a page stored in the build (not the remote Colab badge, not theme icons)."""
+    sources = re.findall(r'<img[^>]*\ssrc="([^"]+)"', page.read_text(encoding="utf-8"))
+    return [(page.parent / src).resolve() for src in sources if "_images/" in src]
+
+
+def test_every_chapter_is_built(html):
+    for name in PROSE:
+        assert (html / f"{name}.html").is_file(), f"{name}.html missing"
+    for name in NOTEBOOKS:
+        assert (html / "notebooks" / f"{name}.html").is_file(), f"notebooks/{name}.html missing"
+    assert "SPOT, step by step" in (html / "index.html").read_text() + (html / "intro.html").read_text()
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_pages_show_every_figure(html, name):
+    page = html / "notebooks" / f"{name}.html"
+    images = local_images(page)
+    expected = png_outputs(name)
+    assert expected > 0, f"{name} has no figures"
+    assert len(images) == expected, f"{name}.html shows {len(images)} images, the notebook has {expected}"
+    for image in images:
+        assert image.is_file() and image.stat().st_size > 1000, f"{image} missing or empty"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_pages_have_colab_launch_button(html, name):
+    text = (html / "notebooks" / f"{name}.html").read_text()
+    url = f"https://colab.research.google.com/github/spot-tutorial/spot-tutorial/blob/main/notebooks/{name}.ipynb"
+    assert url in text
+
+
+def test_api_reference_is_generated_from_docstrings(html):
+    text = (html / "api.html").read_text()
+    for anchor in ("spot_tutorial.model.SPOT", "spot_tutorial.slot_attention.SlotAttention",
+                   "spot_tutorial.self_training.distillation_loss", "spot_tutorial.metrics.fg_ari",
+                   "spot_tutorial.train.Trainer", "spot_tutorial.tutorial.setup"):
+        assert f'id="{anchor}"' in text, f"{anchor} is not documented in api.html"

@@ -1,0 +1,105 @@
+"""The lesson notebooks are stored executed, so that nbval has something to compare.
+
+nbval (``pytest --nbval notebooks/ -p no:cacheprovider``) re-runs every notebook and compares the
+fresh outputs with the stored ones; a code cell stored without outputs is compared with nothing.
+These checks make sure every code cell was run, in order, in one kernel, without errors, and that
+each notebook has its Colab badge and install cell.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+EXPECTED = [
+    "01_slot_attention",
+    "02_decoder_attention_masks",
+    "03_patch_order_permutations",
+    "04_self_training",
+    "05_coco_evaluation",
+]
+COLAB = "https://colab.research.google.com/github/spot-tutorial/spot-tutorial/blob/main/notebooks/{}.ipynb"
+MAX_BYTES = 3_000_000  # stored outputs stay small (figures at low dpi, no giant widget states)
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def code_cells(notebook: dict) -> list[dict]:
+    return [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+
+
+def source(cell: dict) -> str:
+    text = cell["source"]
+    return text if isinstance(text, str) else "".join(text)
+
+
+def test_the_five_lessons_are_there():
+    assert [path.stem for path in NOTEBOOKS] == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_code_cell_is_executed_and_has_output(path):
+    cells = code_cells(load(path))
+    assert cells, f"{path.name} has no code cells"
+    missing_count = [i for i, cell in enumerate(cells) if cell.get("execution_count") is None]
+    no_output = [i for i, cell in enumerate(cells) if not cell.get("outputs")]
+    assert not missing_count, (f"{path.name}: code cells {missing_count} have no execution count; "
+                               "re-execute the notebook (jupyter execute --inplace)")
+    assert not no_output, (f"{path.name}: code cells {no_output} have no stored output, so nbval "
+                           "would compare nothing; make each cell print or show something")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_executed_top_to_bottom_in_one_kernel_without_errors(path):
+    cells = code_cells(load(path))
+    counts = [cell.get("execution_count") for cell in cells]
+    assert counts == list(range(1, len(cells) + 1)), f"{path.name}: execution counts {counts}"
+    for i, cell in enumerate(cells):
+        for output in cell.get("outputs", []):
+            assert output["output_type"] != "error", f"{path.name}: code cell {i} stored an error"
+            if output["output_type"] == "stream":
+                assert output["name"] == "stdout", (
+                    f"{path.name}: code cell {i} wrote to stderr (a warning or a progress bar?): "
+                    f"{''.join(output['text'])[:200]!r}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_widgets_have_a_plain_text_alternative(path):
+    """nbval compares text/plain; widget views must carry a fixed one (tutorial.show_widget)."""
+    for i, cell in enumerate(code_cells(load(path))):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "application/vnd.jupyter.widget-view+json" in data:
+                assert "text/plain" in data and "model_id" not in "".join(data["text/plain"]), (
+                    f"{path.name}: code cell {i} shows a widget without a fixed text/plain")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_colab_badge_and_install_cell(path):
+    notebook = load(path)
+    first = notebook["cells"][0]
+    assert first["cell_type"] == "markdown"
+    assert COLAB.format(path.stem) in source(first), f"{path.name}: Colab badge missing or wrong"
+    install = code_cells(notebook)[0]
+    assert "google.colab" in source(install) and "pip" in source(install)
+    assert notebook["metadata"].get("kernelspec", {}).get("name") == "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_size(path):
+    assert path.stat().st_size < MAX_BYTES, f"{path.name} is {path.stat().st_size} bytes"
+
+
+def test_book_lists_every_notebook():
+    toc = (ROOT / "book" / "_toc.yml").read_text()
+    for name in EXPECTED:
+        assert f"notebooks/{name}" in toc
+    link = ROOT / "book" / "notebooks"
+    assert link.is_symlink() and link.resolve() == NOTEBOOK_DIR.resolve()
