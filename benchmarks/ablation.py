@@ -1,0 +1,735 @@
+"""SPOT's ablation in miniature, on a CPU: does each idea pay off, and by how much?
+
+The paper makes two claims and shows that they add up:
+
+1. decoding the patches in random orders (instead of always in raster order) makes the
+   autoregressive decoder rely on the slots, so its attention masks segment objects better;
+2. self-training (distilling the teacher's decoder masks into a new model's slot attention)
+   makes the encoder's slot masks as good as the decoder's.
+
+This script trains, on the built-in synthetic shapes (tiny model, 64 px, 5 slots), with the
+same number of optimisation steps per stage:
+
+    (a) DINOSAUR baseline: MLP decoder;
+    (b) autoregressive (AR) decoder, raster order only, no self-training;
+    (c) AR decoder + random orders (SPOT stage 1);
+    (d) raster-order teacher (b) + self-training (student trained with random orders);
+    (e) full SPOT: random-order teacher (c) + self-training, the paper's CE weight 5e-3;
+    (f) full SPOT with a CE weight that matters at this scale (see ``LARGE_CE_WEIGHT``);
+
+each for several seeds (stage-2 runs reuse the stage-1 teacher of the same seed), and scores
+slot masks and decoder masks with the 'standard' (raster) order and with 'all' nine orders
+averaged (the paper's final protocol; not applicable to the MLP decoder), next to a fixed
+2x2 grid of masks for scale. A harder variant of the data ('occluded': up to 6 packed,
+overlapping shapes, 7 slots) repeats the runs.
+
+    python benchmarks/ablation.py                 # everything (about 1.5 h on 2 free cores)
+    python benchmarks/ablation.py --plot-only     # tables + plot again from the stored run files
+    python benchmarks/ablation.py --quick --results-dir /tmp/abl --static-dir /tmp/abl  # smoke test
+
+Runs go two at a time, one torch thread each, in spawned processes. Every finished run writes
+``<results-dir>/ablation_runs/<run>.json`` (kept in git: the evidence); a rerun skips the runs
+whose file exists with the same budget. Checkpoints go to ``--work-dir`` (default under /tmp),
+never to the repository. Outputs: ``ablation.json``, ``ablation.csv``, ``ablation.png`` in
+``--results-dir`` and, for the book, ``ablation.png`` and ``ablation_table.md`` in
+``--static-dir`` (book/_static).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DEFAULT_RESULTS = HERE / "results"
+DEFAULT_STATIC = ROOT / "book" / "_static"
+DEFAULT_WORK = Path("/tmp/spot_ablation")
+
+PAPER_CE_WEIGHT = 5e-3
+# The CE weight that matters at this scale. The tiny model's reconstruction MSE (per feature
+# element) is ~1.7 at the start of a run and ~0.5-0.7 after it, and the distillation CE is ~1
+# at the start of stage 2 and ~0.5 later (measured: see losses_first / losses_last in the run
+# files). With the paper's w = 5e-3 the CE term is ~0.003, under 1% of the loss, so within a
+# 2000-step run it barely moves the slot attention. w = 0.5 makes w * CE (~0.3) of the same
+# order as the MSE, so both terms shape the slot attention and neither swamps the other.
+LARGE_CE_WEIGHT = 0.5
+
+# ---------------------------------------------------------------------------------------------
+# what is run
+VARIANTS: dict[str, dict[str, Any]] = {
+    "a_mlp": dict(label="(a) DINOSAUR: MLP decoder", stage=1,
+                  overrides=dict(dec_type="mlp", train_permutations="standard",
+                                 eval_permutations="standard")),
+    "b_raster": dict(label="(b) AR decoder, raster order", stage=1,
+                     overrides=dict(train_permutations="standard")),
+    "c_random": dict(label="(c) AR + random orders (SPOT stage 1)", stage=1,
+                     overrides=dict(train_permutations="random")),
+    "d_raster_st": dict(label="(d) raster teacher (b) + self-training", stage=2, teacher="b_raster",
+                        ce_weight=LARGE_CE_WEIGHT),
+    "e_spot": dict(label=f"(e) SPOT: (c) + self-training, w={PAPER_CE_WEIGHT:g}", stage=2,
+                   teacher="c_random", ce_weight=PAPER_CE_WEIGHT),
+    "f_spot_large_ce": dict(label=f"(f) SPOT: (c) + self-training, w={LARGE_CE_WEIGHT:g}", stage=2,
+                            teacher="c_random", ce_weight=LARGE_CE_WEIGHT),
+}
+GRID = "grid"
+GRID_LABEL = "fixed 2x2 grid (no model)"
+
+# the data: the default 'shapes' and a harder variant (more, overlapping objects, more slots)
+DATASETS: dict[str, dict[str, Any]] = {
+    "shapes": dict(label="shapes (2-4 flat shapes, 5 slots)", difficulty="shapes", max_objects=None,
+                   num_slots=5, variants=list(VARIANTS)),
+    # the harder data: the two stage-1 decoders and SPOT (b, c, e, f); (a) and (d) are left out to
+    # keep the whole ablation near 1.5 h on 2 cores
+    "occluded": dict(label="occluded (2-6 packed, overlapping shapes, 7 slots)", difficulty="occluded",
+                     max_objects=None, num_slots=7, variants=["b_raster", "c_random", "e_spot", "f_spot_large_ce"]),
+}
+
+MASK_KINDS = ("slot", "decoder")
+ORDERS = ("standard", "all")
+# *_authors: the authors' evaluation code (predicted masks keep their background pixels);
+# the others: spot_tutorial.metrics (background pixels removed from the predictions too)
+METRICS = ("mbo_i_authors", "miou_authors", "fg_ari", "mbo_i", "miou", "mbo_c")
+METRIC_NAMES = {"mbo_i_authors": "mBO^i", "miou_authors": "mIoU", "fg_ari": "FG-ARI",
+                "mbo_i": "mBO^i (fg only)", "miou": "mIoU (fg only)", "mbo_c": "mBO^c (fg only)"}
+EVAL_SEED = 1234  # fixed noise of the teacher's Gaussian slots during evaluation
+
+FULL_BUDGET = dict(steps=2000, student_steps=2000, train_images=10_000, eval_images=256, batch_size=32,
+                   seeds=[0, 1, 2])
+QUICK_BUDGET = dict(steps=2, student_steps=2, train_images=16, eval_images=8, batch_size=8, seeds=[0])
+
+
+def budget_signature(budget: dict[str, Any]) -> str:
+    keys = ("steps", "student_steps", "train_images", "eval_images", "batch_size")
+    text = json.dumps({k: budget[k] for k in keys}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def run_id(dataset: str, variant: str, seed: int) -> str:
+    return f"{dataset}-{variant}-s{seed}"
+
+
+def plan_runs(datasets: list[str], seeds: list[int], budget: dict[str, Any]) -> list[dict[str, Any]]:
+    """All training runs, teachers first (stage-2 runs name the teacher run they need)."""
+    specs = []
+    for seed in seeds:
+        for dataset in datasets:
+            chosen = DATASETS[dataset]["variants"]
+            needed = set(chosen) | {VARIANTS[v]["teacher"] for v in chosen if VARIANTS[v]["stage"] == 2}
+            for variant in VARIANTS:  # the order of VARIANTS puts teachers before students
+                if variant not in needed:
+                    continue
+                info = VARIANTS[variant]
+                specs.append(dict(
+                    run=run_id(dataset, variant, seed), dataset=dataset, variant=variant, seed=seed,
+                    stage=info["stage"], report=variant in chosen,
+                    teacher=run_id(dataset, info["teacher"], seed) if info["stage"] == 2 else None,
+                    budget=budget))
+    return specs
+
+
+# ---------------------------------------------------------------------------------------------
+# one run (executed in a worker process)
+def datasets_for(dataset: str, seed: int, budget: dict[str, Any]):
+    from torch.utils.data import Subset
+
+    from spot_tutorial.data import SyntheticShapes
+    from spot_tutorial.data.build import SYNTHETIC_EVAL_SEED
+
+    info = DATASETS[dataset]
+    common = dict(image_size=64, difficulty=info["difficulty"], max_objects=info["max_objects"])
+    train_set = SyntheticShapes(budget["train_images"], seed=seed, **common)
+    eval_set = SyntheticShapes(budget["eval_images"], seed=SYNTHETIC_EVAL_SEED, mask_size=64, **common)
+    # the trainer's own end-of-run evaluation ('standard' order) is only a log entry here: keep it
+    # small; the numbers of the ablation come from `evaluate` below on the whole evaluation set
+    trainer_eval = Subset(eval_set, range(min(len(eval_set), 2 * budget["batch_size"])))
+    return train_set, eval_set, trainer_eval
+
+
+def run_config(spec: dict[str, Any]):
+    """The SPOTConfig of a run: the synthetic preset, a fixed number of steps, the variant's changes."""
+    from spot_tutorial.config import get_preset
+    from spot_tutorial.train import student_config
+
+    budget, info = spec["budget"], VARIANTS[spec["variant"]]
+    never = 10**6
+    base = dict(seed=spec["seed"], num_slots=DATASETS[spec["dataset"]]["num_slots"],
+                batch_size=budget["batch_size"], train_images=budget["train_images"],
+                eval_images=budget["eval_images"], epochs=never, eval_every=never,
+                checkpoint_every=500, log_every=50)
+    if info["stage"] == 1:
+        return get_preset("synthetic", **base, max_steps=budget["steps"], **info["overrides"])
+    teacher = get_preset("synthetic", **base, max_steps=budget["steps"],
+                         **VARIANTS[info["teacher"]]["overrides"])
+    # the paper's student (embedding slots, bi-level truncation) always trains with random orders
+    return student_config(teacher).replace(max_steps=budget["student_steps"], train_permutations="random",
+                                           eval_permutations="standard", ce_weight=info["ce_weight"])
+
+
+def work_dir_for(spec: dict[str, Any], work_dir: str) -> Path:
+    return Path(work_dir) / budget_signature(spec["budget"]) / spec["run"]
+
+
+class TeacherInItsOwnOrders:
+    """Runs a stage-1 teacher in the patch orders it was trained with.
+
+    The trainer asks its teacher for decoder masks in a random order (SPOT's recipe, where the
+    teacher was trained with random orders). A raster-only teacher (variant d) never learned the
+    other eight orders (their [BOS] tokens are untrained), so it must decode in raster order.
+    """
+
+    def __init__(self, teacher):
+        self.teacher = teacher
+        self.orders = teacher.config.train_permutations
+
+    def __call__(self, images, permutations=None):
+        return self.teacher(images, permutations=self.orders)
+
+
+def train_stage(spec: dict[str, Any], work_dir: str, teacher_checkpoint: Path | None = None):
+    """Train one run (resuming its own interrupted checkpoint if any); returns (TrainResult, config)."""
+    from spot_tutorial.train import Trainer
+
+    config = run_config(spec)
+    train_set, _, trainer_eval = datasets_for(spec["dataset"], spec["seed"], spec["budget"])
+    out = work_dir_for(spec, work_dir)
+    common = dict(stage=spec["stage"], output_dir=out, teacher=teacher_checkpoint, device="cpu", progress=False,
+                  datasets=(train_set, trainer_eval))
+    try:  # continue this run's own interrupted checkpoint, if any
+        trainer = Trainer(config, resume=True, **common)
+    except ValueError:  # a checkpoint of an older configuration of this run: start afresh
+        trainer = Trainer(config, overwrite=True, **common)
+    if trainer.teacher is not None:
+        trainer.teacher = TeacherInItsOwnOrders(trainer.teacher)
+    return trainer.fit(), config
+
+
+class AuthorsIoUMetrics:
+    """mBO^i and mIoU as the authors' evaluation code computes them (eval_spot.py / ocl_metrics.py).
+
+    There, only ignored (and overlap) pixels are removed from the predicted masks; a predicted
+    segment keeps its pixels on the background, so a segment that spills over the background
+    has a lower IoU with the object it covers. `spot_tutorial.metrics` removes background pixels
+    from the predictions as well (SPOT.md section 7 read literally), which scores a fixed 2x2
+    grid at ~75 mBO^i on these scenes; both are reported here. FG-ARI is the same in both.
+    """
+
+    def __init__(self) -> None:
+        self.sums = {"mbo_i": 0.0, "miou": 0.0}
+        self.count = 0
+
+    def update(self, pred, target, ignore=None) -> None:
+        """pred, target: label maps [B, H, W] (0 = background in target); ignore: bool [B, H, W]."""
+        import torch
+        from scipy.optimize import linear_sum_assignment
+
+        batch = pred.shape[0]
+        num_objects, num_segments = int(target.max()) + 1, int(pred.max()) + 1
+        keep = torch.ones_like(target, dtype=torch.bool) if ignore is None else ~ignore
+        cell = (torch.arange(batch, device=pred.device).view(-1, 1, 1) * num_objects + target) * num_segments + pred
+        counts = torch.bincount(cell[keep], minlength=batch * num_objects * num_segments)
+        counts = counts.view(batch, num_objects, num_segments).double().cpu()  # row 0: background
+        intersection = counts[:, 1:]                                           # [B, M-1, P]
+        object_area = intersection.sum(2, keepdim=True)
+        segment_area = counts.sum(1, keepdim=True)                             # background included
+        iou = (intersection / (object_area + segment_area - intersection).clamp(min=1)).numpy()
+        present = (object_area.squeeze(2) > 0).numpy()
+        for b in range(batch):
+            table = iou[b][present[b]]
+            if len(table) == 0:
+                continue  # images without objects are skipped, as in the authors' code
+            rows, cols = linear_sum_assignment(table, maximize=True)
+            self.sums["mbo_i"] += float(table.max(axis=1).mean())
+            self.sums["miou"] += float(table[rows, cols].sum() / len(table))
+            self.count += 1
+
+    def compute(self) -> dict[str, float]:
+        return {f"{k}_authors": 100.0 * v / self.count if self.count else float("nan")
+                for k, v in self.sums.items()}
+
+
+def evaluate(checkpoint: Path, eval_set, batch_size: int, orders: tuple[str, ...]) -> dict[str, Any]:
+    """Slot- and decoder-mask metrics for each evaluation order: the library's metrics
+    (`spot_tutorial.metrics.SegmentationMetrics`, as `evaluate_model` computes them) plus the
+    authors'-code mBO^i / mIoU (`AuthorsIoUMetrics`), from one forward pass per batch."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from spot_tutorial.checkpoints import load_model
+    from spot_tutorial.metrics import SegmentationMetrics, masks_to_labels
+
+    model = load_model(checkpoint, map_location="cpu").eval()
+    results = {}
+    for order in orders:
+        torch.manual_seed(EVAL_SEED)
+        started = time.perf_counter()
+        library = {kind: SegmentationMetrics() for kind in MASK_KINDS}
+        authors = {kind: AuthorsIoUMetrics() for kind in MASK_KINDS}
+        with torch.no_grad():
+            for batch in DataLoader(eval_set, batch_size=batch_size):
+                output = model(batch["image"], permutations=order)
+                target, ignore = batch["instance_mask"], batch.get("ignore_mask")
+                for kind, masks in (("slot", output.slot_masks), ("decoder", output.decoder_masks)):
+                    library[kind].update(masks.float(), target, batch.get("class_mask"), ignore)
+                    authors[kind].update(masks_to_labels(masks.float(), target.shape[-2:]), target, ignore)
+        results[order] = {kind: {k: round(float(v), 3) for k, v in
+                                 {**library[kind].compute(), **authors[kind].compute()}.items()}
+                          for kind in MASK_KINDS}
+        results[order]["seconds"] = round(time.perf_counter() - started, 1)
+    return results
+
+
+def last_losses(log_path: Path, last: int = 4) -> dict[str, float]:
+    """Mean of the last few logged training values (mse, ce, loss)."""
+    if not log_path.exists():
+        return {}
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    records = [r for r in records if r.get("kind") == "train"][-last:]
+    keys = ("mse", "ce", "loss")
+    return {k: round(statistics.mean(r[k] for r in records), 5) for k in keys if records and k in records[0]}
+
+
+def first_losses(log_path: Path) -> dict[str, float]:
+    if not log_path.exists():
+        return {}
+    for line in log_path.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("kind") == "train":
+            return {k: round(record[k], 5) for k in ("mse", "ce", "loss") if k in record}
+    return {}
+
+
+def run_one(spec: dict[str, Any], runs_dir: str, work_dir: str, teacher_spec: dict[str, Any] | None = None,
+            threads: int = 1) -> dict[str, Any]:
+    """Train (and, for stage 2, make sure its teacher's checkpoint exists), evaluate, write the JSON."""
+    import torch
+
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    teacher_checkpoint = None
+    if spec["stage"] == 2:
+        teacher_checkpoint = work_dir_for(teacher_spec, work_dir) / "last.pt"
+        if not _finished_checkpoint(teacher_checkpoint, teacher_spec):
+            # the teacher's result file exists but its checkpoint is gone (e.g. /tmp was cleared):
+            # train it again (same seed, same steps, one thread: the same weights)
+            train_stage(teacher_spec, work_dir)
+    train_started = time.perf_counter()
+    result, config = train_stage(spec, work_dir, teacher_checkpoint)
+    train_wall = time.perf_counter() - train_started
+    _, eval_set, _ = datasets_for(spec["dataset"], spec["seed"], spec["budget"])
+    orders = ("standard",) if config.dec_type == "mlp" else ORDERS
+    results = evaluate(result.last_checkpoint, eval_set, spec["budget"]["batch_size"], orders)
+    log_path = work_dir_for(spec, work_dir) / "log.jsonl"
+    record = {
+        "run": spec["run"], "dataset": spec["dataset"], "variant": spec["variant"],
+        "label": VARIANTS[spec["variant"]]["label"], "seed": spec["seed"], "stage": spec["stage"],
+        "teacher": spec["teacher"], "budget": spec["budget"], "budget_signature": budget_signature(spec["budget"]),
+        "steps": result.steps, "train_seconds": round(result.train_seconds, 1),
+        "train_wall_seconds": round(train_wall, 1), "images_per_second": round(result.images_per_second, 1),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "losses_first": first_losses(log_path), "losses_last": last_losses(log_path),
+        "results": results, "config": config.to_dict(), "threads": threads,
+        "torch": torch.__version__, "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    write_json(Path(runs_dir) / f"{spec['run']}.json", record)
+    return record
+
+
+def _finished_checkpoint(path: Path, spec: dict[str, Any]) -> bool:
+    if not path.exists():
+        return False
+    from spot_tutorial.checkpoints import safe_load
+
+    payload = safe_load(path, map_location="cpu")
+    return payload.get("progress", {}).get("step", -1) >= spec["budget"]["steps"]
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def grid_record(dataset: str, budget: dict[str, Any]) -> dict[str, Any]:
+    """The fixed 2x2 grid of masks scored on the evaluation set (no model, no seed)."""
+    from torch.utils.data import DataLoader
+
+    from spot_tutorial.metrics import SegmentationMetrics, masks_to_labels
+    from spot_tutorial.quickstart import grid_masks
+
+    _, eval_set, _ = datasets_for(dataset, 0, budget)
+    library, authors = SegmentationMetrics(), AuthorsIoUMetrics()
+    for batch in DataLoader(eval_set, batch_size=budget["batch_size"]):
+        target, ignore = batch["instance_mask"], batch["ignore_mask"]
+        masks = grid_masks(target.shape[0], DATASETS[dataset]["num_slots"], *target.shape[-2:]).float()
+        library.update(masks, target, batch["class_mask"], ignore)
+        authors.update(masks_to_labels(masks, target.shape[-2:]), target, ignore)
+    metrics = {k: round(float(v), 3) for k, v in {**library.compute(), **authors.compute()}.items()}
+    return {"run": f"{dataset}-{GRID}", "dataset": dataset, "variant": GRID, "label": GRID_LABEL, "seed": None,
+            "budget": budget, "budget_signature": budget_signature(budget),
+            "results": {"standard": {"slot": metrics, "decoder": metrics}}}
+
+
+# ---------------------------------------------------------------------------------------------
+# scheduling: up to `workers` runs at a time; a student starts once its teacher is done
+def stored_run(path: Path, budget: dict[str, Any], spec: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The finished run's record if it was made with this budget (and, for a training run, this config)."""
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    if record.get("budget_signature") != budget_signature(budget):
+        return None
+    if spec is not None and record.get("config") != run_config(spec).to_dict():
+        return None
+    return record
+
+
+def execute(specs: list[dict[str, Any]], runs_dir: Path, work_dir: str, workers: int,
+            say=print) -> dict[str, dict[str, Any]]:
+    by_id = {spec["run"]: spec for spec in specs}
+    done: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        record = stored_run(runs_dir / f"{spec['run']}.json", spec["budget"], spec)
+        if record is not None:
+            done[spec["run"]] = record
+    skipped = len(done)
+    if skipped:
+        say(f"[ablation] {skipped} run(s) already finished with this budget: skipped")
+    pending = [spec for spec in specs if spec["run"] not in done]
+
+    def ready(spec):
+        return spec["teacher"] is None or spec["teacher"] in done
+
+    def args_for(spec):
+        return (spec, str(runs_dir), work_dir, by_id.get(spec["teacher"]) if spec["teacher"] else None)
+
+    if workers <= 1:
+        while pending:
+            spec = next(s for s in pending if ready(s))
+            pending.remove(spec)
+            done[spec["run"]] = _report(run_one(*args_for(spec)), len(done), len(specs), say)
+        return done
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        running = {}
+        while pending or running:
+            while len(running) < workers:
+                spec = next((s for s in pending if ready(s)), None)
+                if spec is None:
+                    break
+                pending.remove(spec)
+                running[pool.submit(run_one, *args_for(spec))] = spec
+                say(f"[ablation] start {spec['run']}")
+            if not running:
+                raise RuntimeError("no run can start: a teacher run is missing from the plan")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                spec = running.pop(future)
+                done[spec["run"]] = _report(future.result(), len(done), len(specs), say)
+    return done
+
+
+def _report(record: dict[str, Any], count: int, total: int, say) -> dict[str, Any]:
+    std = record["results"]["standard"]
+    say(f"[ablation] {count + 1}/{total} done {record['run']}: {record['steps']} steps in "
+        f"{record['train_seconds']:.0f} s; mBO^i slot {std['slot']['mbo_i_authors']:.1f}, "
+        f"decoder {std['decoder']['mbo_i_authors']:.1f} (fg only: {std['slot']['mbo_i']:.1f}, "
+        f"{std['decoder']['mbo_i']:.1f}); losses {record['losses_last']}")
+    return record
+
+
+# ---------------------------------------------------------------------------------------------
+# aggregation, tables, plot
+def mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (dataset, variant, masks, orders) with mean and std over seeds."""
+    rows = []
+    for dataset in DATASETS:
+        for variant in [GRID, *VARIANTS]:
+            runs = [r for r in records if r["dataset"] == dataset and r["variant"] == variant]
+            if not runs:
+                continue
+            kinds = ("slot",) if variant == GRID else MASK_KINDS
+            for orders in ORDERS:
+                if orders not in runs[0]["results"]:
+                    continue
+                for kind in kinds:
+                    row = {"dataset": dataset, "variant": variant,
+                           "label": GRID_LABEL if variant == GRID else VARIANTS[variant]["label"],
+                           "masks": "grid" if variant == GRID else kind, "orders": orders,
+                           "n_seeds": len(runs), "seeds": [r["seed"] for r in runs]}
+                    for metric in METRICS:
+                        mean, std = mean_std([r["results"][orders][kind][metric] for r in runs])
+                        row[f"{metric}_mean"], row[f"{metric}_std"] = round(mean, 2), round(std, 2)
+                    if variant != GRID:
+                        row["steps"] = runs[0]["steps"]
+                        mean, std = mean_std([r["train_seconds"] for r in runs])
+                        row["train_seconds_mean"], row["train_seconds_std"] = round(mean, 1), round(std, 1)
+                    rows.append(row)
+    return rows
+
+
+CSV_FIELDS = ["dataset", "variant", "label", "masks", "orders", "n_seeds",
+              *[f"{m}_{s}" for m in METRICS for s in ("mean", "std")],
+              "steps", "train_seconds_mean", "train_seconds_std"]
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+
+
+def _find(rows, dataset, variant, masks, orders):
+    return next((r for r in rows if r["dataset"] == dataset and r["variant"] == variant
+                 and r["masks"] == masks and r["orders"] == orders), None)
+
+
+def _cell(row, metric) -> str:
+    if row is None:
+        return "n/a"
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.1f}" if row["variant"] == GRID else f"{mean:.1f} ± {std:.1f}"
+
+
+def markdown_tables(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    """One Markdown table per dataset: mBO^i first, then mIoU and FG-ARI; raster and all orders."""
+    lines = []
+    metrics = ("mbo_i_authors", "miou_authors", "fg_ari", "mbo_i")
+    for dataset, info in DATASETS.items():
+        if not any(r["dataset"] == dataset for r in rows):
+            continue
+        n_seeds = max(r["n_seeds"] for r in rows if r["dataset"] == dataset)
+        lines += [f"**{info['label']}**: mean ± std over {n_seeds} seed(s), x100. "
+                  "'raster': decoder run in the standard order; 'all 9': the nine orders averaged.", ""]
+        header = ["variant", "masks"] + [f"{METRIC_NAMES[m]} {o}" for m in metrics for o in ("raster", "all 9")]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join([":--", ":--"] + ["--:"] * (len(header) - 2)) + "|")
+        for variant in [GRID, *VARIANTS]:
+            kinds = ("grid",) if variant == GRID else MASK_KINDS
+            for kind in kinds:
+                std_row = _find(rows, dataset, variant, kind, "standard")
+                if std_row is None:
+                    continue
+                all_row = None if variant == GRID else _find(rows, dataset, variant, kind, "all")
+                name = std_row["label"] if kind in ("slot", "grid") else ""
+                masks = {"grid": "-", "slot": "slot", "decoder": "decoder"}[kind]
+                cells = [name, masks]
+                for metric in metrics:
+                    cells += [_cell(std_row, metric), _cell(all_row, metric) if variant != GRID else "-"]
+                lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    budget = meta.get("budget", {})
+    if budget:
+        lines.append(f"Budget per run: {budget.get('steps')} steps (stage 1), {budget.get('student_steps')} "
+                     f"steps (stage 2), batch {budget.get('batch_size')}, {budget.get('train_images')} training "
+                     f"images, {budget.get('eval_images')} evaluation images; seeds {meta.get('seeds')}.")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Bar chart with error bars (std over seeds): mBO^i and FG-ARI per variant, one column per dataset."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    datasets = [d for d in DATASETS if any(r["dataset"] == d for r in rows)]
+    metrics = ("mbo_i_authors", "fg_ari", "mbo_i")
+    bars = (("slot", "standard", "slot masks", "#4C72B0"),
+            ("decoder", "standard", "decoder masks, raster order", "#DD8452"),
+            ("decoder", "all", "decoder masks, all 9 orders", "#55A868"))
+    fig, axes = plt.subplots(len(metrics), len(datasets), figsize=(6.5 * len(datasets), 10), squeeze=False)
+    for col, dataset in enumerate(datasets):
+        variants = [v for v in VARIANTS if _find(rows, dataset, v, "slot", "standard")]
+        x = np.arange(len(variants))
+        for row_index, metric in enumerate(metrics):
+            ax = axes[row_index, col]
+            width = 0.8 / len(bars)
+            for b, (kind, orders, name, colour) in enumerate(bars):
+                found = [_find(rows, dataset, v, kind, orders) for v in variants]
+                means = [r[f"{metric}_mean"] if r else np.nan for r in found]
+                stds = [r[f"{metric}_std"] if r else 0.0 for r in found]
+                ax.bar(x + (b - 1) * width, means, width, yerr=stds, capsize=3, label=name, color=colour)
+            grid = _find(rows, dataset, GRID, "grid", "standard")
+            if grid is not None:
+                ax.axhline(grid[f"{metric}_mean"], color="0.3", linestyle="--", linewidth=1,
+                           label=GRID_LABEL)
+            ax.set_xticks(x)
+            ax.set_xticklabels([v.split("_")[0] for v in variants])
+            ax.set_ylabel(METRIC_NAMES[metric] + " (x100)")
+            ax.set_ylim(0, 100)
+            if row_index == 0:
+                ax.set_title(DATASETS[dataset]["label"], fontsize=10)
+            ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].legend(fontsize=8, loc="upper left")
+    fig.text(0.5, 0.005, "(a) MLP decoder  (b) AR, raster  (c) AR, random orders  (d) (b) + self-training  "
+             "(e) (c) + self-training, w=5e-3  (f) (c) + self-training, "
+             f"w={LARGE_CE_WEIGHT:g}", ha="center", fontsize=8)
+    fig.suptitle("SPOT ablation in miniature (CPU, synthetic data): mean ± std over seeds")
+    fig.tight_layout(rect=(0, 0.03, 1, 0.97))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def load_records(runs_dir: Path, budget: dict[str, Any] | None, seeds: list[int] | None) -> list[dict]:
+    records = []
+    for path in sorted(runs_dir.glob("*.json")):
+        record = json.loads(path.read_text())
+        if budget is not None and record.get("budget_signature") != budget_signature(budget):
+            continue
+        if seeds is not None and record.get("seed") is not None and record["seed"] not in seeds:
+            continue
+        records.append(record)
+    return records
+
+
+def report_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-run summary kept in ablation.json (the full numbers stay in the run files)."""
+    out = []
+    for r in records:
+        if r["variant"] == GRID:
+            continue
+        std = r["results"]["standard"]
+        out.append({"run": r["run"], "steps": r["steps"], "train_seconds": r["train_seconds"],
+                    "wall_seconds": r["wall_seconds"], "images_per_second": r["images_per_second"],
+                    "losses_first": r.get("losses_first"), "losses_last": r.get("losses_last"),
+                    "slot_mbo_i": std["slot"]["mbo_i_authors"], "decoder_mbo_i": std["decoder"]["mbo_i_authors"],
+                    "decoder_mbo_i_all": r["results"].get("all", {}).get("decoder", {}).get("mbo_i_authors")})
+    return out
+
+
+def write_outputs(results_dir: Path, static_dir: Path, meta: dict[str, Any]) -> dict[str, Path]:
+    """ablation.json/.csv/.png from the run files in results_dir/ablation_runs; book copies."""
+    runs_dir = results_dir / "ablation_runs"
+    records = load_records(runs_dir, meta.get("budget"), meta.get("seeds"))
+    if not records:
+        raise FileNotFoundError(f"no finished runs in {runs_dir}: run the ablation first")
+    rows = aggregate(records)
+    data = {**meta, "rows": rows, "runs": report_runs(records),
+            "runs_wall_seconds_sum": round(sum(r.get("wall_seconds", 0) for r in records), 1),
+            "run_files": sorted(f"ablation_runs/{r['run']}.json" for r in records)}
+    paths = {"json": results_dir / "ablation.json", "csv": results_dir / "ablation.csv",
+             "png": results_dir / "ablation.png", "table": static_dir / "ablation_table.md",
+             "book_png": static_dir / "ablation.png"}
+    write_json(paths["json"], data)
+    write_csv(paths["csv"], rows)
+    plot(rows, paths["png"])
+    static_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(paths["png"], paths["book_png"])
+    paths["table"].write_text("<!-- generated by benchmarks/ablation.py from benchmarks/results/ablation_runs;"
+                              " do not edit -->\n\n" + markdown_tables(rows, meta))
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+def environment() -> dict[str, Any]:
+    import torch
+
+    return {"torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+            "machine": platform.machine(), "processor": platform.processor(), "cpu_count": os.cpu_count()}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny budget, 1 seed, few images (smoke test)")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="regenerate ablation.json/.csv/.png and the book table from the stored run files")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (quick: 0)")
+    parser.add_argument("--steps", type=int, default=None, help="stage-1 steps per run (default 2000)")
+    parser.add_argument("--student-steps", type=int, default=None, help="stage-2 steps per run (default 2000)")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--workers", type=int, default=2, help="runs at a time (1 torch thread each)")
+    parser.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
+    parser.add_argument("--static-dir", default=str(DEFAULT_STATIC), help="book/_static: plot and table copies")
+    parser.add_argument("--work-dir", default=str(DEFAULT_WORK), help="checkpoints and logs (not kept)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Path]:
+    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    results_dir, static_dir = Path(args.results_dir), Path(args.static_dir)
+    budget = dict(QUICK_BUDGET if args.quick else FULL_BUDGET)
+    for key in ("steps", "student_steps", "seeds"):
+        if getattr(args, key) is not None:
+            budget[key] = getattr(args, key)
+    seeds = budget.pop("seeds")
+
+    if args.plot_only:
+        stored = results_dir / "ablation.json"
+        if stored.exists():
+            old = json.loads(stored.read_text())
+            meta = {k: v for k, v in old.items() if k not in ("rows", "runs", "run_files", "runs_wall_seconds_sum")}
+        else:
+            meta = {"budget": budget, "seeds": seeds}
+        meta["plot_only_command"] = "python benchmarks/ablation.py " + shlex.join(argv)
+        paths = write_outputs(results_dir, static_dir, meta)
+        print((static_dir / "ablation_table.md").read_text())
+        return paths
+
+    started = time.perf_counter()
+    load_start = os.getloadavg()
+    runs_dir = results_dir / "ablation_runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    for dataset in args.datasets:
+        path = runs_dir / f"{dataset}-{GRID}.json"
+        if stored_run(path, budget) is None:
+            write_json(path, grid_record(dataset, budget))
+    specs = plan_runs(args.datasets, seeds, budget)
+    print(f"[ablation] {len(specs)} training runs ({len(seeds)} seed(s), datasets {args.datasets}), "
+          f"{args.workers} at a time, 1 thread each; load average {load_start}", flush=True)
+    skipped = {s["run"] for s in specs if stored_run(runs_dir / f"{s['run']}.json", budget, s) is not None}
+    execute(specs, runs_dir, args.work_dir, args.workers, say=lambda *a: print(*a, flush=True))
+    total = time.perf_counter() - started
+    trained_here = [r for r in specs if r["run"] not in skipped]
+    meta = {
+        "command": "python benchmarks/ablation.py " + shlex.join(argv),
+        "seeds": seeds, "budget": budget, "budget_signature": budget_signature(budget),
+        "datasets": {d: {k: v for k, v in DATASETS[d].items() if k != "variants"} for d in args.datasets},
+        "variants": {v: {k: x for k, x in info.items() if k != "overrides"} | {"overrides": info.get("overrides")}
+                     for v, info in VARIANTS.items()},
+        "ce_weights": {"paper": PAPER_CE_WEIGHT, "large": LARGE_CE_WEIGHT},
+        "workers": args.workers, "threads_per_run": 1,
+        "total_wall_seconds": round(total, 1), "runs_trained_in_this_invocation": len(trained_here),
+        "load_average_start": load_start, "load_average_end": os.getloadavg(),
+        "environment": environment(), "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    paths = write_outputs(results_dir, static_dir, meta)
+    print((static_dir / "ablation_table.md").read_text())
+    print(f"[ablation] total wall time {total:.0f} s; outputs: {', '.join(str(p) for p in paths.values())}")
+    return paths
+
+
+if __name__ == "__main__":
+    main()

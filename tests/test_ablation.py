@@ -1,0 +1,145 @@
+"""Tests for benchmarks/ablation.py: the --quick path end to end, --plot-only, resumability and the
+authors'-code IoU metric. No timings and no metric values are asserted (only structure)."""
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    spec = importlib.util.spec_from_file_location("ablation", ROOT / "benchmarks" / "ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ablation"] = module  # spawned workers (not used here) import it by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def quick_run(ablation, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ablation")
+    argv = ["--quick", "--workers", "1", "--results-dir", str(out / "results"),
+            "--static-dir", str(out / "static"), "--work-dir", str(out / "work")]
+    paths = ablation.main(argv)
+    return out, argv, paths
+
+
+def expected_variants(ablation):
+    return {dataset: [ablation.GRID, *info["variants"]] for dataset, info in ablation.DATASETS.items()}
+
+
+def test_quick_run_writes_every_output_with_rows_for_every_variant(ablation, quick_run):
+    out, _, paths = quick_run
+    for key in ("json", "csv", "png", "table", "book_png"):
+        assert paths[key].exists() and paths[key].stat().st_size > 0, key
+    data = json.loads(paths["json"].read_text())
+    for key in ("command", "seeds", "budget", "environment", "total_wall_seconds", "rows", "runs"):
+        assert key in data, key
+    for key in ("torch", "python", "platform", "cpu_count"):
+        assert key in data["environment"], key
+    assert data["command"].startswith("python benchmarks/ablation.py") and "--quick" in data["command"]
+    assert data["seeds"] == [0]
+
+    rows = data["rows"]
+    for dataset, variants in expected_variants(ablation).items():
+        for variant in variants:
+            mine = [r for r in rows if r["dataset"] == dataset and r["variant"] == variant]
+            assert mine, (dataset, variant)
+            orders = {r["orders"] for r in mine}
+            masks = {r["masks"] for r in mine}
+            if variant == ablation.GRID:
+                assert masks == {"grid"} and orders == {"standard"}
+            elif ablation.VARIANTS[variant].get("overrides", {}).get("dec_type") == "mlp":
+                assert orders == {"standard"}  # no patch orders for the MLP decoder
+                assert masks == {"slot", "decoder"}
+            else:
+                assert orders == {"standard", "all"} and masks == {"slot", "decoder"}
+    for row in rows:
+        for metric in ablation.METRICS:
+            assert isinstance(row[f"{metric}_mean"], float) and isinstance(row[f"{metric}_std"], float)
+
+    with open(paths["csv"]) as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == len(rows)
+    assert {"mbo_i_authors_mean", "mbo_i_authors_std", "fg_ari_mean", "fg_ari_std"} <= set(table[0])
+
+    markdown = paths["table"].read_text()
+    for variant in ablation.VARIANTS:
+        assert ablation.VARIANTS[variant]["label"] in markdown
+
+    runs_dir = out / "results" / "ablation_runs"
+    run_files = sorted(p.name for p in runs_dir.glob("*.json"))
+    assert len(run_files) == len(data["run_files"])
+    one = json.loads((runs_dir / "shapes-e_spot-s0.json").read_text())
+    assert one["teacher"] == "shapes-c_random-s0" and one["stage"] == 2
+    assert one["config"]["ce_weight"] == ablation.PAPER_CE_WEIGHT
+    assert one["config"]["train_permutations"] == "random" and one["config"]["init_method"] == "embedding"
+    raster_student = json.loads((runs_dir / "shapes-d_raster_st-s0.json").read_text())
+    assert raster_student["teacher"] == "shapes-b_raster-s0"
+    assert not list(out.glob("results/**/*.pt")), "checkpoints must stay out of the results folder"
+
+
+def test_plot_only_regenerates_from_the_stored_json(ablation, quick_run):
+    out, argv, paths = quick_run
+    before = json.loads(paths["json"].read_text())
+    for key in ("csv", "png", "table", "book_png"):
+        paths[key].unlink()
+    ablation.main([*argv, "--plot-only"])
+    for key in ("csv", "png", "table", "book_png"):
+        assert paths[key].exists(), key
+    after = json.loads(paths["json"].read_text())
+    assert after["rows"] == before["rows"]
+    assert after["command"] == before["command"]  # the command that produced the runs is kept
+
+
+def test_rerun_skips_finished_runs(ablation, quick_run, capsys):
+    out, argv, _ = quick_run
+    runs_dir = out / "results" / "ablation_runs"
+    stamps = {p.name: p.stat().st_mtime_ns for p in runs_dir.glob("*-s0.json")}
+    ablation.main(argv)
+    assert "already finished" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in runs_dir.glob("*-s0.json")} == stamps
+
+
+def test_plan_puts_teachers_before_their_students(ablation):
+    budget = dict(ablation.QUICK_BUDGET)
+    budget.pop("seeds")
+    specs = ablation.plan_runs(list(ablation.DATASETS), [0, 1], budget)
+    position = {spec["run"]: i for i, spec in enumerate(specs)}
+    for spec in specs:
+        if spec["teacher"]:
+            assert position[spec["teacher"]] < position[spec["run"]]
+            assert spec["teacher"].endswith(f"-s{spec['seed']}")
+
+
+def test_authors_iou_keeps_background_pixels_of_predictions(ablation):
+    # one 2x2 object in a 4x4 image; the predicted segment covers the object and 2 background pixels
+    target = torch.zeros(1, 4, 4, dtype=torch.long)
+    target[0, :2, :2] = 1
+    pred = torch.zeros(1, 4, 4, dtype=torch.long)
+    pred[0, :2, :3] = 1
+    metric = ablation.AuthorsIoUMetrics()
+    metric.update(pred, target)
+    result = metric.compute()
+    assert result["mbo_i_authors"] == pytest.approx(100 * 4 / 6)
+    assert result["miou_authors"] == pytest.approx(100 * 4 / 6)
+    # ignored pixels are removed from predictions and targets
+    ignore = torch.zeros(1, 4, 4, dtype=torch.bool)
+    ignore[0, :2, 2] = True
+    metric = ablation.AuthorsIoUMetrics()
+    metric.update(pred, target, ignore)
+    assert metric.compute()["mbo_i_authors"] == pytest.approx(100.0)
