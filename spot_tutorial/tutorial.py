@@ -177,10 +177,14 @@ class Tutorial:
 
     def __str__(self) -> str:
         c = self.config
+        where = ("CPU, built-in data; SPOT_TUTORIAL_MODE=full for the GPU setting" if self.tutorial
+                 else f"{self.device.type}, the paper's setting")
         data = "SyntheticShapes (built in)" if self.tutorial else f"COCO 2017 at {self.coco_root}"
-        return (f"mode: {self.mode} | device: {self.device.type} | encoder: {c.which_encoder} | "
-                f"images {c.image_size} px, tokens {self.grid_side}x{self.grid_side}, "
-                f"{c.num_slots} slots | data: {data}")
+        return "\n".join([
+            f"mode   {self.mode} ({where})",
+            f"model  encoder {c.which_encoder!r}, {c.image_size} px images, "
+            f"{self.grid_side}x{self.grid_side} tokens, {c.num_slots} slots",
+            f"data   {data}"])
 
     __repr__ = __str__
 

@@ -281,3 +281,32 @@ def label_maps_figure(panels: dict[str, torch.Tensor], numbers: bool = True, ign
         axis.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+def masks_by_row(images: torch.Tensor, masks_by_name: dict[str, torch.Tensor], max_images: int = 6,
+                 normalized: bool = True, size: float = 1.25):
+    """Like `mask_figure`, transposed for narrow pages: one column per image, one row for the
+    images and one per set of masks (soft [B, K, h, w] or labels [B, H, W]), named on the left."""
+    import matplotlib.pyplot as plt
+
+    count = min(max_images, images.shape[0])
+    rgb = to_rgb(images[:count], normalized)
+    height_width = rgb.shape[1:3]
+    names = ["image", *masks_by_name]
+    fig, axes = plt.subplots(len(names), count, figsize=(size * count + 0.6, size * len(names)),
+                             squeeze=False)
+    for col in range(count):
+        axes[0, col].imshow(rgb[col])
+        for row, name in enumerate(masks_by_name, start=1):
+            masks = masks_by_name[name][:count]
+            labels = masks.cpu() if masks.ndim == 3 else label_maps(masks, height_width)
+            if tuple(labels.shape[-2:]) != tuple(height_width):
+                labels = F.interpolate(labels[:, None].float(), size=height_width, mode="nearest")[:, 0].long()
+            axes[row, col].imshow(overlay(rgb[col], labels[col].numpy()))
+    for row, name in enumerate(names):
+        axes[row, 0].set_ylabel(name, fontsize=8)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    fig.tight_layout(pad=0.3)
+    return fig
