@@ -103,3 +103,58 @@ def test_book_lists_every_notebook():
         assert f"notebooks/{name}" in toc
     link = ROOT / "book" / "notebooks"
     assert link.is_symlink() and link.resolve() == NOTEBOOK_DIR.resolve()
+
+
+# ---------------------------------------------------------------------------------------------
+# spot_tutorial.tutorial: what the notebooks rely on
+def test_mode_follows_the_environment_variable(monkeypatch):
+    from spot_tutorial import tutorial
+
+    monkeypatch.setenv("SPOT_TUTORIAL_MODE", "full")
+    assert tutorial.detect_mode() == "full"
+    monkeypatch.setenv("SPOT_TUTORIAL_MODE", "Tutorial")
+    assert tutorial.detect_mode() == "tutorial"
+    monkeypatch.setenv("SPOT_TUTORIAL_MODE", "gpu")
+    with pytest.raises(ValueError, match="SPOT_TUTORIAL_MODE"):
+        tutorial.detect_mode()
+    monkeypatch.delenv("SPOT_TUTORIAL_MODE")
+    import torch
+    assert tutorial.detect_mode() == ("full" if torch.cuda.is_available() else "tutorial")
+
+
+@pytest.mark.parametrize("kind", ["teacher", "raster", "student"])
+def test_stored_tutorial_checkpoints_load_with_their_recipe(kind):
+    from spot_tutorial import tutorial
+    from spot_tutorial.checkpoints import load_model
+
+    path = tutorial.tutorial_checkpoint_dir() / f"tiny_{kind}.pt"
+    assert path.is_file(), f"{path} missing: make it with tutorial.make_tutorial_checkpoints(['{kind}'])"
+    assert path.stat().st_size < 2_000_000
+    model = load_model(path)
+    recipe = tutorial.tutorial_recipe(kind)
+    for name in ("num_slots", "image_size", "init_method", "truncate", "train_permutations", "max_steps"):
+        assert getattr(model.config, name) == getattr(recipe, name), name
+
+
+def test_explorer_redraws_when_a_control_changes():
+    pytest.importorskip("ipywidgets")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spot_tutorial import tutorial
+
+    calls = []
+
+    def render(a, b):
+        calls.append((a, b))
+        fig, axis = plt.subplots(figsize=(1, 1))
+        axis.plot([0, a], [0, b])
+        return fig
+
+    box = tutorial.explorer(render, {"a": range(3), "b": ["x", "y"]}, play=["a"], title="t")
+    image = box.children[-1]
+    first = image.value
+    assert calls == [(0, "x")] and first[:4] == b"\x89PNG"
+    box.children[1].children[1].value = 2          # the slider of 'a' (after its play button)
+    assert calls[-1] == (2, "x") and image.value != first
