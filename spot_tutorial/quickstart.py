@@ -9,9 +9,9 @@ It runs both stages of the paper on the built-in synthetic shapes dataset with t
    trivial baseline (a fixed grid of masks), a table on the terminal, a figure of the masks
    (masks.png) and a JSON report (report.json) in the output folder.
 
-What to look for: the teacher's decoder masks and slot masks are far above the grid baseline
-in mBO; the student's slot masks approach the teacher's decoder masks. Judge by mBO: FG-ARI
-is high even for the fixed grid on these scenes.
+What to look for: the student's slot masks learn what the teacher's decoder masks show (the
+distillation of stage 2), and the fixed grid, which knows nothing about the image, gives the
+scale of the numbers. Judge by mBO^i: FG-ARI is high even for the fixed grid on these scenes.
 """
 
 from __future__ import annotations
@@ -45,11 +45,21 @@ class QuickstartResult:
     figure_path: Path
 
 
+# The quickstart recipe on top of the synthetic preset:
+# - lr 2e-3 instead of 4e-4: with minutes instead of days of training, the larger step wins
+#   clearly (one seed, 3.5 minutes, decoder-mask mBO^i: 4e-4 -> 48, 1e-3 -> 58, 2e-3 -> 85;
+#   see benchmarks/quickstart_quality.py);
+# - evaluation with all nine patch orders averaged, as in the paper's final numbers;
+# - the run length is a wall-time budget; one evaluation at the end.
+QUICKSTART_SETTINGS = dict(lr_main=2e-3, eval_permutations="all", epochs=NEVER, eval_every=NEVER,
+                           checkpoint_every=0, log_every=50)
+
+
 def quickstart_config(minutes: float, seed: int = 0, train_images: int = 0, eval_images: int = 0,
                       **overrides: Any) -> SPOTConfig:
     """The teacher's configuration: the synthetic preset, trained for `minutes` of wall time."""
-    settings = dict(seed=seed, epochs=NEVER, max_minutes=minutes, eval_every=NEVER,
-                    checkpoint_every=0, log_every=50, train_images=train_images, eval_images=eval_images)
+    settings = dict(QUICKSTART_SETTINGS, seed=seed, max_minutes=minutes, train_images=train_images,
+                    eval_images=eval_images)
     return get_preset("synthetic", **{**settings, **overrides})
 
 

@@ -1,0 +1,97 @@
+"""Quality of the quickstart recipe over several seeds (a benchmark script, not a test).
+
+Runs `spot quickstart` (teacher, then self-trained student, on synthetic shapes, CPU) once per
+seed, one after the other (each run wants the whole CPU), and prints and stores mBO^i, FG-ARI,
+mIoU of the slot and decoder masks with the wall times and images/s of both stages.
+
+    python benchmarks/quickstart_quality.py --seeds 0 1            # the default budget
+    python benchmarks/quickstart_quality.py --seeds 0 --minutes 5  # another budget per stage
+
+Results: benchmarks/results/quickstart_quality.json (appended per invocation under a label).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from spot_tutorial.quickstart import DEFAULT_MINUTES, run_quickstart
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "quickstart_quality.json"
+ROWS = ("teacher slot masks", "teacher decoder masks", "student slot masks", "student decoder masks")
+METRICS = ("mbo_i", "fg_ari", "miou")
+
+
+def run_seed(seed: int, args: argparse.Namespace) -> dict:
+    started = time.perf_counter()
+    result = run_quickstart(output_dir=Path(args.output_dir) / f"seed_{seed}", minutes=args.minutes,
+                            student_minutes=args.student_minutes, seed=seed, device="cpu",
+                            threads=args.threads, progress=False, verbose=False)
+    report = result.report
+    baseline = next(name for name in report["results"] if name.startswith("grid"))
+    return {
+        "seed": seed,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "teacher": {k: report["teacher"][k] for k in ("steps", "train_seconds", "images_per_second")},
+        "student": {k: report["student"][k] for k in ("steps", "train_seconds", "images_per_second")},
+        "results": {name: {m: round(report["results"][name][m], 2) for m in METRICS}
+                    for name in (baseline, *ROWS)},
+    }
+
+
+def summary_table(runs: list[dict]) -> str:
+    names = list(runs[0]["results"])
+    lines = [f"{'masks':<24}" + "".join(f"{m:>16}" for m in ("mBO^i", "FG-ARI", "mIoU"))]
+    for name in names:
+        cells = []
+        for metric in METRICS:
+            values = [run["results"][name][metric] for run in runs]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):>9.1f} ± {spread:<4.1f}")
+        lines.append(f"{name:<24}" + "".join(f"{c:>16}" for c in cells))
+    walls = [run["wall_seconds"] for run in runs]
+    lines.append(f"wall time per run: {statistics.mean(walls):.0f} s (max {max(walls):.0f} s); "
+                 f"teacher {statistics.mean(r['teacher']['images_per_second'] for r in runs):.0f} images/s, "
+                 f"student {statistics.mean(r['student']['images_per_second'] for r in runs):.0f} images/s")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--minutes", type=float, default=DEFAULT_MINUTES, help="teacher minutes")
+    parser.add_argument("--student-minutes", type=float, default=None, help="default: --minutes")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--output-dir", default="outputs/quickstart_quality")
+    parser.add_argument("--label", default=None, help="key of this invocation in the results file")
+    args = parser.parse_args()
+
+    runs = []
+    for seed in args.seeds:
+        runs.append(run_seed(seed, args))
+        run = runs[-1]
+        print(f"seed {seed}: {run['wall_seconds']:.0f} s; " + "; ".join(
+            f"{name} mBO {values['mbo_i']:.1f} FG-ARI {values['fg_ari']:.1f}"
+            for name, values in run["results"].items()), flush=True)
+    table = summary_table(runs)
+    print("\n" + table)
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    label = args.label or f"minutes={args.minutes:g}/{args.student_minutes or args.minutes:g}"
+    stored[label] = {"runs": runs, "table": table, "threads": args.threads,
+                     "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(),
+                                 "processor": platform.processor(), "torch": torch.__version__}}
+    RESULTS.write_text(json.dumps(stored, indent=2) + "\n")
+    print(f"\nstored under {label!r} in {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
