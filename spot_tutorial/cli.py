@@ -125,15 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     quick = commands.add_parser("quickstart", help="both stages on synthetic shapes, CPU, a few minutes",
                                 description="Train a teacher and a self-trained student on the built-in "
                                             "synthetic dataset and compare them (no downloads).")
-    quick.add_argument("--output-dir", default="outputs/quickstart")
+    quick.add_argument("--output-dir", default="outputs/quickstart",
+                       help="report.json, masks.png and both runs go here (default: outputs/quickstart)")
     quick.add_argument("--minutes", type=float, default=None,
                        help="training minutes of each stage (default 3.5: about 8 minutes in all)")
     quick.add_argument("--student-minutes", type=float, default=None,
                        help="training minutes of the student (default: --minutes)")
-    quick.add_argument("--seed", type=int, default=0)
+    quick.add_argument("--seed", type=int, default=0, help="seed of the weights, data order and noise")
     quick.add_argument("--train-images", type=int, default=0, help="synthetic training images (0: 10000)")
     quick.add_argument("--eval-images", type=int, default=0, help="held-out evaluation images (0: 256)")
-    quick.add_argument("--device", default="cpu")
+    quick.add_argument("--device", default="cpu", help="cpu (the point of the quickstart), or cuda")
     quick.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: PyTorch's default)")
     quick.add_argument("--no-progress", action="store_true", help="no progress bars")
     quick.set_defaults(func=cmd_quickstart)
