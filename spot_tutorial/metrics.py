@@ -9,8 +9,17 @@ This module implements the evaluation protocol that SPOT shares with DINOSAUR:
 
 All metrics take label maps: ``pred`` [B, H, W] holds the predicted slot index of every
 pixel, ``target`` [B, H, W] the ground-truth object id (0 = background) and ``ignore``
-[B, H, W] marks pixels that are excluded everywhere. Background and ignored pixels are
-removed before anything is counted. Per-image results are float64 tensors [B]; the
+[B, H, W] marks pixels that are excluded everywhere. The conventions follow the authors'
+metric code (OCLF's ARIMetric and UnsupervisedMaskIoUMetric with ignore_background and
+ignore_overlaps):
+
+* ignored pixels are removed from predictions and targets before anything is counted;
+* FG-ARI counts foreground pixels only;
+* mBO / mIoU drop the background as a ground-truth *object*, but a predicted segment keeps
+  its background pixels: they count in its area, hence in the union of every IoU. (Cutting
+  the predictions down to the foreground would let a fixed grid of masks look like objects.)
+
+Per-image results are float64 tensors [B]; the
 :class:`SegmentationMetrics` accumulator averages them over a data set and reports x100.
 
 Everything is computed from one batched contingency table (a ``bincount`` over
@@ -96,35 +105,41 @@ def _check_inputs(
 # --------------------------------------------------------------------------------------
 
 
-def _compact_ids(labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Map label values to 0..num_ids-1 (identity when they are small and non-negative)."""
+def _compact_ids(labels: torch.Tensor, keep_zero: bool = False) -> tuple[torch.Tensor, int]:
+    """Map label values to 0..num_ids-1 (identity when they are small and non-negative).
+
+    With keep_zero, id 0 (background) always maps to 0, present or not.
+    """
     if labels.numel() == 0:
         return labels.long(), 1
     low, high = int(labels.min()), int(labels.max())
     if low >= 0 and high < _MAX_DIRECT_ID:
         return labels.long(), high + 1
-    unique_ids, compact = torch.unique(labels, return_inverse=True)
-    return compact.long(), unique_ids.numel()
+    values = labels.flatten()
+    if keep_zero:
+        values = torch.cat([values.new_zeros(1), values])
+    unique_ids, compact = torch.unique(values, return_inverse=True)
+    compact = compact[1:] if keep_zero else compact
+    return compact.view_as(labels).long(), unique_ids.numel()
 
 
 def contingency_table(
     pred: torch.Tensor, target: torch.Tensor, ignore: Optional[torch.Tensor] = None
 ) -> torch.Tensor:
-    """Pixel counts per (image, ground-truth object, predicted segment).
+    """Pixel counts per (image, ground-truth id, predicted segment).
 
-    Only foreground (target > 0), non-ignored pixels are counted. Rows and columns are
-    indexed by (renumbered) ids shared across the batch, so an image may have empty
-    rows (objects it does not contain) and empty columns (segments it does not use).
+    Every non-ignored pixel is counted. Row 0 holds the background (target == 0); rows 1..
+    are objects. Rows and columns are indexed by (renumbered) ids shared across the batch,
+    so an image may have empty rows (objects it does not contain) and empty columns
+    (segments it does not use).
 
-    Returns an int64 tensor [B, M, P].
+    Returns an int64 tensor [B, 1 + M, P].
     """
     _check_inputs(pred, target, ignore)
     batch_size = pred.shape[0]
-    counted = target > 0  # [B, H, W]
-    if ignore is not None:
-        counted = counted & ~ignore
+    counted = torch.ones_like(target, dtype=torch.bool) if ignore is None else ~ignore  # [B, H, W]
 
-    object_ids, num_objects = _compact_ids(target)  # [B, H, W], M
+    object_ids, num_objects = _compact_ids(target, keep_zero=True)  # [B, H, W], 1 + M
     segment_ids, num_segments = _compact_ids(pred)  # [B, H, W], P
     image_ids = torch.arange(batch_size, device=pred.device).view(-1, 1, 1)  # [B, 1, 1]
 
@@ -132,12 +147,7 @@ def contingency_table(
     cell = (image_ids * num_objects + object_ids) * num_segments + segment_ids  # [B, H, W]
     cell = torch.where(counted, cell, torch.full_like(cell, num_cells))  # extra bin: dropped
     counts = torch.bincount(cell.flatten(), minlength=num_cells + 1)[:num_cells]
-    return counts.view(batch_size, num_objects, num_segments)  # [B, M, P]
-
-
-# --------------------------------------------------------------------------------------
-# Metrics from a contingency table
-# --------------------------------------------------------------------------------------
+    return counts.view(batch_size, num_objects, num_segments)  # [B, 1 + M, P]
 
 
 def _num_pairs(counts: torch.Tensor) -> torch.Tensor:
@@ -145,8 +155,8 @@ def _num_pairs(counts: torch.Tensor) -> torch.Tensor:
     return counts * (counts - 1) // 2
 
 
-def _ari_from_table(counts: torch.Tensor) -> torch.Tensor:
-    """Adjusted Rand index per image from int64 counts [B, M, P] -> float64 [B].
+def _ari_from_table(table: torch.Tensor) -> torch.Tensor:
+    """Foreground adjusted Rand index per image from int64 counts [B, 1 + M, P] -> float64 [B].
 
     ARI = (index - expected) / (max_index - expected) with pair counts
     index = sum_ij C(n_ij, 2), a = sum_i C(a_i, 2), b = sum_j C(b_j, 2),
@@ -155,6 +165,7 @@ def _ari_from_table(counts: torch.Tensor) -> torch.Tensor:
     and one segment, all singletons, or fewer than two pixels. Those images score 1.0, as in
     the SPOT / DINOSAUR metric code. The check runs on exact integers, not on floats.
     """
+    counts = table[:, 1:]  # foreground rows only  # [B, M, P]
     object_sizes = counts.sum(dim=2)  # [B, M]
     segment_sizes = counts.sum(dim=1)  # [B, P]
     num_pixels = object_sizes.sum(dim=1)  # [B]
@@ -175,18 +186,21 @@ def _ari_from_table(counts: torch.Tensor) -> torch.Tensor:
     return torch.where(degenerate, torch.ones_like(ari), ari)
 
 
-def _iou_from_table(counts: torch.Tensor) -> torch.Tensor:
-    """IoU of every (object, segment) pair from counts [B, M, P] -> float64 [B, M, P]."""
-    intersection = counts.double()  # [B, M, P]
+def _iou_from_table(table: torch.Tensor) -> torch.Tensor:
+    """IoU of every (object, segment) pair from counts [B, 1 + M, P] -> float64 [B, M, P].
+
+    A segment's area includes its background pixels (row 0).
+    """
+    intersection = table[:, 1:].double()  # [B, M, P]
     object_area = intersection.sum(dim=2, keepdim=True)  # [B, M, 1]
-    segment_area = intersection.sum(dim=1, keepdim=True)  # [B, 1, P]
+    segment_area = table.sum(dim=1, keepdim=True).double()  # [B, 1, P]  background included
     union = object_area + segment_area - intersection  # [B, M, P]
     return intersection / union.clamp(min=1)  # union == 0 implies intersection == 0
 
 
-def _objects_present(counts: torch.Tensor) -> torch.Tensor:
-    """Which rows of the table are objects that occur in the image -> bool [B, M]."""
-    return counts.sum(dim=2) > 0
+def _objects_present(table: torch.Tensor) -> torch.Tensor:
+    """Which object rows occur (with non-ignored pixels) in each image -> bool [B, M]."""
+    return table[:, 1:].sum(dim=2) > 0
 
 
 def _mbo_from_table(counts: torch.Tensor) -> torch.Tensor:
@@ -233,8 +247,8 @@ def mbo(
     """Mean best overlap per image -> float64 [B].
 
     For every ground-truth object the best IoU with any predicted segment, averaged over the
-    objects of the image. Background and ignored pixels are removed first. NaN for images
-    without objects.
+    objects of the image. Ignored pixels are removed first; background pixels count in the
+    predicted segments' areas (authors' convention). NaN for images without objects.
     """
     return _mbo_from_table(contingency_table(pred, target, ignore))
 
@@ -246,7 +260,8 @@ def miou(
 
     Segments and objects are matched one-to-one maximising the total IoU; the matched IoUs
     are averaged over the ground-truth objects (objects left unmatched count as 0).
-    Background and ignored pixels are removed first. NaN for images without objects.
+    Ignored pixels are removed first; background pixels count in the predicted segments'
+    areas (authors' convention). NaN for images without objects.
     """
     return _miou_from_table(contingency_table(pred, target, ignore))
 

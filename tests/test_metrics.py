@@ -51,15 +51,18 @@ def ari_by_pair_enumeration(true_labels, pred_labels):
     return (same_both - expected) / (max_index - expected)
 
 
-def iou_by_masks(pred, target, keep):
-    """Object x segment IoU matrix from boolean masks (numpy, one image)."""
-    object_ids = [o for o in np.unique(target[keep]) if o != 0]
+def iou_by_masks(pred, target, counted):
+    """Object x segment IoU matrix from boolean masks (numpy, one image).
+
+    `counted`: pixels that are not ignored. Segments keep their background pixels.
+    """
+    object_ids = [o for o in np.unique(target[counted]) if o != 0]
     segment_ids = np.unique(pred)
     iou = np.zeros((len(object_ids), len(segment_ids)))
     for a, o in enumerate(object_ids):
         for b, s in enumerate(segment_ids):
-            obj = (target == o) & keep
-            seg = (pred == s) & keep
+            obj = (target == o) & counted
+            seg = (pred == s) & counted
             iou[a, b] = (obj & seg).sum() / (obj | seg).sum()
     return iou
 
@@ -129,8 +132,8 @@ def test_split_object():
     pred = labels([[0, 0, 1, 1], [2, 2, 1, 3]])
     # Pairs: 15; same object: C(4,2) + 1 = 7; same segment: 3; both: 3 -> ARI = 4/9.
     assert fg_ari(pred, target).item() == pytest.approx(4 / 9)
-    # Background pixels are removed before computing the segment areas, so segment 1 has
-    # area 2 and object 1 has best IoU 2/4.
+    # Segment 1 keeps its background pixel (area 3): IoU with object 1 is 2/5 < 2/4, so
+    # object 1's best overlap is segment 0 with 2/4.
     assert mbo(pred, target).item() == pytest.approx((0.5 + 1.0) / 2)
     assert miou(pred, target).item() == pytest.approx((0.5 + 1.0) / 2)
 
@@ -177,9 +180,10 @@ def test_miou_prefers_total_iou_over_greedy_matching():
     # the other 2 px of object 1. IoU(1,0) = 4/8, IoU(1,1) = 2/6, IoU(2,0) = 2/6, IoU(2,1) = 0.
     target = labels([[1, 1, 1, 1, 1, 1, 2, 2, 0]])
     pred = labels([[0, 0, 0, 0, 1, 1, 0, 0, 1]])
+    # Segment 1 also covers the background pixel, so IoU(1,1) = 2/7.
     # Greedy would take (1,0) = 1/2 and leave object 2 with 0 -> 1/4; Hungarian takes
-    # (1,1) + (2,0) = 2/3 -> 1/3.
-    assert miou(pred, target).item() == pytest.approx((1 / 3 + 1 / 3) / 2)
+    # (1,1) + (2,0) = 2/7 + 1/3 -> (2/7 + 1/3) / 2.
+    assert miou(pred, target).item() == pytest.approx((2 / 7 + 1 / 3) / 2)
     assert mbo(pred, target).item() == pytest.approx((1 / 2 + 1 / 3) / 2)
 
 
@@ -222,6 +226,17 @@ def test_ignored_pixels_are_removed():
     assert mbo(pred, target).item() == pytest.approx((2 / 3 + 2 / 3) / 2)
 
 
+def test_background_pixels_count_in_predicted_segment_areas():
+    # The authors' convention (OCLF): a fixed split of the image must not look like objects.
+    target = labels([[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]])
+    pred = labels([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])
+    assert mbo(pred, target).item() == pytest.approx(1.0)  # segment 1 is exactly the object
+    halves = labels([[0, 0, 1, 1]] * 4)  # right half: the object + 4 background pixels
+    assert mbo(halves, target).item() == pytest.approx(4 / 8)
+    assert miou(halves, target).item() == pytest.approx(4 / 8)
+    assert fg_ari(halves, target).item() == 1.0  # FG-ARI cannot tell (one object, one segment)
+
+
 def test_fully_ignored_object_is_not_counted():
     target = labels([[1, 1, 2, 2]])
     pred = labels([[0, 0, 0, 0]])
@@ -241,7 +256,8 @@ def test_ignore_equals_setting_pixels_to_background_and_predictions_there_do_not
     for fn in (fg_ari, mbo, miou):
         with_ignore = fn(pred, target, ignore)
         torch.testing.assert_close(fn(other_pred, target, ignore), with_ignore)
-        torch.testing.assert_close(fn(pred, target.masked_fill(ignore, 0), None), with_ignore)
+    # FG-ARI only sees foreground pixels: ignoring equals turning the pixels into background.
+    torch.testing.assert_close(fg_ari(pred, target.masked_fill(ignore, 0)), fg_ari(pred, target, ignore))
     # And the ignore mask does change the result here.
     assert not torch.allclose(mbo(pred, target, ignore), mbo(pred, target))
 
@@ -258,6 +274,7 @@ def test_random_maps_against_slow_references():
         pred = rng.integers(0, rng.integers(1, 5), size=(5, 6)) * 3  # ids need not be contiguous
         ignore = rng.random((5, 6)) < 0.2
         keep = (target > 0) & ~ignore
+        counted = ~ignore
         args = (
             torch.from_numpy(pred)[None],
             torch.from_numpy(target)[None],
@@ -267,7 +284,7 @@ def test_random_maps_against_slow_references():
         expected_ari = ari_by_pair_enumeration(target[keep].tolist(), pred[keep].tolist())
         assert fg_ari(*args).item() == pytest.approx(1.0 if expected_ari is None else expected_ari)
 
-        iou = iou_by_masks(pred, target, keep)
+        iou = iou_by_masks(pred, target, counted)
         assert mbo(*args).item() == pytest.approx(iou.max(axis=1).mean())
         assert miou(*args).item() == pytest.approx(brute_force_miou(iou))
 
