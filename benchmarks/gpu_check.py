@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import RESULTS, machine, peak_memory_mb, sync, time_eval, time_metrics  # noqa: E402
+from speed import RESULTS, machine, time_eval, time_metrics  # noqa: E402
 
 COCO_TRAIN_IMAGES = 118_287
 EPOCHS = 50

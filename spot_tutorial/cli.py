@@ -4,6 +4,7 @@
     spot train --stage 1 --preset coco --data-path /data/coco --output-dir runs/coco_teacher
     spot train --stage 2 --preset coco --data-path /data/coco --teacher runs/coco_teacher/best.pt \\
                --output-dir runs/coco_student
+    spot evaluate runs/coco_student/best.pt --data-path /data/coco --eval-permutations all
     torchrun --nproc_per_node 4 -m spot_tutorial train --stage 1 --preset coco ...   # several GPUs
 
 Every field of `SPOTConfig` is an option (``--num-slots 6``, ``--lr-main 2e-4``,
@@ -138,6 +139,30 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: PyTorch's default)")
     quick.add_argument("--no-progress", action="store_true", help="no progress bars")
     quick.set_defaults(func=cmd_quickstart)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="FG-ARI, mBO^i, mBO^c, mIoU of slot and decoder masks on a dataset",
+        description="Evaluate a checkpoint (ours, or the authors' .pt file) on COCO, VOC, MOVi or the "
+                    "built-in synthetic data; prints a table and writes results.json, results.csv and "
+                    "masks.png to --output-dir.")
+    evaluate.add_argument("checkpoint", help="best.pt / last.pt of `spot train`, or the authors' checkpoint")
+    evaluate.add_argument("--dataset", choices=("coco", "voc", "movi_c", "movi_e", "synthetic"),
+                          help="default: the dataset in the checkpoint's config")
+    evaluate.add_argument("--data-path", help="dataset folder (not needed for synthetic)")
+    evaluate.add_argument("--eval-permutations", default="all", nargs="+", action=OrderSpecAction,
+                          metavar="ORDER", help="standard, random, all (the paper's final numbers; "
+                                                "default) or order ids 0..8")
+    evaluate.add_argument("--encoder", default="vit_base_patch16_224.dino",
+                          help="timm ViT of an authors' checkpoint (its weights come from the file)")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, ...")
+    evaluate.add_argument("--num-workers", type=int, default=4, help="data-loading processes")
+    evaluate.add_argument("--max-images", type=int, default=0, help="only the first N images (0: all)")
+    evaluate.add_argument("--figure-images", type=int, default=8,
+                          help="images in masks.png (0: no figure)")
+    evaluate.add_argument("--output-dir", default="outputs/evaluate")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate.set_defaults(func=cmd_evaluate)
     return parser
 
 
@@ -164,6 +189,20 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
                    student_minutes=args.student_minutes, seed=args.seed, train_images=args.train_images,
                    eval_images=args.eval_images, device=args.device, threads=args.threads,
                    progress=not args.no_progress)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import run_evaluation
+
+    report = run_evaluation(args.checkpoint, dataset=args.dataset, data_path=args.data_path,
+                            permutations=args.eval_permutations, batch_size=args.batch_size,
+                            device=args.device, num_workers=args.num_workers, output_dir=args.output_dir,
+                            encoder=args.encoder, max_images=args.max_images,
+                            figure_images=args.figure_images, progress=not args.no_progress)
+    print(report.table)
+    written = [report.json_path, report.csv_path] + ([report.figure_path] if report.figure_path else [])
+    print("[spot] written: " + ", ".join(str(path) for path in written))
     return 0
 
 

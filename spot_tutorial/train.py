@@ -38,8 +38,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .data import build_datasets
 from .checkpoints import FORMAT, FORMAT_VERSION, atomic_save, load_model, load_state_strict, safe_load
 from .config import SPOTConfig
 from .model import SPOT
@@ -51,9 +52,6 @@ STUDENT_SETTINGS = dict(init_method="embedding", truncate="bi-level", finetune_b
 # Fields that may change when a run is resumed: they do not change what is computed.
 RESUMABLE_CHANGES = ("num_workers", "log_every", "checkpoint_every", "eval_every", "max_minutes",
                      "epochs", "max_steps")
-SYNTHETIC_TRAIN_IMAGES = 10_000
-SYNTHETIC_EVAL_IMAGES = 256
-SYNTHETIC_EVAL_SEED = 999_999  # the held-out synthetic scenes; never a training seed in practice
 FIGURE_IMAGES = 4  # evaluation images shown in the figures written at each evaluation
 LAST, BEST = "last.pt", "best.pt"
 RUN_FILES = (LAST, BEST, "config.json", "log.jsonl", "eval.csv", "summary.json", "tensorboard", "figures")
@@ -184,39 +182,6 @@ class ShardSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.indices)
-
-
-def _first(dataset: Dataset, count: int) -> Dataset:
-    return Subset(dataset, range(min(count, len(dataset)))) if count > 0 else dataset
-
-
-def build_datasets(config: SPOTConfig, data_path: str | os.PathLike | None = None) -> tuple[Dataset, Dataset]:
-    """(training set, evaluation set with masks) for `config.dataset`, as the paper builds them."""
-    from . import data
-
-    name = config.dataset
-    if name == "synthetic":
-        train_set = data.SyntheticShapes(config.train_images or SYNTHETIC_TRAIN_IMAGES, config.image_size,
-                                         seed=config.seed)
-        eval_set = data.SyntheticShapes(config.eval_images or SYNTHETIC_EVAL_IMAGES, config.image_size,
-                                        seed=SYNTHETIC_EVAL_SEED, mask_size=config.gt_mask_size)
-        return train_set, eval_set
-    if data_path is None:
-        raise ValueError(f"dataset '{name}' needs its folder: pass data_path (--data-path) "
-                         "or use the built-in synthetic dataset (--preset synthetic)")
-    common = dict(image_size=config.image_size, center_crop=config.center_crop)
-    if name == "coco":
-        train_set = data.COCO2017(data_path, "train", train=True, random_crop=config.random_crop, **common)
-        eval_set = data.COCO2017(data_path, "val", mask_size=config.gt_mask_size, **common)
-    elif name == "voc":
-        train_set = data.PascalVOC(data_path, "trainaug", train=True, random_crop=config.random_crop, **common)
-        eval_set = data.PascalVOC(data_path, "val", mask_size=config.gt_mask_size, **common)
-    elif name in ("movi_c", "movi_e"):
-        train_set = data.MOVi(data_path, "train", frames_per_video=9, seed=config.seed, train=True, **common)
-        eval_set = data.MOVi(data_path, "validation", mask_size=config.gt_mask_size, **common)
-    else:
-        raise ValueError(f"unknown dataset {name!r}; choose coco, voc, movi_c, movi_e or synthetic")
-    return _first(train_set, config.train_images), _first(eval_set, config.eval_images)
 
 
 # ----------------------------------------------------------------------------------------------

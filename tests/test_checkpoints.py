@@ -3,7 +3,7 @@ import re
 import pytest
 import torch
 
-from spot_tutorial import SPOT, get_preset, load_model, load_official_checkpoint, save_model
+from spot_tutorial import load_model, load_official_checkpoint, save_model
 from spot_tutorial.checkpoints import CheckpointError, atomic_save, official_to_ours
 from spot_tutorial.encoders import build_encoder
 from conftest import tiny_model

@@ -107,3 +107,21 @@ def test_quickstart_runs_end_to_end_as_a_module(tmp_path):
     assert report["config"]["student"]["init_method"] == "embedding"
     assert (tmp_path / "masks.png").stat().st_size > 1000
     assert (tmp_path / "teacher" / "last.pt").is_file() and (tmp_path / "student" / "last.pt").is_file()
+
+
+def test_evaluate_command_prints_the_table_and_writes_files(tmp_path, capsys):
+    from spot_tutorial import SPOT, get_preset, save_model
+    from spot_tutorial.cli import main
+
+    model = SPOT.from_config(get_preset("tiny", init_method="embedding", eval_images=4))
+    save_model(model, tmp_path / "model.pt")
+    code = main(["evaluate", str(tmp_path / "model.pt"), "--eval-permutations", "0", "8",
+                 "--batch-size", "2", "--device", "cpu", "--num-workers", "0", "--figure-images", "2",
+                 "--output-dir", str(tmp_path / "eval"), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "slot masks" in printed and "decoder masks" in printed and "FG-ARI" in printed
+    for name in ("results.json", "results.csv", "masks.png"):
+        assert (tmp_path / "eval" / name).exists()
+    assert main(["evaluate", str(tmp_path / "missing.pt")]) == 1
+    assert "checkpoint not found" in capsys.readouterr().err
