@@ -204,7 +204,7 @@ def load_teacher(path: str | os.PathLike, device: torch.device) -> SPOT:
 def check_teacher(teacher: SPOT, config: SPOTConfig) -> None:
     """The student must see the same images, token grid and number of slots as its teacher."""
     differences = [f"{name}: teacher {getattr(teacher.config, name)!r}, student {getattr(config, name)!r}"
-                   for name in ("num_slots", "image_size", "which_encoder")
+                   for name in ("num_slots", "image_size", "which_encoder", "encoder_final_norm")
                    if getattr(teacher.config, name) != getattr(config, name)]
     if differences:
         raise ValueError("the teacher checkpoint does not fit the student configuration:\n  "
@@ -231,6 +231,52 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 # ----------------------------------------------------------------------------------------------
 # random states (saved in checkpoints so a resumed run draws the same orders and noise)
+def teacher_sees_student_targets(teacher: SPOT, student: SPOT) -> bool:
+    """True when the teacher's encoder is the frozen ViT that makes the student's targets.
+
+    Then the teacher's features equal the student's reconstruction targets (same weights,
+    same images, eval mode), and stage 2 skips the teacher's encoder pass: same math.
+    """
+    target_source = student.target_encoder or (student.encoder if student.encoder.is_frozen else None)
+    teacher_encoder = teacher.target_encoder or teacher.encoder
+    if target_source is None or teacher_encoder.final_norm != target_source.final_norm:
+        return False
+    mine, theirs = teacher_encoder.vit.state_dict(), target_source.vit.state_dict()
+    return mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k].to(mine[k].device)) for k in mine)
+
+
+def batch_loss(train_model: nn.Module, images: torch.Tensor, teacher: SPOT | None = None,
+               weight: float = 0.0, teacher_on_targets: bool = False) -> tuple[torch.Tensor, dict]:
+    """Stage 1: the reconstruction MSE. Stage 2: MSE + weight * distillation CE from the teacher.
+
+    The teacher runs frozen, in eval mode, with a random patch order and its Gaussian slot noise.
+    """
+    output = train_model(images)
+    record = {"mse": output.loss.detach()}
+    if teacher is None:
+        return output.loss, record
+    with torch.inference_mode():
+        if teacher_on_targets:  # its encoder would recompute output.target exactly
+            teacher_output = teacher.forward_features(output.target, output.target, permutations="random")
+        else:
+            teacher_output = teacher(images, permutations="random")
+    distill = distillation_loss(output.slot_logits, teacher_output.decoder_masks)
+    record.update(ce=distill.loss.detach(), ce_weight=torch.tensor(weight))
+    return output.loss + weight * distill.loss, record
+
+
+def apply_gradients(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float,
+                    check: Callable[[torch.Tensor], Any] | None = None) -> torch.Tensor:
+    """Backward, clip the gradients in the infinity norm (the paper's 0.3), optimiser step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(trainable_parameters(model), clip, norm_type=float("inf"))
+    if check is not None:
+        check(grad_norm)
+    optimizer.step()
+    return grad_norm
+
+
 def capture_rng_state() -> dict[str, Any]:
     numpy_state = np.random.get_state()
     state = {
@@ -343,6 +389,7 @@ class Trainer:
         self.model = build_model(config, encoder_weights, pretrained=False if stage == 2 else None)
         if self.teacher is not None:
             copy_encoder_from_teacher(self.model, self.teacher)
+        self.teacher_on_targets = self.teacher is not None and teacher_sees_student_targets(self.teacher, self.model)
         self.model.to(self.device)
         self.optimizer = torch.optim.Adam(trainable_parameters(self.model), lr=config.lr_main,
                                           fused=self.device.type == "cuda")  # same math, one kernel
@@ -438,28 +485,19 @@ class Trainer:
         lr = learning_rate(step, total, self.config)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        weight = ce_weight(step, total, self.config)
         with self.autocast():
-            output = self.train_model(images)
-            loss = output.loss
-            record = {"mse": output.loss.detach()}
-            if self.teacher is not None:
-                with torch.inference_mode():  # the teacher: eval mode, random order, its Gaussian noise
-                    teacher_output = self.teacher(images, permutations="random")
-                distill = distillation_loss(output.slot_logits, teacher_output.decoder_masks)
-                weight = ce_weight(step, total, self.config)
-                loss = loss + weight * distill.loss
-                record.update(ce=distill.loss.detach(), ce_weight=torch.tensor(weight))
+            loss, record = batch_loss(self.train_model, images, self.teacher, weight, self.teacher_on_targets)
         if not all_finite([loss], self.distributed):
             self._stop_non_finite("loss", loss)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainable_parameters(self.model), self.config.clip,
-                                                   norm_type=float("inf"))
-        if not all_finite([grad_norm], self.distributed):
-            self._stop_non_finite("gradient (infinity norm)", grad_norm)
-        self.optimizer.step()
+        grad_norm = apply_gradients(self.model, self.optimizer, loss, self.config.clip,
+                                    check=self._check_gradient)
         record.update(loss=loss.detach(), grad_norm=grad_norm.detach())
         return {"lr": lr, **{k: float(v) for k, v in record.items()}}
+
+    def _check_gradient(self, grad_norm: torch.Tensor) -> None:
+        if not all_finite([grad_norm], self.distributed):
+            self._stop_non_finite("gradient (infinity norm)", grad_norm)
 
     def _stop_non_finite(self, what: str, value: torch.Tensor) -> None:
         last = self.output_dir / LAST

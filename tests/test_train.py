@@ -280,3 +280,22 @@ def test_two_gloo_processes_train_in_sync_and_reduce_metrics(tmp_path):
     assert checkpoint["progress"]["epoch"] == 1 and checkpoint["progress"]["batch_in_epoch"] == 1
     # the DDP processes trained the same weights: each rank wrote only one log
     assert len(read_log(tmp_path / "run")) == 5
+
+
+def test_stage2_teacher_reuses_the_student_targets_with_identical_loss():
+    from spot_tutorial import SPOT, get_preset
+    from spot_tutorial.train import batch_loss, copy_encoder_from_teacher, teacher_sees_student_targets
+
+    torch.manual_seed(0)
+    teacher = SPOT.from_config(get_preset("tiny")).eval().requires_grad_(False)
+    student = SPOT.from_config(get_preset("tiny", init_method="embedding", truncate="bi-level"))
+    assert not teacher_sees_student_targets(teacher, student)  # different random ViTs
+    copy_encoder_from_teacher(student, teacher)
+    assert teacher_sees_student_targets(teacher, student)
+    images = torch.randn(4, 3, 64, 64)
+    losses = []
+    for reuse in (False, True):
+        torch.manual_seed(7)  # the same random order and slot noise for the teacher
+        loss, record = batch_loss(student, images, teacher, weight=0.5, teacher_on_targets=reuse)
+        losses.append((loss.detach(), record["ce"]))
+    torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=0)
