@@ -280,10 +280,11 @@ def masks_to_labels(
     size = tuple(int(s) for s in size)
     if len(size) != 2:
         raise ValueError(f"size must be an int or a pair (H, W), got {size}")
+    # Upsampling in channels-last memory leaves the K values of each pixel side by side, so
+    # the argmax over slots reads contiguous memory (several times faster on a CPU).
+    masks = masks.contiguous(memory_format=torch.channels_last)
     upsampled = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)  # [B, K, H, W]
-    # argmax over a contiguous last dim is ~10x faster on CPU than over the strided dim 1.
-    slots_last = upsampled.permute(0, 2, 3, 1).contiguous()  # [B, H, W, K]
-    return slots_last.argmax(dim=-1)  # [B, H, W]
+    return upsampled.permute(0, 2, 3, 1).argmax(dim=-1)  # [B, H, W]
 
 
 # --------------------------------------------------------------------------------------
