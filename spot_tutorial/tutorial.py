@@ -214,8 +214,9 @@ class Tutorial:
     def loader(self, num_images: int = 256, batch_size: Optional[int] = None):
         from torch.utils.data import DataLoader
 
+        workers = 0 if self.tutorial else min(4, os.cpu_count() or 1)
         return DataLoader(self.eval_dataset(num_images), batch_size=batch_size or self.config.batch_size,
-                          num_workers=0 if self.tutorial else 4)
+                          num_workers=workers)
 
     # -- models ----------------------------------------------------------------------------
     def new_model(self, **overrides: Any):
