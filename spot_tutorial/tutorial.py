@@ -180,7 +180,7 @@ class Tutorial:
 
     def __str__(self) -> str:
         c = self.config
-        where = ("CPU, built-in data; SPOT_TUTORIAL_MODE=full for the GPU setting" if self.tutorial
+        where = ("CPU, built-in data; SPOT_TUTORIAL_MODE=full for GPUs" if self.tutorial
                  else f"{self.device.type}, the paper's setting")
         data = "SyntheticShapes (built in)" if self.tutorial else f"COCO 2017 at {self.coco_root}"
         return "\n".join([
