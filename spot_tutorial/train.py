@@ -249,17 +249,20 @@ def batch_loss(train_model: nn.Module, images: torch.Tensor, teacher: SPOT | Non
                weight: float = 0.0, teacher_on_targets: bool = False) -> tuple[torch.Tensor, dict]:
     """Stage 1: the reconstruction MSE. Stage 2: MSE + weight * distillation CE from the teacher.
 
-    The teacher runs frozen, in eval mode, with a random patch order and its Gaussian slot noise.
+    The teacher runs frozen, in eval mode, with its Gaussian slot noise, in the patch orders it
+    was trained with: one random order per batch for SPOT's teacher (a raster-only teacher never
+    learned the other orders, so it decodes in raster order).
     """
     output = train_model(images)
     record = {"mse": output.loss.detach()}
     if teacher is None:
         return output.loss, record
+    teacher_orders = teacher.config.train_permutations
     with torch.inference_mode():
         if teacher_on_targets:  # its encoder would recompute output.target exactly
-            teacher_output = teacher.forward_features(output.target, output.target, permutations="random")
+            teacher_output = teacher.forward_features(output.target, output.target, teacher_orders)
         else:
-            teacher_output = teacher(images, permutations="random")
+            teacher_output = teacher(images, permutations=teacher_orders)
     distill = distillation_loss(output.slot_logits, teacher_output.decoder_masks)
     record.update(ce=distill.loss.detach(), ce_weight=torch.tensor(weight))
     return output.loss + weight * distill.loss, record
