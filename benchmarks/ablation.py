@@ -188,22 +188,6 @@ def work_dir_for(spec: dict[str, Any], work_dir: str) -> Path:
     return Path(work_dir) / budget_signature(spec["budget"]) / spec["run"]
 
 
-class TeacherInItsOwnOrders:
-    """Runs a stage-1 teacher in the patch orders it was trained with.
-
-    The trainer asks its teacher for decoder masks in a random order (SPOT's recipe, where the
-    teacher was trained with random orders). A raster-only teacher (variant d) never learned the
-    other eight orders (their [BOS] tokens are untrained), so it must decode in raster order.
-    """
-
-    def __init__(self, teacher):
-        self.teacher = teacher
-        self.orders = teacher.config.train_permutations
-
-    def __call__(self, images, permutations=None):
-        return self.teacher(images, permutations=self.orders)
-
-
 def train_stage(spec: dict[str, Any], work_dir: str, teacher_checkpoint: Path | None = None):
     """Train one run (resuming its own interrupted checkpoint if any); returns (TrainResult, config)."""
     from spot_tutorial.train import Trainer
@@ -217,8 +201,7 @@ def train_stage(spec: dict[str, Any], work_dir: str, teacher_checkpoint: Path | 
         trainer = Trainer(config, resume=True, **common)
     except ValueError:  # a checkpoint of an older configuration of this run: start afresh
         trainer = Trainer(config, overwrite=True, **common)
-    if trainer.teacher is not None:
-        trainer.teacher = TeacherInItsOwnOrders(trainer.teacher)
+    # the trainer runs the teacher in the orders it was trained with (raster for variant d)
     return trainer.fit(), config
 
 
