@@ -78,6 +78,21 @@ class SPOT(nn.Module):
             target.set_trainable_blocks(10**6)
         return cls(encoder, config, target)
 
+    def compile_modules(self) -> "SPOT":
+        """`torch.compile` the heavy parts in place: every ViT block, slot attention, the decoder.
+
+        Regional compilation: each block is compiled on its own (the blocks share code, so they
+        share compiled graphs), while the Python around them (the choice of patch orders, the
+        shared encoder blocks of stage 2) stays eager. Parameters and state_dict keys do not
+        change, so checkpoints are the same with and without it.
+        """
+        blocks = [block for encoder in (self.encoder, self.target_encoder) if encoder is not None
+                  for block in encoder.vit.blocks]
+        decoder = getattr(self.decoder, "transformer", self.decoder)  # AR: its transformer blocks
+        for module in (*blocks, self.slot_attention, decoder):
+            module.compile()
+        return self
+
     # ------------------------------------------------------------------
     def shared_encoder_blocks(self) -> int:
         """Leading encoder blocks that the target encoder shares (frozen, same weights).

@@ -51,7 +51,7 @@ from .self_training import distillation_loss
 STUDENT_SETTINGS = dict(init_method="embedding", truncate="bi-level", finetune_blocks_after=8)
 # Fields that may change when a run is resumed: they do not change what is computed.
 RESUMABLE_CHANGES = ("num_workers", "log_every", "checkpoint_every", "eval_every", "max_minutes",
-                     "epochs", "max_steps")
+                     "epochs", "max_steps", "torch_compile")
 FIGURE_IMAGES = 4  # evaluation images shown in the figures written at each evaluation
 LAST, BEST = "last.pt", "best.pt"
 RUN_FILES = (LAST, BEST, "config.json", "log.jsonl", "eval.csv", "summary.json", "tensorboard", "figures")
@@ -394,6 +394,8 @@ class Trainer:
             copy_encoder_from_teacher(self.model, self.teacher)
         self.teacher_on_targets = self.teacher is not None and teacher_sees_student_targets(self.teacher, self.model)
         self.model.to(self.device)
+        if config.torch_compile:  # same weights and checkpoints; faster steps after the first
+            self.model.compile_modules()
         self.optimizer = torch.optim.Adam(trainable_parameters(self.model), lr=config.lr_main,
                                           fused=self.device.type == "cuda")  # same math, one kernel
         self.train_model: nn.Module = self.model
