@@ -4,8 +4,13 @@ Runs `spot quickstart` (teacher, then self-trained student, on synthetic shapes,
 seed, one after the other (each run wants the whole CPU), and prints and stores mBO^i, FG-ARI,
 mIoU of the slot and decoder masks with the wall times and images/s of both stages.
 
-    python benchmarks/quickstart_quality.py --seeds 0 1            # the default budget
-    python benchmarks/quickstart_quality.py --seeds 0 --minutes 5  # another budget per stage
+    python benchmarks/quickstart_quality.py --seeds 0 1 2          # the default budgets
+    python benchmarks/quickstart_quality.py --seeds 0 --minutes 5 --student-minutes 3
+    python benchmarks/quickstart_quality.py --jobs 2   # two seeds at a time, one core each
+
+Wall times depend on what else the machine runs: the load average (1 minute) before and after
+each run is stored next to it. The training stages are time-budgeted, so a loaded machine gives
+fewer steps (and usually lower scores), not longer runs.
 
 Results: benchmarks/results/quickstart_quality.json (appended per invocation under a label).
 """
@@ -14,14 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
-from spot_tutorial.quickstart import DEFAULT_MINUTES, run_quickstart
+from spot_tutorial.quickstart import (DEFAULT_MINUTES, DEFAULT_STUDENT_MINUTES, default_student_minutes,
+                                      run_quickstart)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "quickstart_quality.json"
@@ -30,6 +38,7 @@ METRICS = ("mbo_i", "fg_ari", "miou")
 
 
 def run_seed(seed: int, args: argparse.Namespace) -> dict:
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     result = run_quickstart(output_dir=Path(args.output_dir) / f"seed_{seed}", minutes=args.minutes,
                             student_minutes=args.student_minutes, seed=seed, device="cpu",
@@ -39,8 +48,11 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
     return {
         "seed": seed,
         "wall_seconds": round(time.perf_counter() - started, 1),
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before, after
         "teacher": {k: report["teacher"][k] for k in ("steps", "train_seconds", "images_per_second")},
         "student": {k: report["student"][k] for k in ("steps", "train_seconds", "images_per_second")},
+        "decoder_orders": report["config"]["teacher"]["eval_permutations"],
+        "num_slots": report["config"]["teacher"]["num_slots"],
         "results": {name: {m: round(report["results"][name][m], 2) for m in METRICS}
                     for name in (baseline, *ROWS)},
     }
@@ -57,36 +69,51 @@ def summary_table(runs: list[dict]) -> str:
             cells.append(f"{statistics.mean(values):>9.1f} ± {spread:<4.1f}")
         lines.append(f"{name:<24}" + "".join(f"{c:>16}" for c in cells))
     walls = [run["wall_seconds"] for run in runs]
-    lines.append(f"wall time per run: {statistics.mean(walls):.0f} s (max {max(walls):.0f} s); "
-                 f"teacher {statistics.mean(r['teacher']['images_per_second'] for r in runs):.0f} images/s, "
-                 f"student {statistics.mean(r['student']['images_per_second'] for r in runs):.0f} images/s")
+    loads = [load for run in runs for load in run["load_average_1min"]]
+    lines.append(f"wall time per run: {statistics.mean(walls):.0f} s (max {max(walls):.0f} s), load average "
+                 f"{min(loads):.1f}-{max(loads):.1f}; "
+                 f"teacher {statistics.mean(r['teacher']['steps'] for r in runs):.0f} steps, "
+                 f"{statistics.mean(r['teacher']['images_per_second'] for r in runs):.0f} images/s; "
+                 f"student {statistics.mean(r['student']['steps'] for r in runs):.0f} steps, "
+                 f"{statistics.mean(r['student']['images_per_second'] for r in runs):.0f} images/s")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--minutes", type=float, default=DEFAULT_MINUTES, help="teacher minutes")
-    parser.add_argument("--student-minutes", type=float, default=None, help="default: --minutes")
+    parser.add_argument("--student-minutes", type=float, default=None,
+                        help=f"default: the quickstart's ({DEFAULT_STUDENT_MINUTES:g} with the default "
+                             "--minutes, in proportion otherwise)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output-dir", default="outputs/quickstart_quality")
     parser.add_argument("--label", default=None, help="key of this invocation in the results file")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="seeds run at a time, each in its own process (keep jobs x threads <= cores)")
     args = parser.parse_args()
 
     runs = []
-    for seed in args.seeds:
-        runs.append(run_seed(seed, args))
-        run = runs[-1]
-        print(f"seed {seed}: {run['wall_seconds']:.0f} s; " + "; ".join(
-            f"{name} mBO {values['mbo_i']:.1f} FG-ARI {values['fg_ari']:.1f}"
-            for name, values in run["results"].items()), flush=True)
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(run_seed, seed, args) for seed in args.seeds]
+        for future in futures:
+            runs.append(future.result())
+            run = runs[-1]
+            print(f"seed {run['seed']}: {run['wall_seconds']:.0f} s (load {run['load_average_1min']}); "
+                  + "; ".join(f"{name} mBO {values['mbo_i']:.1f} FG-ARI {values['fg_ari']:.1f}"
+                              for name, values in run["results"].items()), flush=True)
     table = summary_table(runs)
     print("\n" + table)
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    label = args.label or f"minutes={args.minutes:g}/{args.student_minutes or args.minutes:g}"
-    stored[label] = {"runs": runs, "table": table, "threads": args.threads,
+    student_minutes = (default_student_minutes(args.minutes) if args.student_minutes is None
+                       else args.student_minutes)
+    label = args.label or f"minutes={args.minutes:g}/{student_minutes:g}"
+    stored[label] = {"runs": runs, "table": table, "threads": args.threads, "jobs": args.jobs,
+                     "minutes": {"teacher": args.minutes, "student": student_minutes},
+                     "metrics": "mBO/mIoU in the authors' convention (predicted segments keep their "
+                                "background pixels), FG-ARI on foreground pixels; x100",
                      "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(),
                                  "processor": platform.processor(), "torch": torch.__version__}}
     RESULTS.write_text(json.dumps(stored, indent=2) + "\n")

@@ -6,12 +6,14 @@ benchmarks/results/. Each variant runs in its own subprocess so peak memory is i
     python benchmarks/speed.py                      # CPU-sized config (ViT-S/16, 224 px, batch 8)
     python benchmarks/speed.py --config coco        # the paper's COCO config (ViT-B/16, batch 64; GPU)
     python benchmarks/speed.py --sections eval metrics
+    python benchmarks/speed.py --compile            # also the fast path under torch.compile
 
 Reference = what the authors' code does: explicit softmax attention, fp32, plain Adam, the
 three encoders of stage 2 run separately, 'all' orders as a Python loop over the nine orders.
-Fast = this library's defaults: fused attention (SDPA), bf16 autocast on CUDA, fused Adam,
-teacher under inference mode, shared frozen encoder blocks in stage 2, the nine orders
-batched into one decoder call.
+Fast = this library's fast path: fused attention (SDPA), bf16 autocast on CUDA (and on CPUs
+with native bf16, AVX512-BF16 or AMX: `--cpu-bf16` of `spot train`), fused Adam, teacher under
+inference mode, shared frozen encoder blocks in stage 2, the nine orders batched into one
+decoder call. The evaluation section runs fp32 on the CPU.
 """
 
 from __future__ import annotations
@@ -39,9 +41,22 @@ CONFIGS = {
 }
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def machine() -> dict:
+    from spot_tutorial.train import cpu_has_native_bf16
+
     info = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
-            "cpu_threads": torch.get_num_threads()}
+            "processor": _cpu_model(), "cpu_threads": torch.get_num_threads(),
+            "cpu_native_bf16": cpu_has_native_bf16()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -76,16 +91,21 @@ def build_models(config_name: str, stage: int, fast: bool, device: torch.device)
     return config, model, teacher
 
 
-def time_train_step(config_name: str, stage: int, fast: bool, steps: int, device: torch.device) -> dict:
-    """Median seconds per optimisation step and peak memory, fast path or reference."""
-    from spot_tutorial.train import apply_gradients, batch_loss
+def time_train_step(config_name: str, stage: int, fast: bool, steps: int, device: torch.device,
+                    compiled: bool = False) -> dict:
+    """Median seconds per optimisation step and peak memory: reference, fast path, or fast
+    path with `torch.compile` (its compilation happens in the untimed warm-up steps)."""
+    from spot_tutorial.train import apply_gradients, batch_loss, cpu_has_native_bf16
 
     config, model, teacher = build_models(config_name, stage, fast, device)
+    if compiled:
+        model.compile_modules()
     model.share_encoder_blocks = fast  # reference: three separate encoder passes, as the authors do
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-4, **({"fused": True} if fast else {"foreach": False}))
     images = torch.randn(config.batch_size, 3, 224, 224, device=device)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=fast and device.type == "cuda")
+    bf16 = fast and (device.type == "cuda" or cpu_has_native_bf16())  # CPU: SPOTConfig.cpu_bf16
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     times = []
     for index in range(steps + 2):  # two warm-up steps
         sync(device)
@@ -96,7 +116,7 @@ def time_train_step(config_name: str, stage: int, fast: bool, steps: int, device
         sync(device)
         if index >= 2:
             times.append(time.perf_counter() - start)
-    return {"step_s": statistics.median(times), "peak_mb": peak_memory_mb(device)}
+    return {"step_s": statistics.median(times), "peak_mb": peak_memory_mb(device), "bf16": bf16}
 
 
 def time_eval(config_name: str, mode: str, batches: int, device: torch.device) -> dict:
@@ -198,7 +218,8 @@ def run_variant(args: argparse.Namespace) -> dict:
     kind, *rest = args.variant.split(":")
     if kind == "train":
         stage, impl = int(rest[0]), rest[1]
-        return time_train_step(args.config, stage, impl == "fast", args.steps, device)
+        return time_train_step(args.config, stage, impl != "reference", args.steps, device,
+                               compiled=impl == "compiled")
     if kind == "eval":
         return time_eval(args.config, rest[0], args.steps, device)
     return time_metrics(device)
@@ -221,6 +242,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--sections", nargs="+", default=["train", "eval", "metrics"],
                         choices=["train", "eval", "metrics"])
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the fast path with torch.compile (train section)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -242,6 +265,14 @@ def main() -> None:
                 continue
             print(f"{stage:<7}{ref['step_s']:>13.3f}{fast['step_s']:>9.3f}{ref['step_s'] / fast['step_s']:>9.2f}x"
                   f"{ref['peak_mb']:>9.0f}{fast['peak_mb']:>9.0f}")
+            if args.compile:
+                compiled = in_subprocess(args, f"train:{stage}:compiled")
+                report[f"train_stage{stage}"]["compiled"] = compiled
+                if "error" in compiled:
+                    print(f"{'':<7}torch.compile failed: {compiled['error']}")
+                else:
+                    print(f"{'':<7}fast + torch.compile: {compiled['step_s']:.3f} s "
+                          f"({ref['step_s'] / compiled['step_s']:.2f}x vs reference), {compiled['peak_mb']:.0f} MB")
     if "eval" in args.sections:
         print(f"\n(b) evaluation forward pass, images/s ({args.config} config, {args.device})")
         modes = {mode: in_subprocess(args, f"eval:{mode}") for mode in ("standard", "all", "all-loop")}

@@ -70,6 +70,7 @@ class SPOTConfig:
     checkpoint_every: int = 500  # steps between resumable checkpoints (also at each epoch end)
     log_every: int = 20         # steps between log records
     bf16: bool = True           # bf16 autocast on CUDA (the authors trained in fp32)
+    cpu_bf16: bool = False      # bf16 autocast for training on the CPU too (fast with AVX512-BF16 / AMX)
     torch_compile: bool = False  # torch.compile the model's blocks for training (SPOT.compile_modules)
     train_images: int = 0       # > 0: train on the first N images (synthetic: generate N; 0 = 10000)
     eval_images: int = 0        # > 0: evaluate on the first N images (synthetic: 0 = 256)

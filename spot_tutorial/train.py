@@ -51,7 +51,7 @@ from .self_training import distillation_loss
 STUDENT_SETTINGS = dict(init_method="embedding", truncate="bi-level", finetune_blocks_after=8)
 # Fields that may change when a run is resumed: they do not change what is computed.
 RESUMABLE_CHANGES = ("num_workers", "log_every", "checkpoint_every", "eval_every", "max_minutes",
-                     "epochs", "max_steps", "torch_compile")
+                     "epochs", "max_steps", "torch_compile", "cpu_bf16")
 FIGURE_IMAGES = 4  # evaluation images shown in the figures written at each evaluation
 LAST, BEST = "last.pt", "best.pt"
 RUN_FILES = (LAST, BEST, "config.json", "log.jsonl", "eval.csv", "summary.json", "tensorboard", "figures")
@@ -245,6 +245,12 @@ def teacher_sees_student_targets(teacher: SPOT, student: SPOT) -> bool:
     return mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k].to(mine[k].device)) for k in mine)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 matrix products natively (AVX512-BF16 or AMX)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def batch_loss(train_model: nn.Module, images: torch.Tensor, teacher: SPOT | None = None,
                weight: float = 0.0, teacher_on_targets: bool = False) -> tuple[torch.Tensor, dict]:
     """Stage 1: the reconstruction MSE. Stage 2: MSE + weight * distillation CE from the teacher.
@@ -394,6 +400,9 @@ class Trainer:
             copy_encoder_from_teacher(self.model, self.teacher)
         self.teacher_on_targets = self.teacher is not None and teacher_sees_student_targets(self.teacher, self.model)
         self.model.to(self.device)
+        if config.cpu_bf16 and self.device.type == "cpu" and not cpu_has_native_bf16():
+            warnings.warn("cpu_bf16=True on a CPU without AVX512-BF16 or AMX: bf16 is emulated there and "
+                          "training gets slower, not faster; drop --cpu-bf16", stacklevel=2)
         if config.torch_compile:  # same weights and checkpoints; faster steps after the first
             self.model.compile_modules()
         self.optimizer = torch.optim.Adam(trainable_parameters(self.model), lr=config.lr_main,
@@ -481,8 +490,11 @@ class Trainer:
 
     # -- one step --------------------------------------------------------------------------------
     def autocast(self):
-        use_bf16 = self.config.bf16 and self.device.type == "cuda"
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
+        """bf16 autocast of the training step: on CUDA with `bf16`, on the CPU with `cpu_bf16`."""
+        kind = self.device.type
+        if (kind == "cuda" and self.config.bf16) or (kind == "cpu" and self.config.cpu_bf16):
+            return torch.autocast(kind, dtype=torch.bfloat16)
+        return nullcontext()
 
     def train_step(self, images: torch.Tensor) -> dict[str, float]:
         """One optimisation step on a batch of images [B, 3, H, W]; returns its log values."""

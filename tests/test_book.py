@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
-PROSE = ["intro", "paper", "reproduce", "api"]
+PROSE = ["intro", "paper", "reproduce", "ablation", "api"]
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
 
 pytestmark = pytest.mark.skipif(os.environ.get("SPOT_SKIP_BOOK_TEST") == "1",
@@ -86,3 +86,17 @@ def test_api_reference_is_generated_from_docstrings(html):
                    "spot_tutorial.self_training.distillation_loss", "spot_tutorial.metrics.fg_ari",
                    "spot_tutorial.train.Trainer", "spot_tutorial.tutorial.setup"):
         assert f'id="{anchor}"' in text, f"{anchor} is not documented in api.html"
+
+
+def test_ablation_chapter_shows_the_stored_results(html):
+    """The chapter includes the table and the plot written by benchmarks/ablation.py."""
+    page = html / "ablation.html"
+    text = page.read_text(encoding="utf-8")
+    table = (BOOK / "_static" / "ablation_table.md").read_text()
+    assert table.count("\n| (") >= 7, "the stored ablation table lacks variant rows"
+    for label in ("(a) DINOSAUR", "(c) AR + random orders", "(e) SPOT"):
+        assert label in table and label in text, f"{label!r} missing from the table or the page"
+    assert "<table" in text
+    images = local_images(page)
+    assert any(image.name.startswith("ablation") and image.stat().st_size > 10_000 for image in images)
+    assert "RESULTS_DISCUSSION" not in text and "RUNTIME_NOTE" not in text, "placeholders left in the chapter"

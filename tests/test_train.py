@@ -299,3 +299,21 @@ def test_stage2_teacher_reuses_the_student_targets_with_identical_loss():
         loss, record = batch_loss(student, images, teacher, weight=0.5, teacher_on_targets=reuse)
         losses.append((loss.detach(), record["ce"]))
     torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=0)
+
+
+def test_cpu_bf16_autocast_trains_close_to_fp32(tmp_path):
+    """`cpu_bf16` runs the training step under CPU bf16 autocast; the loss and masks stay close."""
+    images = torch.randn(4, 3, 64, 64)
+    outputs = {}
+    for cpu_bf16 in (False, True):
+        trainer = Trainer(tiny_config(cpu_bf16=cpu_bf16), output_dir=tmp_path / str(cpu_bf16), progress=False)
+        torch.manual_seed(0)
+        with trainer.autocast():
+            assert torch.is_autocast_enabled("cpu") == cpu_bf16
+            output = trainer.model(images)
+        outputs[cpu_bf16] = output
+    fp32, bf16 = outputs[False], outputs[True]
+    assert bf16.reconstruction.dtype == torch.bfloat16 and fp32.reconstruction.dtype == torch.float32
+    assert abs(bf16.loss.item() - fp32.loss.item()) / fp32.loss.item() < 0.05
+    agreement = (bf16.slot_masks.argmax(1) == fp32.slot_masks.argmax(1)).float().mean()
+    assert agreement > 0.9
