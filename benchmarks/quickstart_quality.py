@@ -6,7 +6,7 @@ mIoU of the slot and decoder masks with the wall times and images/s of both stag
 
     python benchmarks/quickstart_quality.py --seeds 0 1 2          # the default budgets
     python benchmarks/quickstart_quality.py --seeds 0 --minutes 5 --student-minutes 3
-    python benchmarks/quickstart_quality.py --jobs 2   # two seeds at a time, one core each
+    python benchmarks/quickstart_quality.py --jobs 2 --data-workers 0  # two seeds at a time, a core each
 
 Wall times depend on what else the machine runs: the load average (1 minute) before and after
 each run is stored next to it. The training stages are time-budgeted, so a loaded machine gives
@@ -42,7 +42,8 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     result = run_quickstart(output_dir=Path(args.output_dir) / f"seed_{seed}", minutes=args.minutes,
                             student_minutes=args.student_minutes, seed=seed, device="cpu",
-                            threads=args.threads, progress=False, verbose=False)
+                            threads=args.threads, data_workers=args.data_workers, progress=False,
+                            verbose=False)
     report = result.report
     baseline = next(name for name in report["results"] if name.startswith("grid"))
     return {
@@ -52,6 +53,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
         "teacher": {k: report["teacher"][k] for k in ("steps", "train_seconds", "images_per_second")},
         "student": {k: report["student"][k] for k in ("steps", "train_seconds", "images_per_second")},
         "decoder_orders": report["config"]["teacher"]["eval_permutations"],
+        "data_workers": report["environment"]["data_workers"],
         "num_slots": report["config"]["teacher"]["num_slots"],
         "results": {name: {m: round(report["results"][name][m], 2) for m in METRICS}
                     for name in (baseline, *ROWS)},
@@ -87,6 +89,8 @@ def main() -> None:
                         help=f"default: the quickstart's ({DEFAULT_STUDENT_MINUTES:g} with the default "
                              "--minutes, in proportion otherwise)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data-workers", type=int, default=None,
+                        help="data-loading processes per run (default: the quickstart's, 1 on 2+ cores)")
     parser.add_argument("--output-dir", default="outputs/quickstart_quality")
     parser.add_argument("--label", default=None, help="key of this invocation in the results file")
     parser.add_argument("--jobs", type=int, default=1,
@@ -111,6 +115,7 @@ def main() -> None:
                        else args.student_minutes)
     label = args.label or f"minutes={args.minutes:g}/{student_minutes:g}"
     stored[label] = {"runs": runs, "table": table, "threads": args.threads, "jobs": args.jobs,
+                     "data_workers": runs[0]["data_workers"],
                      "minutes": {"teacher": args.minutes, "student": student_minutes},
                      "metrics": "mBO/mIoU in the authors' convention (predicted segments keep their "
                                 "background pixels), FG-ARI on foreground pixels; x100",

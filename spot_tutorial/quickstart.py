@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -39,6 +40,24 @@ DEFAULT_OUTPUT_DIR = "outputs/quickstart"
 DEFAULT_MINUTES = 6.0
 DEFAULT_STUDENT_MINUTES = 2.5
 NEVER = 10**6          # "epochs" when a time budget decides the run length
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def default_data_workers() -> int:
+    """Data-loading processes for the quickstart: 1 when a second core is free for it, else 0.
+
+    Rendering a batch of 32 synthetic scenes takes about 18 ms and a training step of the tiny
+    model about 66 ms on one core (2-core AMD EPYC). In one process they add up (87 ms a step);
+    with the rendering in a worker on the second core the step takes 67 ms: 1.3x the steps in
+    the same minutes. The images are the same either way (item i is seeded by i).
+    """
+    return 1 if available_cpus() >= 2 else 0
 
 
 def default_student_minutes(minutes: float) -> float:
@@ -148,13 +167,14 @@ def stage_summary(result: TrainResult, seconds: float) -> dict[str, Any]:
 
 def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float = DEFAULT_MINUTES,
                    student_minutes: float | None = None, seed: int = 0, train_images: int = 0,
-                   eval_images: int = 0, device: str = "cpu", threads: int = 1, progress: bool = True,
-                   verbose: bool = True, **config_overrides: Any) -> QuickstartResult:
+                   eval_images: int = 0, device: str = "cpu", threads: int = 1, data_workers: int | None = None,
+                   progress: bool = True, verbose: bool = True, **config_overrides: Any) -> QuickstartResult:
     """Teacher, then student, then the comparison; returns (and writes) the report.
 
     `minutes`: training wall time of the teacher; `student_minutes`: of the student (default:
     `default_student_minutes(minutes)`: 2.5 with the default 6). `threads`: torch CPU threads
-    (1 is fastest for this small model on 2 cores).
+    (1 is fastest for this small model on 2 cores). `data_workers`: data-loading processes
+    (default: `default_data_workers()`, 1 on a machine with two or more cores).
     `config_overrides`: any SPOTConfig field, e.g. ``num_slots=6``.
     """
     started = time.perf_counter()
@@ -163,6 +183,8 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
     if threads > 0:
         torch.set_num_threads(threads)
     student_minutes = default_student_minutes(minutes) if student_minutes is None else student_minutes
+    data_workers = default_data_workers() if data_workers is None else data_workers
+    config_overrides.setdefault("num_workers", data_workers)
     teacher_config = quickstart_config(minutes, seed, train_images, eval_images, **config_overrides)
     say = print if verbose else (lambda *args, **kwargs: None)
 
@@ -203,6 +225,7 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
         "total_seconds": round(time.perf_counter() - started, 1),
         "config": {"teacher": teacher_config.to_dict(), "student": student_cfg.to_dict()},
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": device,
+                        "data_workers": teacher_config.num_workers, "cpus": available_cpus(),
                         "python": platform.python_version(), "machine": platform.machine()},
         "table": table,
     }

@@ -93,7 +93,8 @@ def test_grid_baseline_masks():
 def test_quickstart_runs_end_to_end_as_a_module(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "spot_tutorial", "quickstart", "--minutes", "0.03",
-               "--train-images", "128", "--eval-images", "8", "--output-dir", str(tmp_path), "--no-progress"]
+               "--train-images", "128", "--eval-images", "8", "--output-dir", str(tmp_path), "--no-progress",
+               "--data-workers", "1"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "teacher decoder masks" in done.stdout and "grid 2x2 (baseline)" in done.stdout
@@ -105,6 +106,9 @@ def test_quickstart_runs_end_to_end_as_a_module(tmp_path):
     assert report["teacher"]["steps"] > 0 and report["student"]["steps"] > 0
     assert report["teacher"]["stopped_by"] == "time"
     assert report["config"]["student"]["init_method"] == "embedding"
+    # the images were rendered in a data-loading process, in both stages
+    assert report["environment"]["data_workers"] == 1
+    assert report["config"]["teacher"]["num_workers"] == report["config"]["student"]["num_workers"] == 1
     assert (tmp_path / "masks.png").stat().st_size > 1000
     assert (tmp_path / "teacher" / "last.pt").is_file() and (tmp_path / "student" / "last.pt").is_file()
 

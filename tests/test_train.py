@@ -317,3 +317,16 @@ def test_cpu_bf16_autocast_trains_close_to_fp32(tmp_path):
     assert abs(bf16.loss.item() - fp32.loss.item()) / fp32.loss.item() < 0.05
     agreement = (bf16.slot_masks.argmax(1) == fp32.slot_masks.argmax(1)).float().mean()
     assert agreement > 0.9
+
+
+def test_a_data_loading_worker_trains_the_same_weights(tmp_path):
+    """Rendering the batches in a worker process (the quickstart's second core) changes nothing."""
+    weights = []
+    for workers in (0, 1):
+        trainer = Trainer(tiny_config(num_workers=workers, max_steps=4), output_dir=tmp_path / str(workers),
+                          progress=False)
+        trainer.fit()
+        weights.append({name: tensor.clone() for name, tensor in trainer.model.state_dict().items()})
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        torch.testing.assert_close(weights[0][name], weights[1][name], rtol=0, atol=0, msg=name)
