@@ -15,6 +15,15 @@ def _seed_and_threads():
     yield
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: faster for the tiny model on a small machine, and reproducible."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def official_layouts():
     return json.loads((DATA / "official_state_dict_coco.json").read_text())

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from spot_tutorial.checkpoints import load_model, safe_load
 from spot_tutorial.cli import build_parser, config_from_args, main
@@ -18,12 +17,7 @@ from spot_tutorial.quickstart import grid_masks
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def parse_config(*argv):
