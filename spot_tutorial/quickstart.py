@@ -92,7 +92,7 @@ QUICKSTART_SETTINGS = dict(lr_main=5e-4, num_iterations=5, eval_permutations="al
 # on seeds 0 and 1, measured without the data worker), at 2e-3 it catches up (41-47). With 5
 # iterations it makes fewer steps and ends lower (decoder masks 36.8 and 36.3 against 40.9 and
 # 50.3 with 3, seeds 0 and 3).
-STUDENT_SETTINGS = dict(lr_main=2e-3, num_iterations=3)
+QUICKSTART_STUDENT_SETTINGS = dict(lr_main=2e-3, num_iterations=3)
 
 
 def quickstart_config(minutes: float, seed: int = 0, train_images: int = 0, eval_images: int = 0,
@@ -169,6 +169,18 @@ def stage_summary(result: TrainResult, seconds: float) -> dict[str, Any]:
             "metrics": result.final_metrics}
 
 
+def check_quickstart_arguments(minutes: float, student_minutes: float, data_workers: int) -> None:
+    """Both stages are time-budgeted, so each needs minutes > 0 (0 would mean no budget at all)."""
+    for name, value in (("minutes", minutes), ("student minutes", student_minutes)):
+        if not value > 0:
+            raise ValueError(f"the quickstart needs {name} > 0 (each stage trains for a wall-time "
+                             f"budget), got {value}; the defaults are {DEFAULT_MINUTES:g} and "
+                             f"{DEFAULT_STUDENT_MINUTES:g}")
+    if not (isinstance(data_workers, int) and data_workers >= 0):
+        raise ValueError(f"data_workers must be an integer >= 0 (0 renders the images in the training "
+                         f"process), got {data_workers!r}")
+
+
 def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float = DEFAULT_MINUTES,
                    student_minutes: float | None = None, seed: int = 0, train_images: int = 0,
                    eval_images: int = 0, device: str = "cpu", threads: int = 1, data_workers: int | None = None,
@@ -182,12 +194,13 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
     `config_overrides`: any SPOTConfig field, e.g. ``num_slots=6``.
     """
     started = time.perf_counter()
+    student_minutes = default_student_minutes(minutes) if student_minutes is None else student_minutes
+    data_workers = default_data_workers() if data_workers is None else data_workers
+    check_quickstart_arguments(minutes, student_minutes, data_workers)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if threads > 0:
         torch.set_num_threads(threads)
-    student_minutes = default_student_minutes(minutes) if student_minutes is None else student_minutes
-    data_workers = default_data_workers() if data_workers is None else data_workers
     config_overrides.setdefault("num_workers", data_workers)
     teacher_config = quickstart_config(minutes, seed, train_images, eval_images, **config_overrides)
     say = print if verbose else (lambda *args, **kwargs: None)
@@ -201,7 +214,8 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
 
     say(f"[quickstart] stage 2: self-training the student for {student_minutes:g} min ...")
     stage_start = time.perf_counter()
-    student_cfg = student_config(teacher_config).replace(max_minutes=student_minutes, **STUDENT_SETTINGS)
+    student_cfg = student_config(teacher_config).replace(max_minutes=student_minutes,
+                                                        **QUICKSTART_STUDENT_SETTINGS)
     student = Trainer(student_cfg, stage=2, output_dir=output_dir / "student", teacher=teacher.last_checkpoint,
                       device=device, overwrite=True, progress=progress).fit()
     student_seconds = time.perf_counter() - stage_start

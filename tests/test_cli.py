@@ -107,6 +107,19 @@ def test_quickstart_runs_end_to_end_as_a_module(tmp_path):
     assert (tmp_path / "teacher" / "last.pt").is_file() and (tmp_path / "student" / "last.pt").is_file()
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--minutes", "0"], "needs minutes > 0"),
+    (["--minutes", "1", "--student-minutes", "-1"], "needs student minutes > 0"),
+    (["--data-workers", "-1"], "data_workers must be an integer >= 0"),
+])
+def test_quickstart_refuses_bad_budgets_before_training(tmp_path, capsys, argv, message):
+    """A zero budget would train for 10^6 epochs: it is refused at once with a clear error."""
+    output_dir = tmp_path / "quickstart"
+    assert main(["quickstart", "--output-dir", str(output_dir), "--no-progress", *argv]) == 1
+    assert message in capsys.readouterr().err
+    assert not output_dir.exists()
+
+
 def test_evaluate_command_prints_the_table_and_writes_files(tmp_path, capsys):
     from spot_tutorial import SPOT, get_preset, save_model
     from spot_tutorial.cli import main

@@ -295,8 +295,9 @@ def test_stage2_teacher_reuses_the_student_targets_with_identical_loss():
     torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=0)
 
 
-def test_cpu_bf16_autocast_trains_close_to_fp32(tmp_path):
-    """`cpu_bf16` runs the training step under CPU bf16 autocast; the loss and masks stay close."""
+def test_cpu_bf16_autocast_keeps_the_loss_and_masks_close_to_fp32(tmp_path):
+    """`cpu_bf16` runs the training step's forward pass under CPU bf16 autocast; the loss and
+    masks stay close to fp32."""
     images = torch.randn(4, 3, 64, 64)
     outputs = {}
     for cpu_bf16 in (False, True):
@@ -319,8 +320,10 @@ def test_a_data_loading_worker_trains_the_same_weights(tmp_path):
     for workers in (0, 1):
         trainer = Trainer(tiny_config(num_workers=workers, max_steps=4), output_dir=tmp_path / str(workers),
                           progress=False)
+        initial = {name: tensor.clone() for name, tensor in trainer.model.state_dict().items()}
         trainer.fit()
         weights.append({name: tensor.clone() for name, tensor in trainer.model.state_dict().items()})
+        assert any(not torch.equal(initial[name], weights[-1][name]) for name in initial), "nothing trained"
     assert weights[0].keys() == weights[1].keys()
     for name in weights[0]:
         torch.testing.assert_close(weights[0][name], weights[1][name], rtol=0, atol=0, msg=name)
