@@ -55,6 +55,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
         "decoder_orders": report["config"]["teacher"]["eval_permutations"],
         "data_workers": report["environment"]["data_workers"],
         "num_slots": report["config"]["teacher"]["num_slots"],
+        "batch_size": {stage: report["config"][stage]["batch_size"] for stage in ("teacher", "student")},
         "results": {name: {m: round(report["results"][name][m], 2) for m in METRICS}
                     for name in (baseline, *ROWS)},
     }

@@ -12,7 +12,7 @@ import pytest
 from spot_tutorial.checkpoints import load_model, safe_load
 from spot_tutorial.cli import build_parser, config_from_args, main
 from spot_tutorial.config import SPOTConfig
-from spot_tutorial.quickstart import grid_masks
+from spot_tutorial.quickstart import QUICKSTART_SETTINGS, QUICKSTART_STUDENT_SETTINGS, grid_masks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,6 +100,9 @@ def test_quickstart_runs_end_to_end_as_a_module(tmp_path):
     assert report["teacher"]["steps"] > 0 and report["student"]["steps"] > 0
     assert report["teacher"]["stopped_by"] == "time"
     assert report["config"]["student"]["init_method"] == "embedding"
+    # each stage trains with its own batch size (the student does not inherit the teacher's)
+    assert report["config"]["teacher"]["batch_size"] == QUICKSTART_SETTINGS["batch_size"]
+    assert report["config"]["student"]["batch_size"] == QUICKSTART_STUDENT_SETTINGS["batch_size"]
     # the images were rendered in a data-loading process, in both stages
     assert report["environment"]["data_workers"] == 1
     assert report["config"]["teacher"]["num_workers"] == report["config"]["student"]["num_workers"] == 1
