@@ -85,10 +85,10 @@ class QuickstartResult:
 # - the images are rendered in a data-loading process on the second core (`default_data_workers`):
 #   about 5300 teacher steps in the 6 minutes instead of 3850, which lifted the teacher's
 #   slot masks from 49.4 +- 4.3 to 55.0 +- 3.1 mBO^i on seeds 0-3 (54.1 +- 3.4 over 8 seeds);
-# - batches of 16, not 32: in a fixed time the tiny model gains more from twice the updates
-#   (about 8700 steps, 390 images/s) than from bigger batches (5300 steps, 470 images/s).
-#   Teacher slot / decoder mBO^i after 6 minutes, seed 0: 59.1 / 50.1 against 56.3 / 44.2;
-#   seed 5: 57.6 / 46.0 against 49.8 / 50.2 (8 seeds: benchmarks/RESULTS.md).
+# - batches of 16, not 32: in a fixed time the tiny model gains more from more updates (about
+#   8000 steps, 350 images/s) than from bigger batches (5300 steps, 470 images/s). Teacher slot /
+#   decoder mBO^i over 8 seeds: 55.9 +- 2.7 / 49.6 +- 1.9 against 54.1 +- 3.4 / 48.0 +- 3.2,
+#   and every seed meets the quickstart's targets (>= 50 / >= 45); with 32, 6 of 8 did.
 QUICKSTART_SETTINGS = dict(lr_main=5e-4, num_iterations=5, batch_size=16, eval_permutations="all",
                            epochs=NEVER, eval_every=NEVER, checkpoint_every=0, log_every=50)
 # The student trains for 2.5 minutes, about a third of the teacher's steps, with the paper's 3
