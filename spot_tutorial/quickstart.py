@@ -92,10 +92,10 @@ class QuickstartResult:
 QUICKSTART_SETTINGS = dict(lr_main=5e-4, num_iterations=5, batch_size=16, eval_permutations="all",
                            epochs=NEVER, eval_every=NEVER, checkpoint_every=0, log_every=50)
 # The student trains for 2.5 minutes (about 1800 steps, a quarter of the teacher's) with the
-# paper's 3 iterations. At 5e-4 its new decoder is still far from trained then (decoder-mask mBO^i ~25
-# on seeds 0 and 1, measured without the data worker), at 2e-3 it catches up (41-47). With 5
-# iterations it makes fewer steps and ends lower (decoder masks 36.8 and 36.3 against 40.9 and
-# 50.3 with 3, seeds 0 and 3). Its batches stay at 32: lr 2e-3 was chosen for them.
+# paper's 3 iterations. At 5e-4 its new decoder is still far from trained then (decoder-mask
+# mBO^i ~25 on seeds 0 and 1, measured without the data worker), at 2e-3 it catches up (41-47).
+# With 5 iterations it makes fewer steps and ends lower (decoder masks 36.8 and 36.3 against
+# 40.9 and 50.3 with 3, seeds 0 and 3). Its batches stay at 32: lr 2e-3 was chosen for them.
 QUICKSTART_STUDENT_SETTINGS = dict(lr_main=2e-3, num_iterations=3, batch_size=32)
 
 
