@@ -97,6 +97,8 @@ def main() -> None:
     for mode in ("standard", "all", "all-loop"):
         report[f"eval_{mode}"] = time_eval("coco", mode, 3, device)
         print(f"eval {mode:<9}: {report[f'eval_{mode}']['images_per_s']:.0f} images/s")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "gpu_check.json").write_text(json.dumps(report, indent=2))  # what is measured so far
     report["metrics"] = time_metrics(device)
     print(f"metrics batch of 32 @320: {report['metrics']['batched_s'] * 1e3:.1f} ms "
           f"({report['metrics']['speedup']:.1f}x vs per-image loop)")

@@ -164,8 +164,9 @@ def per_image_metrics(masks: torch.Tensor, target: torch.Tensor, classes: torch.
         if gt.shape[0]:
             mbo_i.append(iou.max(0).values.mean())
             mbo_c.append(iou_c.max(0).values.mean())
-            rows, cols = linear_sum_assignment(iou.numpy(), maximize=True)
-            miou_values.append(float(iou.numpy()[rows, cols].sum()) / gt.shape[0])
+            iou_cpu = iou.cpu().numpy()  # scipy's matching runs on the host
+            rows, cols = linear_sum_assignment(iou_cpu, maximize=True)
+            miou_values.append(float(iou_cpu[rows, cols].sum()) / gt.shape[0])
         fg = gt.T.double()                                                                   # [HW, M]
         table = pred.T.double().T @ fg                                                       # [K, M]
         n = table.sum()
