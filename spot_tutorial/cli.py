@@ -2,9 +2,9 @@
 
     spot quickstart                                    # both stages on synthetic shapes, CPU, minutes
     spot train --stage 1 --preset coco --data-path /data/coco --output-dir runs/coco_teacher
-    spot train --stage 2 --preset coco --data-path /data/coco --teacher runs/coco_teacher/best.pt \\
+    spot train --stage 2 --preset coco --data-path /data/coco --teacher runs/coco_teacher/last.pt \\
                --output-dir runs/coco_student
-    spot evaluate runs/coco_student/best.pt --data-path /data/coco --eval-permutations all
+    spot evaluate runs/coco_student/last.pt --data-path /data/coco --eval-permutations all
     torchrun --nproc_per_node 4 -m spot_tutorial train --stage 1 --preset coco ...   # several GPUs
 
 Every field of `SPOTConfig` is an option (``--num-slots 6``, ``--lr-main 2e-4``,
@@ -110,15 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", choices=sorted(PRESETS), default="coco",
                        help="the paper's settings for a dataset; 'synthetic' runs on the CPU, no data needed")
     train.add_argument("--data-path", help="dataset folder (not needed for --preset synthetic)")
-    train.add_argument("--teacher", help="stage 2: the stage-1 checkpoint (best.pt or last.pt)")
+    train.add_argument("--teacher", help="stage 2: the stage-1 checkpoint (its last.pt, as in the paper)")
     train.add_argument("--output-dir", help="where checkpoints and logs go (default: outputs/<preset>_stage<N>)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --output-dir from its last.pt (exactly where it stopped)")
     train.add_argument("--overwrite", action="store_true", help="start afresh in a folder that holds a run")
     train.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:1, ...")
     train.add_argument("--encoder-weights", help="local ViT weights file instead of downloading them")
-    train.add_argument("--select-by", default="decoder/mbo_i",
-                       help="metric choosing best.pt: <slot|decoder>/<fg_ari|mbo_i|mbo_c|miou>")
+    train.add_argument("--select-by", default=None,
+                       help="metric choosing best.pt on the --selection-images held-out training "
+                            "images: <slot|decoder>/<fg_ari|mbo_i|mbo_c|miou> (default decoder/mbo_i). "
+                            "Without --selection-images there is no model selection: the reported "
+                            "model is last.pt, as in the paper")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_config_options(train)
     train.set_defaults(func=cmd_train)
@@ -148,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a checkpoint (ours, or the authors' .pt file) on COCO, VOC, MOVi or the "
                     "built-in synthetic data; prints a table and writes results.json, results.csv and "
                     "masks.png to --output-dir.")
-    evaluate.add_argument("checkpoint", help="best.pt / last.pt of `spot train`, or the authors' checkpoint")
+    evaluate.add_argument("checkpoint", help="last.pt (or best.pt) of `spot train`, or the authors' checkpoint")
     evaluate.add_argument("--dataset", choices=("coco", "voc", "movi_c", "movi_e", "synthetic"),
                           help="default: the dataset in the checkpoint's config")
     evaluate.add_argument("--data-path", help="dataset folder (not needed for synthetic)")
@@ -179,8 +182,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                    data_path=args.data_path, device=args.device, resume=args.resume,
                    overwrite=args.overwrite, progress=not args.no_progress,
                    encoder_weights=args.encoder_weights, select_by=args.select_by)
-    print(f"[spot] stage {args.stage} done: {result.steps} steps; last checkpoint {result.last_checkpoint}; "
-          f"best {result.best_checkpoint}")
+    chosen = f"; best.pt chosen on held-out training images: {result.best_checkpoint}" if result.best_checkpoint else ""
+    print(f"[spot] stage {args.stage} done: {result.steps} steps; the model to report: {result.last_checkpoint}{chosen}")
     return 0
 
 

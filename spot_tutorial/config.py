@@ -74,6 +74,7 @@ class SPOTConfig:
     torch_compile: bool = False  # torch.compile the model's blocks for training (SPOT.compile_modules)
     train_images: int = 0       # > 0: train on the first N images (synthetic: generate N; 0 = 10000)
     eval_images: int = 0        # > 0: evaluate on the first N images (synthetic: 0 = 256)
+    selection_images: int = 0   # > 0: hold out the last N training images to choose best.pt on
     gt_mask_size: int = 320
     center_crop: bool = True  # False: resize to image_size without cropping (MOVi)
     random_crop: bool = False  # VOC training uses a random 224 crop
@@ -116,7 +117,7 @@ class SPOTConfig:
         need(self.clip > 0, f"clip must be > 0, got {self.clip}")
         need(self.ce_weight >= 0, f"ce_weight must be >= 0, got {self.ce_weight}")
         for name in ("epochs", "lr_warmup_steps", "max_steps", "checkpoint_every", "train_images",
-                     "eval_images", "num_workers", "seed"):
+                     "eval_images", "selection_images", "num_workers", "seed"):
             value = getattr(self, name)
             need(isinstance(value, int) and value >= 0, f"{name} must be an integer >= 0, got {value!r}")
         for name in ("eval_every", "log_every"):

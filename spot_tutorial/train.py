@@ -13,10 +13,15 @@ The recipe of the paper, per optimisation step:
     stage 2:  w(step) = ce_weight   (or ce_weight * (1 + cos(pi * step / T)) / 2 with cosine_ce_weight)
 
 Around it, what a real run needs: periodic evaluation of slot and decoder masks, TensorBoard +
-JSONL + CSV logs, mask figures, best / last checkpoints with config.json, bf16 autocast on CUDA,
+JSONL + CSV logs, mask figures, the last checkpoint with config.json, bf16 autocast on CUDA,
 several GPUs with torchrun (DistributedDataParallel), and exact resumption: a run killed at any
 moment and restarted with ``resume=True`` ends with the same weights as one never interrupted
 (model, optimiser, step, RNG states and the position in the epoch's data order are restored).
+
+Which checkpoint to report: the paper reports the *last* one, and so does this trainer (last.pt).
+The periodic evaluation on the evaluation split (COCO val2017, VOC val) is a learning curve only;
+nothing is chosen by it. Model selection (best.pt) happens only when asked for, on training
+images held out from training (``selection_images``, see ``spot_tutorial.data.selection``).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .data import build_datasets
+from .data.selection import holdout_split
 from .checkpoints import FORMAT, FORMAT_VERSION, atomic_save, load_model, load_state_strict, safe_load
 from .config import SPOTConfig
 from .model import SPOT
@@ -55,6 +61,23 @@ RESUMABLE_CHANGES = ("num_workers", "log_every", "checkpoint_every", "eval_every
 FIGURE_IMAGES = 4  # evaluation images shown in the figures written at each evaluation
 LAST, BEST = "last.pt", "best.pt"
 RUN_FILES = (LAST, BEST, "config.json", "log.jsonl", "eval.csv", "summary.json", "tensorboard", "figures")
+
+
+def check_selection(select_by: str | None, config: SPOTConfig) -> str | None:
+    """The model-selection metric, or None: selection needs held-out training images."""
+    if select_by is None and config.selection_images > 0:
+        select_by = "decoder/mbo_i"
+    if select_by is None:
+        return None
+    masks, _, metric = select_by.partition("/")
+    if masks not in ("slot", "decoder") or metric not in ("fg_ari", "mbo_i", "mbo_c", "miou"):
+        raise ValueError(f"select_by={select_by!r}; use '<slot|decoder>/<fg_ari|mbo_i|mbo_c|miou>'")
+    if config.selection_images <= 0:
+        raise ValueError(f"select_by={select_by!r} needs held-out training images to choose on: pass "
+                         "selection_images=N (--selection-images N). Choosing on the evaluation split "
+                         "would select on the numbers that are reported; the paper reports the last "
+                         "checkpoint (last.pt).")
+    return select_by
 
 
 class NonFiniteLossError(RuntimeError):
@@ -348,14 +371,15 @@ class Trainer:
         config: the SPOTConfig (for stage 2, the *student's*: see `student_config`).
         stage: 1 (teacher) or 2 (self-training student; needs `teacher`).
         output_dir: checkpoints, config.json, logs, TensorBoard events and figures go here.
-        teacher: path of a stage-1 checkpoint (best.pt / last.pt of a stage-1 run).
+        teacher: path of a stage-1 checkpoint (last.pt of a stage-1 run, or its best.pt).
         data_path: dataset folder (not needed for the synthetic dataset).
         device: 'auto', 'cpu', 'cuda', 'cuda:1', ...
         resume: continue the run in `output_dir` from its last.pt (starts fresh if there is none).
         overwrite: allow starting a fresh run in a folder that already holds one.
-        select_by: '<masks>/<metric>' deciding best.pt; decoder-mask mBO^i by default in both
-            stages (decoder masks are what the teacher hands to stage 2 and what the paper
-            reports); 'slot/mbo_i' is the alternative for the student.
+        select_by: '<masks>/<metric>' deciding best.pt on the held-out training images
+            (`config.selection_images` > 0; without them there is no model selection and no
+            best.pt). Default 'decoder/mbo_i' (decoder masks are what the teacher hands to
+            stage 2); 'slot/mbo_i' is the alternative for the student.
         on_checkpoint: called with the step after each resumable checkpoint is written.
         datasets: (train, eval) datasets to use instead of `build_datasets(config, data_path)`.
     """
@@ -364,7 +388,7 @@ class Trainer:
                  teacher: str | os.PathLike | None = None, data_path: str | os.PathLike | None = None,
                  device: str = "auto", resume: bool = False, overwrite: bool = False,
                  progress: bool = True, encoder_weights: str | None = None,
-                 select_by: str = "decoder/mbo_i", on_checkpoint: Callable[[int], None] | None = None,
+                 select_by: str | None = None, on_checkpoint: Callable[[int], None] | None = None,
                  datasets: tuple[Dataset, Dataset] | None = None):
         if stage not in (1, 2):
             raise ValueError(f"stage must be 1 (teacher) or 2 (self-training), got {stage!r}")
@@ -372,9 +396,7 @@ class Trainer:
             raise ValueError("stage 2 needs the stage-1 teacher checkpoint: pass teacher=PATH (--teacher)")
         if stage == 1 and teacher is not None:
             raise ValueError("a teacher checkpoint is only used in stage 2; drop --teacher or use --stage 2")
-        masks, _, metric = select_by.partition("/")
-        if masks not in ("slot", "decoder") or metric not in ("fg_ari", "mbo_i", "mbo_c", "miou"):
-            raise ValueError(f"select_by={select_by!r}; use '<slot|decoder>/<fg_ari|mbo_i|mbo_c|miou>'")
+        select_by = check_selection(select_by, config)
         if stage == 2 and config.init_method != "embedding":
             warnings.warn("stage 2 with init_method != 'embedding': the paper's student uses learned "
                           "slot embeddings (see spot_tutorial.train.student_config)", stacklevel=2)
@@ -390,6 +412,9 @@ class Trainer:
         self._check_output_dir(resume, overwrite)
         # data first: a missing dataset is reported before any weights are downloaded
         train_set, eval_set = datasets if datasets is not None else build_datasets(config, data_path)
+        self.selection_set = None  # held-out training images that choose best.pt
+        if select_by is not None:
+            train_set, self.selection_set = holdout_split(config, train_set, data_path)
         self.train_set, self.eval_set = train_set, eval_set
 
         self.teacher = load_teacher(self.teacher_path, self.device) if stage == 2 else None
@@ -483,9 +508,10 @@ class Trainer:
                           drop_last=True, generator=generator,
                           persistent_workers=False)
 
-    def eval_loader(self) -> DataLoader:
-        sampler = ShardSampler(len(self.eval_set), self.distributed.rank, self.distributed.world_size)
-        return DataLoader(self.eval_set, batch_size=self.config.batch_size, sampler=sampler,
+    def eval_loader(self, dataset: Dataset | None = None) -> DataLoader:
+        dataset = self.eval_set if dataset is None else dataset
+        sampler = ShardSampler(len(dataset), self.distributed.rank, self.distributed.world_size)
+        return DataLoader(dataset, batch_size=self.config.batch_size, sampler=sampler,
                           num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda")
 
     # -- one step --------------------------------------------------------------------------------
@@ -527,8 +553,9 @@ class Trainer:
             "or restart.")
 
     # -- evaluation, logs, checkpoints ------------------------------------------------------------
-    def evaluate(self) -> dict[str, dict[str, float]]:
-        """Slot- and decoder-mask metrics on the evaluation set (stage-1 style: 'standard' order).
+    def evaluate(self, dataset: Dataset | None = None) -> dict[str, dict[str, float]]:
+        """Slot- and decoder-mask metrics on the evaluation set, or on `dataset` (stage-1 style:
+        'standard' order).
 
         Runs in a forked random state with a fixed seed, so evaluating (or not) never changes
         the training run, and the numbers of a given model are reproducible.
@@ -538,7 +565,7 @@ class Trainer:
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.config.seed + 12345)
-            return evaluate_model(self.model, self.eval_loader(), self.device,
+            return evaluate_model(self.model, self.eval_loader(dataset), self.device,
                                   permutations=self.config.eval_permutations,
                                   progress=self.show_progress and self.is_main, amp=self.config.bf16)
 
@@ -628,7 +655,16 @@ class Trainer:
             if self.on_checkpoint is not None:
                 self.on_checkpoint(self.progress.step)
 
-    def _save_best(self, results: dict[str, dict[str, float]]) -> None:
+    def _save_best(self) -> None:
+        """Score the model on the held-out training images; best.pt keeps the best one so far."""
+        if self.selection_set is None:
+            return
+        results = self.evaluate(self.selection_set)
+        if self.is_main:
+            self._log({"kind": "selection", "step": self.progress.step, "epoch": self.progress.epoch, **results})
+            for masks_name, metrics in results.items():
+                for key in ("fg_ari", "mbo_i", "mbo_c", "miou"):
+                    self.writer.add_scalar(f"selection_{masks_name}/{key}", metrics[key], self.progress.step)
         masks, _, metric = self.select_by.partition("/")
         score = results[masks][metric]
         if math.isnan(score) or score <= self.progress.best_score:
@@ -637,14 +673,15 @@ class Trainer:
         if self.is_main:
             payload = {"format": FORMAT, "version": FORMAT_VERSION, "stage": self.stage,
                        "config": self.config.to_dict(), "model": self.model.state_dict(),
-                       "step": self.progress.step, "metrics": results, "select_by": self.select_by}
+                       "step": self.progress.step, "metrics": results, "select_by": self.select_by,
+                       "selected_on": f"{len(self.selection_set)} held-out training images"}
             atomic_save(payload, self.output_dir / BEST)
 
     def _evaluate_and_select(self) -> dict[str, dict[str, float]]:
         results = self.evaluate()
         self.progress.last_eval_step = self.progress.step
         self._log_evaluation(results)
-        self._save_best(results)
+        self._save_best()
         return results
 
     # -- the loop ----------------------------------------------------------------------------------

@@ -68,7 +68,8 @@ def test_train_both_stages_from_the_command_line(tmp_path):
     assert main(["train", "--stage", "1", "--output-dir", str(tmp_path / "t"), *common]) == 0
     assert main(["train", "--stage", "2", "--teacher", str(tmp_path / "t" / "last.pt"),
                  "--output-dir", str(tmp_path / "s"), *common]) == 0
-    student = load_model(tmp_path / "s" / "best.pt")
+    student = load_model(tmp_path / "s" / "last.pt")
+    assert not (tmp_path / "s" / "best.pt").exists()  # no model selection unless asked for
     assert student.config.init_method == "embedding" and student.config.truncate == "bi-level"
     assert json.loads((tmp_path / "s" / "config.json").read_text())["max_steps"] == 3
     # --resume continues the finished run for more steps

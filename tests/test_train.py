@@ -108,8 +108,10 @@ def test_a_few_steps_reduce_the_loss_and_write_logs_checkpoints_and_figures(tmp_
     assert len(losses) == 20
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
     assert result.steps == 20 and result.stopped_by == "steps"
-    for name in ("last.pt", "best.pt", "config.json", "eval.csv", "summary.json"):
+    for name in ("last.pt", "config.json", "eval.csv", "summary.json"):
         assert (tmp_path / name).is_file(), name
+    # no model selection unless asked for: the evaluation split never chooses a checkpoint
+    assert not (tmp_path / "best.pt").exists() and result.best_checkpoint is None
     assert list((tmp_path / "tensorboard").iterdir())
     assert len(list((tmp_path / "figures").glob("*.png"))) == 2       # epoch 1 ends at 10, final at 20
     evals = read_log(tmp_path, "eval")
@@ -327,3 +329,30 @@ def test_a_data_loading_worker_trains_the_same_weights(tmp_path):
     assert weights[0].keys() == weights[1].keys()
     for name in weights[0]:
         torch.testing.assert_close(weights[0][name], weights[1][name], rtol=0, atol=0, msg=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# model selection: only on held-out training images, only when asked for
+def test_selection_needs_held_out_training_images(tmp_path):
+    with pytest.raises(ValueError, match="selection_images"):
+        Trainer(tiny_config(), output_dir=tmp_path, progress=False, select_by="decoder/mbo_i")
+
+
+def test_best_checkpoint_is_chosen_on_held_out_training_images(tmp_path):
+    config = tiny_config(train_images=48, eval_images=8, selection_images=16, max_steps=12, eval_every=1)
+    trainer = Trainer(config, output_dir=tmp_path, progress=False)
+    assert len(trainer.train_set) == 32 and len(trainer.selection_set) == 16
+    # the held-out scenes are training scenes (the training seed), not the evaluation split's
+    held = trainer.selection_set[0]["image"]
+    assert torch.equal(held, trainer.train_set.dataset.dataset[32]["image"])
+    assert not torch.equal(held, trainer.eval_set[0]["image"])
+    result = trainer.fit()
+    best = safe_load(tmp_path / "best.pt")
+    selections = read_log(tmp_path, "selection")
+    evaluations = read_log(tmp_path, "eval")
+    assert [r["step"] for r in selections] == [r["step"] for r in evaluations] == [4, 8, 12]
+    chosen = max(selections, key=lambda r: r["decoder"]["mbo_i"])    # first of equal scores wins
+    assert best["step"] == chosen["step"] and best["metrics"] == {k: chosen[k] for k in ("slot", "decoder")}
+    assert best["metrics"]["decoder"]["num_images"] == 16 and "held-out" in best["selected_on"]
+    assert result.best_checkpoint == tmp_path / "best.pt"
+    assert result.final_metrics["decoder"]["num_images"] == 8       # reported: last model, eval split

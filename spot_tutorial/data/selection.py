@@ -1,0 +1,91 @@
+"""Held-out training images for model selection, so the reported split is never used to choose.
+
+The paper reports the numbers of the *last* checkpoint on COCO val2017 and the VOC val set.
+Picking a "best" checkpoint by its score on those same images would tune on the test data.
+When a run asks for model selection (``SPOTConfig.selection_images > 0``), the last images of
+the training split (with their ground-truth masks) are taken out of training and used to score
+the checkpoints instead:
+
+* synthetic scenes: the last N scenes of the training seed;
+* COCO: the last N images of train2017 (sorted by file name), masks from instances_train2017.json;
+* VOC: the last N images of the ``train`` list (the part of ``trainaug`` that has masks);
+* MOVi: whole videos from the end of the ``train`` folder, at least N frames, so no video is
+  seen both in training and in selection.
+
+None of this imports a model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Hashable, Sequence
+
+from torch.utils.data import Dataset, Subset
+
+from ..config import SPOTConfig
+from .coco import COCO2017
+from .movi import MOVi
+from .synthetic import SyntheticShapes
+from .voc import PascalVOC
+
+
+def split_off(train_set: Dataset, train_keys: Sequence[Hashable], scored: Dataset,
+              scored_keys: Sequence[Hashable], held_out: set) -> tuple[Dataset, Dataset]:
+    """(items of `train_set` whose key is not in `held_out`, items of `scored` whose key is).
+
+    A key names what must not be in both parts: an image, or a MOVi video with all its frames.
+    """
+    keep = [i for i, key in enumerate(train_keys) if key not in held_out]
+    chosen = [i for i, key in enumerate(scored_keys) if key in held_out]
+    if not keep:
+        raise ValueError(f"holding out {len(chosen)} images leaves no training images; lower selection_images")
+    return Subset(train_set, keep), Subset(scored, chosen)
+
+
+def last_keys(keys: Sequence[Hashable], count: int) -> set:
+    """The keys of the last `count` items (whole groups for repeated keys: at least `count` items)."""
+    distinct = list(dict.fromkeys(keys))
+    if not 0 < count < len(keys):
+        raise ValueError(f"selection_images={count}, but the training split has {len(keys)} images "
+                         "with masks; hold out fewer images (or 0 for no model selection)")
+    sizes = Counter(keys)
+    held: list = []
+    covered = 0
+    while covered < count:  # whole groups, from the end
+        held.append(distinct[-1 - len(held)])
+        covered += sizes[held[-1]]
+    if len(held) == len(distinct):
+        raise ValueError(f"selection_images={count} would hold out every training image; lower it")
+    return set(held)
+
+
+def holdout_split(config: SPOTConfig, train_set: Dataset,
+                  data_path: str | os.PathLike | None = None) -> tuple[Dataset, Dataset]:
+    """(training set without the held-out images, held-out images with masks) for `config`.
+
+    `train_set` is the training set that `build_datasets` returned for the same config.
+    """
+    name = config.dataset
+    base = train_set.dataset if isinstance(train_set, Subset) else train_set
+    indices = list(train_set.indices) if isinstance(train_set, Subset) else list(range(len(base)))
+    common = dict(image_size=config.image_size, center_crop=config.center_crop, mask_size=config.gt_mask_size)
+    if name == "synthetic":  # the same scenes (same seed), rendered with their masks
+        scored = Subset(SyntheticShapes(len(base), config.image_size, seed=base.seed,
+                                        mask_size=config.gt_mask_size), indices)
+        train_keys = scored_keys = indices
+    elif name == "coco":
+        scored = COCO2017(data_path, "train", **common)
+        train_keys = [base.image_files[i] for i in indices]
+        scored_keys = [scored.coco.loadImgs(image_id)[0]["file_name"] for image_id in scored.image_ids]
+    elif name == "voc":
+        scored = PascalVOC(data_path, "train", **common)
+        train_keys, scored_keys = [base.names[i] for i in indices], scored.names
+    elif name in ("movi_c", "movi_e"):  # keys are videos: no video in both parts
+        scored = MOVi(data_path, "train", frames_per_video=9, seed=config.seed, **common)
+        train_keys = [base.frames[i][0] for i in indices]
+        scored_keys = [video for video, _ in scored.frames]
+    else:
+        raise ValueError(f"model selection on held-out training images is not available for dataset {name!r}")
+    held_out = last_keys(scored_keys, config.selection_images)
+    return split_off(Subset(base, indices), train_keys, scored, scored_keys, held_out)
