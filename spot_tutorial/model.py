@@ -63,7 +63,7 @@ class SPOT(nn.Module):
             self.decoder = MLPDecoder(d_model, config.slot_size, num_patches, config.mlp_dec_hidden)
         # stage 2: run the frozen leading encoder blocks once for both encoders (same math)
         self.share_encoder_blocks = True
-        self._shared_blocks: tuple | None = None  # (parameter versions, number of shared blocks)
+        self._shared_blocks: tuple | None = None  # (frozen parameters' versions, number of shared blocks)
 
     @classmethod
     def from_config(cls, config: SPOTConfig, pretrained: bool = False,
@@ -97,13 +97,15 @@ class SPOT(nn.Module):
     def shared_encoder_blocks(self) -> int:
         """Leading encoder blocks that the target encoder shares (frozen, same weights).
 
-        Checked again whenever a parameter of either encoder was modified or replaced
-        (tensor version counters), so loading weights can never make the sharing stale.
+        Decided by comparing the weights once, when first asked after the model is built, and
+        again only if a *frozen* parameter of either encoder is replaced or modified in place
+        (loading a checkpoint, say), which the tensors' version counters reveal. The optimiser's
+        updates of the trained blocks change nothing here, so training never pays for the check.
         """
         if self.target_encoder is None:
             return 0
         params = [*self.encoder.parameters(), *self.target_encoder.parameters()]
-        key = tuple((id(p), p._version, p.requires_grad) for p in params)
+        key = tuple((id(p), p._version) if not p.requires_grad else (id(p), -1) for p in params)
         if self._shared_blocks is None or self._shared_blocks[0] != key:
             self._shared_blocks = (key, self.encoder.frozen_prefix_shared_with(self.target_encoder))
         return self._shared_blocks[1]

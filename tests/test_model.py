@@ -122,6 +122,25 @@ def test_stage2_runs_shared_frozen_blocks_once_with_identical_results():
     torch.testing.assert_close(model.encode(images)[1], model.target_encoder(images), rtol=0, atol=0)
 
 
+def test_stage2_training_steps_do_not_compare_the_encoders_again(monkeypatch):
+    config = SPOTConfig(which_encoder="vit_small_patch8_224.dino", image_size=32, num_slots=3, slot_size=32,
+                        mlp_hidden_size=32, num_dec_blocks=1, num_heads=2, finetune_blocks_after=8,
+                        init_method="embedding", truncate="bi-level")
+    model = SPOT.from_config(config)
+    calls = []
+    compare = model.encoder.frozen_prefix_shared_with
+    monkeypatch.setattr(model.encoder, "frozen_prefix_shared_with", lambda other: calls.append(1) or compare(other))
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    images = torch.randn(2, 3, 32, 32)
+    for _ in range(3):  # the optimiser changes the trained blocks 8-11 at every step
+        model(images).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert model.shared_encoder_blocks() == 8 and len(calls) == 1
+    model.load_state_dict(model.state_dict())  # loading weights: decided again
+    assert model.shared_encoder_blocks() == 8 and len(calls) == 2
+
+
 def test_compiled_modules_give_the_same_outputs_gradients_and_state_dict(monkeypatch):
     # compiled code draws random numbers with its own generator unless told to use torch's
     monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
