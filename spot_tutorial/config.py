@@ -3,7 +3,8 @@
 Field names follow the command-line names of the authors' scripts (``num_slots``,
 ``slot_size``, ``truncate``, ``init_method``, ...), so a reader can put the paper's
 appendix, the authors' commands and this dataclass side by side. Defaults are the COCO
-configuration of the paper (SPOT.md sections 1-6); ``PRESETS`` holds the others.
+configuration of the paper (its sections 3-4 and the implementation details of its appendix);
+``PRESETS`` holds the others.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ OrderSpec = Union[str, Sequence[int]]
 class SPOTConfig:
     """Every hyper-parameter of SPOT, with the paper's COCO values as defaults."""
 
-    # --- encoder (SPOT.md section 2) ---
+    # --- encoder: frozen or partly fine-tuned ViT (paper, section 3) ---
     which_encoder: str = "vit_base_patch16_224.dino"  # any timm ViT name
     image_size: int = 224
     encoder_final_norm: bool = False  # DINOSAUR convention: no final LayerNorm
     finetune_blocks_after: int = 100  # blocks with index >= this are trained (100 = frozen)
 
-    # --- slot attention (section 3) ---
+    # --- slot attention (paper, section 3) ---
     num_slots: int = 7
     slot_size: int = 256
     mlp_hidden_size: int = 1024
@@ -42,7 +43,7 @@ class SPOTConfig:
     init_method: str = "shared_gaussian"
     truncate: str = "none"
 
-    # --- decoder (section 4) ---
+    # --- autoregressive decoder and its patch orders (paper, section 3.2) ---
     dec_type: str = "transformer"
     num_dec_blocks: int = 4
     num_heads: int = 6
@@ -51,7 +52,7 @@ class SPOTConfig:
     eval_permutations: OrderSpec = "standard"
     attention_impl: str = "sdpa"  # 'math': explicit softmax (reference); 'sdpa': fused kernels
 
-    # --- training (sections 5-6) ---
+    # --- training, both stages (paper, section 4 and the appendix) ---
     dataset: str = "coco"
     batch_size: int = 64
     epochs: int = 50

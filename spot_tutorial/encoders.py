@@ -94,7 +94,7 @@ class ViTEncoder(nn.Module):
         """Patch embedding + position embedding (+ CLS / register tokens).  # [B, P+N, D]"""
         self.check_images(images)
         vit = self.vit
-        return vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
+        return vit.norm_pre(vit.patch_drop(add_position_embedding(vit, vit.patch_embed(images))))
 
     def run_blocks(self, tokens: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """Transformer blocks start..stop-1 (default: to the end)."""
@@ -134,6 +134,22 @@ class ViTEncoder(nn.Module):
                 break
             shared += 1
         return shared
+
+
+def add_position_embedding(vit: nn.Module, patches: torch.Tensor) -> torch.Tensor:
+    """timm's step that adds the position embeddings and prepends CLS / register tokens.
+
+    timm has no public name for it (it is `VisionTransformer._pos_embed`), and SPOT needs the
+    tokens between the embedding and the blocks (stage 2 runs the shared blocks once). This is the
+    only call of it; tests/test_encoders.py checks the whole path against timm's public
+    `forward_features`, so a change of its meaning in a new timm fails there.
+    """
+    step = getattr(vit, "_pos_embed", None)
+    if step is None:
+        raise RuntimeError(f"timm {timm.__version__}: VisionTransformer has no _pos_embed, which "
+                           "spot_tutorial.encoders uses to embed the patches; install a timm release "
+                           "that has it (0.9.12 - 1.0.x) and report the new version as an issue")
+    return step(patches)  # [B, P+N, D]
 
 
 # ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Evaluation metrics for unsupervised object discovery (SPOT, Sec. 4 / SPOT.md section 7).
+"""Evaluation metrics for unsupervised object discovery (SPOT paper, section 4, "Evaluation").
 
 This module implements the evaluation protocol that SPOT shares with DINOSAUR:
 

@@ -1,4 +1,4 @@
-"""Training for both stages of SPOT (paper, section 4 "Implementation details"; SPOT.md 5-6).
+"""Training for both stages of SPOT (paper, section 4 "Implementation details" and appendix).
 
 Stage 1 trains the *teacher*: slot attention + autoregressive decoder on a frozen ViT, each
 batch decoded in a random patch order, loss = MSE of the reconstructed features.

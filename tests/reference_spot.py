@@ -1,4 +1,4 @@
-"""An independent, functional re-statement of SPOT's forward pass (SPOT.md sections 3-4),
+"""An independent, functional re-statement of SPOT's forward pass (paper, section 3),
 written against the parameter NAMES of the authors' checkpoints. Tests compare the library's
 modules with it. Single-head slot attention, embedding initialisation, one patch order.
 """

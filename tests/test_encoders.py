@@ -25,6 +25,13 @@ def test_patch_tokens_drop_prefix_tokens_and_skip_the_final_norm(name, image_siz
     torch.testing.assert_close(vit.norm(plain), normed)
 
 
+def test_missing_timm_position_step_is_a_clear_error(monkeypatch):
+    encoder = build_encoder("vit_small_patch8_224.dino", 32)
+    monkeypatch.delattr(timm.models.vision_transformer.VisionTransformer, "_pos_embed")
+    with pytest.raises(RuntimeError, match="_pos_embed.*install a timm release"):
+        encoder(torch.randn(1, 3, 32, 32))
+
+
 @pytest.mark.parametrize("alias", sorted(ENCODER_NAMES))
 def test_every_named_encoder_is_a_pretrained_timm_model(alias):
     assert ENCODER_NAMES[alias] in timm.list_pretrained(ENCODER_NAMES[alias])
