@@ -94,11 +94,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # (bi-level) and adds the distillation at once; w = 0 keeps the first two and drops the third
     "g_student_no_ce": dict(label="(g) control: student of (c) without distillation, w=0", stage=2,
                             teacher="c_random", ce_weight=0.0),
+    # beyond the paper: distil the teacher's nine-order average instead of one random order
+    "h_spot_all_orders": dict(label=f"(h) (c) + self-training on nine-order-average targets, w={LARGE_CE_WEIGHT:g}",
+                              stage=2, teacher="c_random", ce_weight=LARGE_CE_WEIGHT, teacher_targets="all-orders"),
+    "i_raster_st_paper_w": dict(label=f"(i) raster teacher (b) + self-training, w={PAPER_CE_WEIGHT:g}", stage=2,
+                                teacher="b_raster", ce_weight=PAPER_CE_WEIGHT),
 }
 SHORT_LABELS = {"a_mlp": "MLP decoder", "b_raster": "AR, raster", "c_random": "AR, random orders",
                 "d_raster_st": "(b) + self-training", "e_spot": f"(c) + self-training, w={PAPER_CE_WEIGHT:g}",
                 "f_spot_large_ce": f"(c) + self-training, w={LARGE_CE_WEIGHT:g}",
-                "g_student_no_ce": "(c)'s student, w=0"}
+                "g_student_no_ce": "(c)'s student, w=0",
+                "h_spot_all_orders": f"(c) + self-training, 9-order targets, w={LARGE_CE_WEIGHT:g}",
+                "i_raster_st_paper_w": f"(b) + self-training, w={PAPER_CE_WEIGHT:g}"}
 GRID = "grid"
 GRID_LABEL = "fixed 2x2 grid (no model)"
 
@@ -109,7 +116,9 @@ DATASETS: dict[str, dict[str, Any]] = {
     # the harder data: the two stage-1 decoders and SPOT (b, c, e, f, g); (a) and (d) are left out to
     # keep the whole ablation near 1.5 h on 2 cores
     "occluded": dict(label="occluded (2-6 packed, overlapping shapes, 7 slots)", difficulty="occluded",
-                     max_objects=None, num_slots=7, variants=["b_raster", "c_random", "e_spot", "f_spot_large_ce", "g_student_no_ce"]),
+                     max_objects=None, num_slots=7,
+                     variants=["b_raster", "c_random", "d_raster_st", "e_spot", "f_spot_large_ce", "g_student_no_ce",
+                               "h_spot_all_orders", "i_raster_st_paper_w"]),
 }
 
 MASK_KINDS = ("slot", "decoder")
@@ -138,12 +147,13 @@ def run_id(dataset: str, variant: str, seed: int) -> str:
     return f"{dataset}-{variant}-s{seed}"
 
 
-def plan_runs(datasets: list[str], seeds: list[int], budget: dict[str, Any]) -> list[dict[str, Any]]:
+def plan_runs(datasets: list[str], seeds: list[int], budget: dict[str, Any],
+              variants: list[str] | None = None, device: str = "cpu") -> list[dict[str, Any]]:
     """All training runs, teachers first (stage-2 runs name the teacher run they need)."""
     specs = []
     for seed in seeds:
         for dataset in datasets:
-            chosen = DATASETS[dataset]["variants"]
+            chosen = [v for v in DATASETS[dataset]["variants"] if variants is None or v in variants]
             needed = set(chosen) | {VARIANTS[v]["teacher"] for v in chosen if VARIANTS[v]["stage"] == 2}
             for variant in VARIANTS:  # the order of VARIANTS puts teachers before students
                 if variant not in needed:
@@ -153,7 +163,7 @@ def plan_runs(datasets: list[str], seeds: list[int], budget: dict[str, Any]) -> 
                     run=run_id(dataset, variant, seed), dataset=dataset, variant=variant, seed=seed,
                     stage=info["stage"], report=variant in chosen,
                     teacher=run_id(dataset, info["teacher"], seed) if info["stage"] == 2 else None,
-                    budget=budget))
+                    budget=budget, device=device))
     return specs
 
 
@@ -186,13 +196,16 @@ def run_config(spec: dict[str, Any]):
                 batch_size=budget["batch_size"], train_images=budget["train_images"],
                 eval_images=budget["eval_images"], epochs=never, eval_every=never,
                 checkpoint_every=500, log_every=50)
+    if spec.get("device", "cpu") != "cpu":
+        base["bf16"] = False  # fp32 on a GPU too, as on the CPU
     if info["stage"] == 1:
         return get_preset("synthetic", **base, max_steps=budget["steps"], **info["overrides"])
     teacher = get_preset("synthetic", **base, max_steps=budget["steps"],
                          **VARIANTS[info["teacher"]]["overrides"])
     # the paper's student (embedding slots, bi-level truncation) always trains with random orders
     return student_config(teacher).replace(max_steps=budget["student_steps"], train_permutations="random",
-                                           eval_permutations="standard", ce_weight=info["ce_weight"])
+                                           eval_permutations="standard", ce_weight=info["ce_weight"],
+                                           teacher_targets=info.get("teacher_targets", "trained-orders"))
 
 
 def work_dir_for(spec: dict[str, Any], work_dir: str) -> Path:
@@ -206,7 +219,8 @@ def train_stage(spec: dict[str, Any], work_dir: str, teacher_checkpoint: Path | 
     config = run_config(spec)
     train_set, _, trainer_eval = datasets_for(spec["dataset"], spec["seed"], spec["budget"])
     out = work_dir_for(spec, work_dir)
-    common = dict(stage=spec["stage"], output_dir=out, teacher=teacher_checkpoint, device="cpu", progress=False,
+    common = dict(stage=spec["stage"], output_dir=out, teacher=teacher_checkpoint,
+                  device=spec.get("device", "cpu"), progress=False,
                   datasets=(train_set, trainer_eval))
     try:  # continue this run's own interrupted checkpoint, if any
         trainer = Trainer(config, resume=True, **common)
@@ -261,7 +275,8 @@ class AuthorsIoUMetrics:
                 for k, v in self.sums.items()}
 
 
-def evaluate(checkpoint: Path, eval_set, batch_size: int, orders: tuple[str, ...]) -> dict[str, Any]:
+def evaluate(checkpoint: Path, eval_set, batch_size: int, orders: tuple[str, ...],
+             device: str = "cpu") -> dict[str, Any]:
     """Slot- and decoder-mask metrics for each evaluation order: the library's metrics
     (`spot_tutorial.metrics.SegmentationMetrics`, as `evaluate_model` computes them) plus the
     authors'-code mBO^i / mIoU (`AuthorsIoUMetrics`), from one forward pass per batch."""
@@ -271,7 +286,7 @@ def evaluate(checkpoint: Path, eval_set, batch_size: int, orders: tuple[str, ...
     from spot_tutorial.checkpoints import load_model
     from spot_tutorial.metrics import SegmentationMetrics, masks_to_labels
 
-    model = load_model(checkpoint, map_location="cpu").eval()
+    model = load_model(checkpoint, map_location="cpu").to(device).eval()
     results = {}
     for order in orders:
         torch.manual_seed(EVAL_SEED)
@@ -280,7 +295,8 @@ def evaluate(checkpoint: Path, eval_set, batch_size: int, orders: tuple[str, ...
         authors = {kind: AuthorsIoUMetrics() for kind in MASK_KINDS}
         with torch.no_grad():
             for batch in DataLoader(eval_set, batch_size=batch_size):
-                output = model(batch["image"], permutations=order)
+                output = model(batch["image"].to(device), permutations=order)
+                output.slot_masks, output.decoder_masks = output.slot_masks.cpu(), output.decoder_masks.cpu()
                 target, ignore = batch["instance_mask"], batch.get("ignore_mask")
                 for kind, masks in (("slot", output.slot_masks), ("decoder", output.decoder_masks)):
                     library[kind].update(masks.float(), target, batch.get("class_mask"), ignore)
@@ -331,7 +347,8 @@ def run_one(spec: dict[str, Any], runs_dir: str, work_dir: str, teacher_spec: di
     train_wall = time.perf_counter() - train_started
     _, eval_set, _ = datasets_for(spec["dataset"], spec["seed"], spec["budget"])
     orders = ("standard",) if config.dec_type == "mlp" else ORDERS
-    results = evaluate(result.last_checkpoint, eval_set, spec["budget"]["batch_size"], orders)
+    results = evaluate(result.last_checkpoint, eval_set, spec["budget"]["batch_size"], orders,
+                       spec.get("device", "cpu"))
     log_path = work_dir_for(spec, work_dir) / "log.jsonl"
     record = {
         "run": spec["run"], "dataset": spec["dataset"], "variant": spec["variant"],
@@ -342,7 +359,8 @@ def run_one(spec: dict[str, Any], runs_dir: str, work_dir: str, teacher_spec: di
         "wall_seconds": round(time.perf_counter() - started, 1),
         "losses_first": first_losses(log_path), "losses_last": last_losses(log_path),
         "results": results, "config": config.to_dict(), "threads": threads,
-        "torch": torch.__version__, "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "torch": torch.__version__, "device": spec.get("device", "cpu"),
+        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     previous = stored_run(Path(runs_dir) / f"{spec['run']}.json", spec["budget"])
     if previous is not None and previous["steps"] == record["steps"] and record["images_per_second"] == 0:
@@ -655,7 +673,8 @@ def write_outputs(results_dir: Path, static_dir: Path, meta: dict[str, Any]) -> 
     write_csv(paths["csv"], rows)
     plot(rows, paths["png"])
     static_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(paths["png"], paths["book_png"])
+    if paths["book_png"].resolve() != paths["png"].resolve():
+        shutil.copyfile(paths["png"], paths["book_png"])
     paths["table"].write_text("<!-- generated by benchmarks/ablation.py from benchmarks/results/ablation_runs;"
                               " do not edit -->\n\n" + markdown_tables(rows, meta))
     return paths
@@ -695,6 +714,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--student-steps", type=int, default=None, help="stage-2 steps per run (default 2000)")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--workers", type=int, default=2, help="runs at a time (1 torch thread each)")
+    parser.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS),
+                        help="only these variants (and the teachers they need); default: all")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (the stored results), or cuda: every run on the GPU in fp32; "
+                             "use another --results-dir, since GPU runs draw other random numbers")
     parser.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
     parser.add_argument("--static-dir", default=str(DEFAULT_STATIC), help="book/_static: plot and table copies")
     parser.add_argument("--work-dir", default=str(DEFAULT_WORK), help="checkpoints and logs (not kept)")
@@ -731,7 +755,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         path = runs_dir / f"{dataset}-{GRID}.json"
         if stored_run(path, budget) is None:
             write_json(path, grid_record(dataset, budget))
-    specs = plan_runs(args.datasets, seeds, budget)
+    specs = plan_runs(args.datasets, seeds, budget, args.variants, args.device)
     print(f"[ablation] {len(specs)} training runs ({len(seeds)} seed(s), datasets {args.datasets}), "
           f"{args.workers} at a time, 1 thread each; load average {load_start}", flush=True)
     skipped = {s["run"] for s in specs if stored_run(runs_dir / f"{s['run']}.json", budget, s) is not None}

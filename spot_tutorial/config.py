@@ -18,6 +18,9 @@ ORDER_MODES = ("standard", "random", "all")
 TRUNCATIONS = ("bi-level", "fixed-point", "none")
 INIT_METHODS = ("shared_gaussian", "embedding")
 DECODER_TYPES = ("transformer", "mlp")
+# Stage-2 distillation targets: the teacher's decoder masks in the orders it was trained with
+# (the paper: one random order per batch), averaged over all nine orders, or in raster order.
+TEACHER_TARGETS = ("trained-orders", "all-orders", "raster")
 NUM_ORDERS = 9
 
 # 'standard' | 'random' | 'all' or an explicit list of order ids (0..8).
@@ -62,6 +65,7 @@ class SPOTConfig:
     clip: float = 0.3  # gradient clipping in the infinity norm
     ce_weight: float = 5e-3  # stage 2 distillation weight
     cosine_ce_weight: bool = False
+    teacher_targets: str = "trained-orders"  # 'all-orders' / 'raster': beyond the paper (self_training)
     num_workers: int = 4
     seed: int = 0
     eval_every: int = 1  # epochs between evaluations
@@ -117,6 +121,8 @@ class SPOTConfig:
         need(self.lr_main > 0 and self.lr_min >= 0, "learning rates must be positive")
         need(self.clip > 0, f"clip must be > 0, got {self.clip}")
         need(self.ce_weight >= 0, f"ce_weight must be >= 0, got {self.ce_weight}")
+        need(self.teacher_targets in TEACHER_TARGETS,
+             f"teacher_targets={self.teacher_targets!r}; choose one of {TEACHER_TARGETS}")
         for name in ("epochs", "lr_warmup_steps", "max_steps", "checkpoint_every", "train_images",
                      "eval_images", "selection_images", "num_workers", "seed"):
             value = getattr(self, name)

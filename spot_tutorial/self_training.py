@@ -14,7 +14,12 @@ For one batch, with K slots on an h x w token grid::
     reordered logits   L'[b, t]   = L_student[b, m[b, t]]                        # [B, K, h, w]
     distillation loss  CE         = mean_{b,p}  -log softmax_t(L'[b, :, p])[y[b, p]]
 
-and the stage-2 loss is ``MSE + w * CE`` (w = ``ce_weight``, 0.005 in the paper). Slots have no
+and the stage-2 loss is ``MSE + w * CE`` (w = ``ce_weight``, 0.005 in the paper).
+
+Which decoder masks D_teacher are: in the paper the teacher decodes each batch in the orders it
+was trained with, i.e. one random order per batch. ``teacher_target_orders`` also offers two
+choices beyond the paper: the average of the nine orders' masks (what the final evaluation
+reports, and at small scale better than any single order) and the raster order alone. Slots have no
 fixed identity, so the matching is needed: the student's slot j may well play the role of the
 teacher's slot t. Matching uses hard (argmax) masks; the gradient flows only through the CE
 on the student's slot-attention logits. Nothing here is differentiated through the teacher.
@@ -29,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
+from .config import TEACHER_TARGETS, OrderSpec
+
 EMPTY_TEACHER_SLOT_COST = 1e3  # cost of every student slot for a teacher slot with no pixel
 
 
@@ -38,6 +45,18 @@ class DistillationOutput:
     matching: torch.Tensor           # [B, K] int64: student slot matched to teacher slot t
     teacher_labels: torch.Tensor     # [B, h, w] int64: argmax of the teacher's decoder masks
     reordered_logits: torch.Tensor   # [B, K, h, w]  student logits, channel t = its match of t
+
+
+def teacher_target_orders(targets: str, teacher_train_orders: OrderSpec) -> OrderSpec:
+    """The patch orders the teacher decodes in to make the distillation targets.
+
+    'trained-orders' (the paper): the orders it was trained with, one random order per batch for
+    SPOT's teacher, raster for a raster-only teacher; 'all-orders': all nine, masks averaged (one
+    batched decoder call); 'raster': order 0.
+    """
+    if targets not in TEACHER_TARGETS:
+        raise ValueError(f"teacher targets {targets!r}; choose one of {TEACHER_TARGETS}")
+    return {"trained-orders": teacher_train_orders, "all-orders": "all", "raster": "standard"}[targets]
 
 
 def teacher_labels(teacher_decoder_masks: torch.Tensor) -> torch.Tensor:

@@ -50,7 +50,7 @@ from .data.selection import holdout_split
 from .checkpoints import FORMAT, FORMAT_VERSION, atomic_save, load_model, load_state_strict, safe_load
 from .config import SPOTConfig
 from .model import SPOT
-from .self_training import distillation_loss
+from .self_training import distillation_loss, teacher_target_orders
 
 # Stage 2 student, as in the paper: learned slot embeddings, bi-level truncation, ViT blocks
 # with index >= 8 trained (the frozen target copy is built by SPOT.from_config).
@@ -275,18 +275,20 @@ def cpu_has_native_bf16() -> bool:
 
 
 def batch_loss(train_model: nn.Module, images: torch.Tensor, teacher: SPOT | None = None,
-               weight: float = 0.0, teacher_on_targets: bool = False) -> tuple[torch.Tensor, dict]:
+               weight: float = 0.0, teacher_on_targets: bool = False,
+               targets: str = "trained-orders") -> tuple[torch.Tensor, dict]:
     """Stage 1: the reconstruction MSE. Stage 2: MSE + weight * distillation CE from the teacher.
 
-    The teacher runs frozen, in eval mode, with its Gaussian slot noise, in the patch orders it
-    was trained with: one random order per batch for SPOT's teacher (a raster-only teacher never
-    learned the other orders, so it decodes in raster order).
+    The teacher runs frozen, in eval mode, with its Gaussian slot noise. By default (the paper)
+    it decodes in the patch orders it was trained with: one random order per batch for SPOT's
+    teacher (a raster-only teacher never learned the other orders, so it decodes in raster
+    order); `targets` picks other orders (see `self_training.teacher_target_orders`).
     """
     output = train_model(images)
     record = {"mse": output.loss.detach()}
     if teacher is None:
         return output.loss, record
-    teacher_orders = teacher.config.train_permutations
+    teacher_orders = teacher_target_orders(targets, teacher.config.train_permutations)
     with torch.inference_mode():
         if teacher_on_targets:  # its encoder would recompute output.target exactly
             teacher_output = teacher.forward_features(output.target, output.target, teacher_orders)
@@ -530,7 +532,8 @@ class Trainer:
             group["lr"] = lr
         weight = ce_weight(step, total, self.config)
         with self.autocast():
-            loss, record = batch_loss(self.train_model, images, self.teacher, weight, self.teacher_on_targets)
+            loss, record = batch_loss(self.train_model, images, self.teacher, weight, self.teacher_on_targets,
+                                      self.config.teacher_targets)
         if not all_finite([loss], self.distributed):
             self._stop_non_finite("loss", loss)
         grad_norm = apply_gradients(self.model, self.optimizer, loss, self.config.clip,

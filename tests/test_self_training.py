@@ -148,3 +148,57 @@ def test_works_on_real_model_outputs():
     assert distill.matching.shape == (2, model.config.num_slots)
     assert distill.teacher_labels.shape == (2, 8, 8)
     assert torch.isfinite(distill.loss)
+
+
+# ---------------------------------------------------------------------------------------------
+# which teacher masks are distilled (stage 2's targets)
+def test_teacher_target_orders_choices():
+    from spot_tutorial.self_training import teacher_target_orders
+
+    assert teacher_target_orders("trained-orders", "random") == "random"      # the paper
+    assert teacher_target_orders("trained-orders", "standard") == "standard"  # a raster teacher
+    assert teacher_target_orders("all-orders", "random") == "all"
+    assert teacher_target_orders("raster", "random") == "standard"
+    with pytest.raises(ValueError, match="choose one of"):
+        teacher_target_orders("best", "random")
+
+
+def _distilled_teacher_masks(monkeypatch, targets, teacher, student, images, seed=3):
+    """The teacher decoder masks that `batch_loss` hands to `distillation_loss`, and its loss."""
+    import spot_tutorial.train as train_module
+
+    seen = []
+    real = train_module.distillation_loss
+    monkeypatch.setattr(train_module, "distillation_loss",
+                        lambda logits, masks: seen.append(masks.clone()) or real(logits, masks))
+    torch.manual_seed(seed)
+    loss, _ = train_module.batch_loss(student, images, teacher, 0.5, targets=targets)
+    return seen[0], loss
+
+
+def test_all_orders_targets_are_the_mean_of_the_nine_single_order_masks(monkeypatch):
+    teacher = tiny_model(init_method="embedding").eval()   # no slot noise: every call sees the same slots
+    student = tiny_model(init_method="embedding", truncate="bi-level")
+    images = torch.randn(2, 3, 64, 64)
+    averaged, _ = _distilled_teacher_masks(monkeypatch, "all-orders", teacher, student, images)
+    with torch.no_grad():
+        singles = torch.stack([teacher(images, permutations=[p]).decoder_masks for p in range(9)])
+    torch.testing.assert_close(averaged, singles.mean(0), rtol=0, atol=1e-6)
+    raster, _ = _distilled_teacher_masks(monkeypatch, "raster", teacher, student, images)
+    torch.testing.assert_close(raster, singles[0], rtol=0, atol=1e-6)
+
+
+def test_default_targets_are_the_papers_one_random_order_bit_for_bit(monkeypatch):
+    from spot_tutorial.self_training import distillation_loss as paper_loss
+
+    teacher = tiny_model().eval()            # the paper's teacher: Gaussian slots, random orders
+    student = tiny_model(init_method="embedding", truncate="bi-level")
+    images = torch.randn(2, 3, 64, 64)
+    masks, loss = _distilled_teacher_masks(monkeypatch, "trained-orders", teacher, student, images)
+    torch.manual_seed(3)                    # the same draws, written out as the paper does it
+    output = student(images)
+    with torch.inference_mode():
+        teacher_output = teacher(images, permutations="random")
+    expected = output.loss + 0.5 * paper_loss(output.slot_logits, teacher_output.decoder_masks).loss
+    assert torch.equal(masks, teacher_output.decoder_masks)
+    assert torch.equal(loss.detach(), expected.detach())
