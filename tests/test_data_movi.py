@@ -100,6 +100,51 @@ def test_missing_masks(movi_root):
         ds[1]
 
 
+def _authors_frame(path, size):
+    """The authors' MOVi frame: PIL's resize to size x size with its default filter (bicubic),
+    no flip, ImageNet normalisation."""
+    image = Image.open(path).convert("RGB")
+    resized = image.resize((size, size))
+    assert np.array_equal(np.asarray(resized), np.asarray(image.resize((size, size), Image.BICUBIC)))
+    pixels = torch.from_numpy(np.asarray(resized).astype(np.float32) / 255).permute(2, 0, 1)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    return (pixels - mean) / std
+
+
+def test_training_frames_bicubic_and_never_flipped(movi_root):
+    ds = MOVi(movi_root, split="train", frames_per_video=2, image_size=56, train=True)
+    for index in range(len(ds)):
+        expected = _authors_frame(ds.image_path(index), 56)
+        assert not torch.allclose(expected, expected.flip(-1))  # the noise frames are not symmetric
+        for _ in range(12):  # a random flip would show up with probability 1 - 2**-12 per frame
+            assert torch.allclose(ds[index]["image"], expected, atol=1e-6)
+
+
+def test_evaluation_frames_bicubic(movi_root):
+    ds = MOVi(movi_root, split="validation", image_size=56, mask_size=SIZE)
+    for index in (0, 4):
+        assert torch.allclose(ds[index]["image"], _authors_frame(ds.image_path(index), 56), atol=1e-6)
+
+
+@pytest.mark.parametrize("preset,slots", [("movi_c", 11), ("movi_e", 24)])
+def test_movi_stage2_schedule(preset, slots):
+    """Stage 1: 65 epochs, lr 2e-4 -> 4e-5; stage 2 (the authors' MOVi command): 30 epochs,
+    lr 2e-4 -> 1.5e-4; 128-px ground truth and no crop in both."""
+    from spot_tutorial import get_preset
+    from spot_tutorial.train import student_config
+
+    teacher = get_preset(preset)
+    assert (teacher.num_slots, teacher.epochs, teacher.lr_main, teacher.lr_min) == (slots, 65, 2e-4, 4e-5)
+    student = student_config(teacher)
+    assert (student.num_slots, student.epochs, student.lr_main, student.lr_min) == (slots, 30, 2e-4, 1.5e-4)
+    assert student.init_method == "embedding" and student.truncate == "bi-level"
+    for config in (teacher, student):
+        assert config.gt_mask_size == 128 and config.center_crop is False
+    coco_student = student_config(get_preset("coco"))
+    assert (coco_student.epochs, coco_student.lr_main, coco_student.lr_min) == (50, 4e-4, 4e-7)
+
+
 def test_corrupt_image(movi_root):
     (movi_root / "validation" / "00000001" / "00000000_image.png").write_bytes(b"garbage" * 20)
     with pytest.raises(CorruptImageError, match="00000000_image.png"):
