@@ -95,9 +95,26 @@ def test_empty_split_folder(tmp_path):
 def test_missing_masks(movi_root):
     for mask in (movi_root / "validation" / "00000000").glob("00000001_mask_*.png"):
         mask.unlink()
-    ds = MOVi(movi_root)
-    with pytest.raises(FileNotFoundError, match="mask"):
-        ds[1]
+    with pytest.raises(FileNotFoundError, match="1 of the 6 frames") as info:
+        MOVi(movi_root)
+    assert str(movi_root / "validation" / "00000000" / "00000001_mask_00.png") in str(info.value)
+
+
+def test_split_without_masks_fails_when_built(tmp_path):
+    """A split exported without segmentations fails when the evaluation set is built (not at
+    the first evaluation after an epoch of training), naming the missing files; training on it
+    needs no masks."""
+    for video in ("00000000", "00000001"):
+        _write_video(tmp_path / "validation" / video, num_frames=3)
+        for mask in (tmp_path / "validation" / video).glob("*_mask_*.png"):
+            mask.unlink()
+    with pytest.raises(FileNotFoundError) as info:
+        MOVi(tmp_path, split="validation")
+    message = str(info.value)
+    assert "6 of the 6 frames" in message
+    assert str(tmp_path / "validation" / "00000000" / "00000000_mask_00.png") in message
+    assert "FFFFFFFF_mask_NN.png" in message and "train=True" in message
+    assert len(MOVi(tmp_path, split="validation", train=True, frames_per_video=None)) == 6
 
 
 def _authors_frame(path, size):

@@ -19,7 +19,8 @@ Expected layout (as written by the usual TFDS export script)::
     ROOT/{train,validation}/VIDEO/FFFFFFFF_image.png
     ROOT/validation/VIDEO/FFFFFFFF_mask_NN.png     NN = 00..24, 00 = background
 
-The training split needs no masks.
+The training split needs no masks; every frame of an evaluation split needs its mask files,
+which is checked when the dataset is built.
 """
 
 from __future__ import annotations
@@ -129,6 +130,22 @@ class MOVi(Dataset):
         if not self.frames:
             raise FileNotFoundError(f"no *{_IMAGE_SUFFIX} frames found in the video folders of "
                                     f"{self.split_dir}. {MOVI_HINT}")
+        if not self.train:
+            self._check_masks_present()
+
+    def _check_masks_present(self) -> None:
+        """Evaluation needs the masks of every frame: fail now, not at the first evaluation."""
+        missing = [self.split_dir / video / f"{frame}_mask_00.png"
+                   for (video, frame), pairs in self._masks.items() if not pairs]
+        if missing:
+            examples = ", ".join(str(path) for path in missing[:3])
+            raise FileNotFoundError(
+                f"{len(missing)} of the {len(self.frames)} frames in {self.split_dir} have no mask "
+                f"files (e.g. {examples} and the other _mask_NN.png of these frames are missing). "
+                f"Evaluation needs FFFFFFFF_mask_NN.png next to every FFFFFFFF_image.png (NN = 00 "
+                f"for the background, then one per object; the export writes 00..24 for the "
+                f"validation split). Re-export this split with its segmentations, or use "
+                f"train=True if you only train on it. {MOVI_HINT}")
 
     def __len__(self) -> int:
         return len(self.frames)
