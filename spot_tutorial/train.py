@@ -48,7 +48,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .data import build_datasets
 from .data.selection import holdout_split
 from .checkpoints import FORMAT, FORMAT_VERSION, atomic_save, load_model, load_state_strict, safe_load
-from .config import SPOTConfig
+from .config import STAGE2_SETTINGS, SPOTConfig
 from .model import SPOT
 from .self_training import distillation_loss, teacher_target_orders
 
@@ -85,8 +85,12 @@ class NonFiniteLossError(RuntimeError):
 
 
 def student_config(config: SPOTConfig) -> SPOTConfig:
-    """The stage-2 student's configuration for a stage-1 (teacher) configuration."""
-    return config.replace(**STUDENT_SETTINGS)
+    """The stage-2 student's configuration for a stage-1 (teacher) configuration.
+
+    The student settings above, plus the dataset's stage-2 schedule where it has its own
+    (`spot_tutorial.config.STAGE2_SETTINGS`: MOVi trains 30 epochs with lr 2e-4 -> 1.5e-4).
+    """
+    return config.replace(**STUDENT_SETTINGS, **STAGE2_SETTINGS.get(config.dataset, {}))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -167,3 +167,161 @@ def test_corrupt_image(coco_root):
     with pytest.raises(CorruptImageError, match="000000000002.jpg") as info:
         ds[1]
     assert isinstance(info.value, ValueError) and "re-download" in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The ground truth against masks built independently, the authors' protocol step by step:
+# every annotation (crowd ones too) in annotation-file order, instance id = 1 + position among
+# the image's annotations, category ids -> 1..K in sorted-category order, the first annotation
+# keeps an overlapped pixel and pixels covered twice or more are ignored; then each map is
+# resized as a PIL image with PIL's nearest filter (shorter side -> mask size) and centre cropped.
+PROTOCOL_CATEGORIES = [{"id": 90, "name": "toothbrush"}, {"id": 3, "name": "car"},
+                       {"id": 44, "name": "bottle"}, {"id": 1, "name": "person"}]
+PROTOCOL_LABELS = {1: 1, 3: 2, 44: 3, 90: 4}  # sorted category ids -> 1..4
+
+
+def _l_shape(rng, width, height):
+    """An L-shaped region with integer corners (the first rectangle may reach the image border).
+
+    Returns the COCO polygon and the same region as two inclusive PIL rectangles: for polygons
+    with integer corners on the pixel grid, pycocotools fills exactly the pixels whose centres
+    lie inside, i.e. columns x0..x1-1 and rows y0..y1-1 of a rectangle."""
+    x0, y0 = int(rng.integers(0, width - 12)), int(rng.integers(0, height - 12))
+    x1 = int(min(width, x0 + rng.integers(6, 60)))
+    y1 = int(min(height, y0 + rng.integers(6, 60)))
+    xm, ym = int(rng.integers(x0 + 1, x1)), int(rng.integers(y0 + 1, y1))
+    polygon = [x0, y0, x1, y0, x1, ym, xm, ym, xm, y1, x0, y1]
+    rectangles = [(x0, y0, x1 - 1, ym - 1), (x0, ym, xm - 1, y1 - 1)]
+    return polygon, rectangles
+
+
+def _draw(rectangles, width, height):
+    from PIL import ImageDraw
+
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    for box in rectangles:
+        draw.rectangle(box, fill=1)
+    return np.asarray(canvas).astype(bool)
+
+
+def _pil_resize_and_crop(labels, size):
+    """The authors' Resize(size, NEAREST) + CenterCrop(size) on the PIL label image."""
+    height, width = labels.shape
+    if width <= height:
+        new_height, new_width = int(size * height / width), size
+    else:
+        new_height, new_width = size, int(size * width / height)
+    pixels = labels.astype(np.uint8) if labels.max() <= 255 else labels.astype(np.int32)
+    resized = np.asarray(Image.fromarray(pixels).resize((new_width, new_height), Image.NEAREST))
+    top, left = round((new_height - size) / 2), round((new_width - size) / 2)
+    return resized[top:top + size, left:left + size].astype(np.int64)
+
+
+@pytest.fixture()
+def protocol_coco(tmp_path):
+    """A COCO folder with JPEG and PNG images of odd sizes, L-shaped and multi-part polygons,
+    overlaps, crowd regions as compressed and uncompressed RLE, an image with 270 annotations
+    (ids > 255), an image without objects, and annotations of different images interleaved.
+
+    Returns (root, expected) where expected maps image id -> per-annotation boolean masks,
+    categories, in the annotation file's order."""
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(12)
+    images = [
+        {"id": 7, "file_name": "000000000007.jpg", "width": 173, "height": 131},
+        {"id": 3, "file_name": "000000000003.png", "width": 97, "height": 211},
+        {"id": 12, "file_name": "000000000012.jpg", "width": 150, "height": 150},  # no objects
+        {"id": 5, "file_name": "000000000005.png", "width": 241, "height": 179},  # 270 objects
+    ]
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "val2017").mkdir()
+    for info in images:
+        _write_image(tmp_path / "val2017" / info["file_name"], info["width"], info["height"],
+                     seed=info["id"])
+    sizes = {info["id"]: (info["width"], info["height"]) for info in images}
+    annotations, expected = [], {info["id"]: [] for info in images}
+
+    def add(image_id, category, segmentation, on, crowd=0):
+        annotations.append({"id": int(rng.integers(1, 10**9)), "image_id": image_id,
+                            "category_id": category, "iscrowd": crowd, "segmentation": segmentation,
+                            "area": float(on.sum()), "bbox": [0, 0, 1, 1]})
+        expected[image_id].append((on, category))
+
+    def add_polygons(image_id, parts=1):
+        width, height = sizes[image_id]
+        shapes = [_l_shape(rng, width, height) for _ in range(parts)]
+        on = _draw([box for _, boxes in shapes for box in boxes], width, height)
+        category = int(rng.choice(list(PROTOCOL_LABELS)))
+        add(image_id, category, [polygon for polygon, _ in shapes], on)
+
+    def add_crowd(image_id, compressed):
+        width, height = sizes[image_id]
+        rows, cols = np.mgrid[:height, :width]
+        centre_y, centre_x = rng.integers(0, height), rng.integers(0, width)
+        on = (rows - centre_y) ** 2 / 900 + (cols - centre_x) ** 2 / 400 <= 1  # an ellipse
+        on |= rng.random((height, width)) < 0.02  # scattered crowd pixels
+        if compressed:
+            rle = mask_utils.encode(np.asfortranarray(on.astype(np.uint8)))
+            segmentation = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+        else:
+            segmentation = _uncompressed_rle(on)
+        add(image_id, 44, segmentation, on, crowd=1)
+
+    for step in range(6):  # images 7 and 3 interleaved in the file
+        add_polygons(7, parts=1 + step % 2)
+        add_polygons(3, parts=1 + (step + 1) % 2)
+        if step == 2:
+            add_crowd(7, compressed=True)
+            add_crowd(3, compressed=False)
+    for _ in range(270):  # small squares, many overlapping
+        width, height = sizes[5]
+        x0, y0 = int(rng.integers(0, width - 8)), int(rng.integers(0, height - 8))
+        side = int(rng.integers(3, 9))
+        on = _draw([(x0, y0, x0 + side - 1, y0 + side - 1)], width, height)
+        add(5, int(rng.choice(list(PROTOCOL_LABELS))),
+            [[x0, y0, x0 + side, y0, x0 + side, y0 + side, x0, y0 + side]], on)
+    content = {"images": images, "annotations": annotations, "categories": PROTOCOL_CATEGORIES}
+    (tmp_path / "annotations" / "instances_val2017.json").write_text(json.dumps(content))
+    return tmp_path, expected
+
+
+def _protocol_maps(annotations, width, height):
+    """Instance, class and ignore maps at full resolution, built from per-annotation masks."""
+    instance = np.zeros((height, width), dtype=np.int64)
+    classes = np.zeros((height, width), dtype=np.int64)
+    times_covered = np.zeros((height, width), dtype=np.int64)
+    for position, (on, category) in enumerate(annotations):
+        free = on & (instance == 0)
+        instance[free] = position + 1
+        classes[free] = PROTOCOL_LABELS[category]
+        times_covered += on
+    return instance, classes, times_covered >= 2
+
+
+@pytest.mark.parametrize("mask_size", [128, 320])
+def test_ground_truth_equals_independent_protocol_masks(protocol_coco, mask_size):
+    root, expected = protocol_coco
+    ds = COCO2017(root, image_size=32, mask_size=mask_size)
+    assert ds.class_names == ["background", "person", "car", "bottle", "toothbrush"]
+    assert [int(i) for i in ds.image_ids] == [3, 5, 7, 12]
+    checked_large_ids = False
+    for index, image_id in enumerate(ds.image_ids):
+        info = ds.coco.loadImgs(image_id)[0]
+        instance, classes, ignore = _protocol_maps(expected[image_id], info["width"], info["height"])
+        item = ds[index]
+        for key, full in [("instance_mask", instance), ("class_mask", classes),
+                          ("ignore_mask", ignore.astype(np.int64))]:
+            want = _pil_resize_and_crop(full, mask_size)
+            got = item[key].numpy().astype(np.int64)
+            assert got.shape == (mask_size, mask_size)
+            assert np.array_equal(got, want), (
+                f"image {image_id} {key}: {(got != want).mean():.3%} of pixels differ")
+        assert item["ignore_mask"].dtype == torch.bool
+        if image_id == 12:
+            assert item["instance_mask"].sum() == 0 and not item["ignore_mask"].any()
+        else:
+            assert item["ignore_mask"].any()  # the fixture's objects overlap
+        checked_large_ids |= bool(item["instance_mask"].max() > 255)
+    assert checked_large_ids

@@ -95,9 +95,71 @@ def test_empty_split_folder(tmp_path):
 def test_missing_masks(movi_root):
     for mask in (movi_root / "validation" / "00000000").glob("00000001_mask_*.png"):
         mask.unlink()
-    ds = MOVi(movi_root)
-    with pytest.raises(FileNotFoundError, match="mask"):
-        ds[1]
+    with pytest.raises(FileNotFoundError, match="1 of the 6 frames") as info:
+        MOVi(movi_root)
+    assert str(movi_root / "validation" / "00000000" / "00000001_mask_00.png") in str(info.value)
+
+
+def test_split_without_masks_fails_when_built(tmp_path):
+    """A split exported without segmentations fails when the evaluation set is built (not at
+    the first evaluation after an epoch of training), naming the missing files; training on it
+    needs no masks."""
+    for video in ("00000000", "00000001"):
+        _write_video(tmp_path / "validation" / video, num_frames=3)
+        for mask in (tmp_path / "validation" / video).glob("*_mask_*.png"):
+            mask.unlink()
+    with pytest.raises(FileNotFoundError) as info:
+        MOVi(tmp_path, split="validation")
+    message = str(info.value)
+    assert "6 of the 6 frames" in message
+    assert str(tmp_path / "validation" / "00000000" / "00000000_mask_00.png") in message
+    assert "FFFFFFFF_mask_NN.png" in message and "train=True" in message
+    assert len(MOVi(tmp_path, split="validation", train=True, frames_per_video=None)) == 6
+
+
+def _authors_frame(path, size):
+    """The authors' MOVi frame: PIL's resize to size x size with its default filter (bicubic),
+    no flip, ImageNet normalisation."""
+    image = Image.open(path).convert("RGB")
+    resized = image.resize((size, size))
+    assert np.array_equal(np.asarray(resized), np.asarray(image.resize((size, size), Image.BICUBIC)))
+    pixels = torch.from_numpy(np.asarray(resized).astype(np.float32) / 255).permute(2, 0, 1)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    return (pixels - mean) / std
+
+
+def test_training_frames_bicubic_and_never_flipped(movi_root):
+    ds = MOVi(movi_root, split="train", frames_per_video=2, image_size=56, train=True)
+    for index in range(len(ds)):
+        expected = _authors_frame(ds.image_path(index), 56)
+        assert not torch.allclose(expected, expected.flip(-1))  # the noise frames are not symmetric
+        for _ in range(12):  # a random flip would show up with probability 1 - 2**-12 per frame
+            assert torch.allclose(ds[index]["image"], expected, atol=1e-6)
+
+
+def test_evaluation_frames_bicubic(movi_root):
+    ds = MOVi(movi_root, split="validation", image_size=56, mask_size=SIZE)
+    for index in (0, 4):
+        assert torch.allclose(ds[index]["image"], _authors_frame(ds.image_path(index), 56), atol=1e-6)
+
+
+@pytest.mark.parametrize("preset,slots", [("movi_c", 11), ("movi_e", 24)])
+def test_movi_stage2_schedule(preset, slots):
+    """Stage 1: 65 epochs, lr 2e-4 -> 4e-5; stage 2 (the authors' MOVi command): 30 epochs,
+    lr 2e-4 -> 1.5e-4; 128-px ground truth and no crop in both."""
+    from spot_tutorial import get_preset
+    from spot_tutorial.train import student_config
+
+    teacher = get_preset(preset)
+    assert (teacher.num_slots, teacher.epochs, teacher.lr_main, teacher.lr_min) == (slots, 65, 2e-4, 4e-5)
+    student = student_config(teacher)
+    assert (student.num_slots, student.epochs, student.lr_main, student.lr_min) == (slots, 30, 2e-4, 1.5e-4)
+    assert student.init_method == "embedding" and student.truncate == "bi-level"
+    for config in (teacher, student):
+        assert config.gt_mask_size == 128 and config.center_crop is False
+    coco_student = student_config(get_preset("coco"))
+    assert (coco_student.epochs, coco_student.lr_main, coco_student.lr_min) == (50, 4e-4, 4e-7)
 
 
 def test_corrupt_image(movi_root):

@@ -5,7 +5,8 @@ Ground truth follows the paper's evaluation protocol: masks come from
 Instance ids are ``1 + index`` in the image's annotation order, category ids are mapped to a
 contiguous ``1..80``; where annotations overlap the first one keeps the pixel and every pixel
 covered by two or more annotations is ignored. Images are resized (shorter side) to 224 and centre
-cropped; masks are resized (shorter side, nearest) to 320 and centre cropped.
+cropped; masks are resized (shorter side) to 320 with PIL's nearest filter and centre cropped,
+pixel for pixel as the authors' torchvision transforms on PIL mask images (see ``transforms``).
 
 Expected layout::
 

@@ -1,15 +1,26 @@
 """MOVi-C / MOVi-E (Kubric) for SPOT: video frames as independent images.
 
-Implements the paper's MOVi protocol: frames are resized to 224x224 without cropping and the
-ground-truth masks to 128x128 (nearest) without cropping. Training uses a fixed random subset of
-frames per video (9 by default), drawn once from a seeded generator so that both training
+Implements the MOVi protocol of the paper's experiments (section 4), with the settings of the
+authors' released MOVi commands: frames are resized to 224x224 without cropping, with bicubic
+interpolation (PIL's default resampling filter, which the authors' loader relies on) and without
+random horizontal flips, in training and evaluation alike. Training uses a fixed random subset
+of frames per video (9 by default), drawn once from a seeded generator so that both training
 stages see the same frames; evaluation uses every frame. The instance target of a pixel is the
 index ``NN`` of the per-object mask that covers it (``00`` = background).
+
+Evaluation ground truth is 128x128 (``mask_size=128``, the authors' ``--val_mask_size 128``):
+MOVi-C/E are exported from TFDS at 128x128 (``movi_c/128x128``), so at 128 px the masks are
+scored at their native resolution, without resampling; exports at 256x256 are brought to the
+same 128-px grid with PIL's nearest filter, so that the numbers stay comparable. The predicted
+masks are upsampled to 128x128 for scoring.
 
 Expected layout (as written by the usual TFDS export script)::
 
     ROOT/{train,validation}/VIDEO/FFFFFFFF_image.png
-    ROOT/{train,validation}/VIDEO/FFFFFFFF_mask_NN.png     NN = 00..24, 00 = background
+    ROOT/validation/VIDEO/FFFFFFFF_mask_NN.png     NN = 00..24, 00 = background
+
+The training split needs no masks; every frame of an evaluation split needs its mask files,
+which is checked when the dataset is built.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchvision.transforms import InterpolationMode
 
 from ._common import check_split, load_binary_png, load_rgb, require_dir
 from .transforms import eval_image_transform, eval_mask_transform, train_transform
@@ -32,6 +44,7 @@ MOVI_HINT = ("Export MOVi-C / MOVi-E from TFDS (gs://kubric-public/tfds, e.g. mo
              "FFFFFFFF_image.png and FFFFFFFF_mask_NN.png.")
 
 _IMAGE_SUFFIX = "_image.png"
+BICUBIC = InterpolationMode.BICUBIC  # PIL's default filter, used by the authors for MOVi frames
 _MASK_RE = re.compile(r"^(?P<frame>.+)_mask_(?P<index>\d+)\.png$")
 
 
@@ -75,7 +88,7 @@ class MOVi(Dataset):
         seed: seed of the fixed training-frame choice.
         image_size, mask_size: sides of the square images and masks (224 and 128).
         train: True returns only augmented images; False returns evaluation items with masks.
-        center_crop: False (the paper's MOVi setting) resizes frames to a square without cropping.
+        center_crop: False (the authors' MOVi setting) resizes frames to a square without cropping.
 
     Items are dicts, see ``spot_tutorial.data``. There are no class labels: ``class_mask``
     equals ``instance_mask``; ``ignore_mask`` is all False.
@@ -97,9 +110,10 @@ class MOVi(Dataset):
         self._masks: dict[tuple[str, str], list[tuple[int, str]]] = {}
         self._index_videos(frames_per_video, seed)
         if train:
-            self.image_transform = train_transform(image_size, False, center_crop)
+            self.image_transform = train_transform(image_size, False, center_crop,
+                                                   horizontal_flip=False, interpolation=BICUBIC)
         else:
-            self.image_transform = eval_image_transform(image_size, center_crop)
+            self.image_transform = eval_image_transform(image_size, center_crop, interpolation=BICUBIC)
             self.mask_transform = eval_mask_transform(mask_size, center_crop)
 
     def _index_videos(self, frames_per_video: Optional[int], seed: int) -> None:
@@ -116,6 +130,22 @@ class MOVi(Dataset):
         if not self.frames:
             raise FileNotFoundError(f"no *{_IMAGE_SUFFIX} frames found in the video folders of "
                                     f"{self.split_dir}. {MOVI_HINT}")
+        if not self.train:
+            self._check_masks_present()
+
+    def _check_masks_present(self) -> None:
+        """Evaluation needs the masks of every frame: fail now, not at the first evaluation."""
+        missing = [self.split_dir / video / f"{frame}_mask_00.png"
+                   for (video, frame), pairs in self._masks.items() if not pairs]
+        if missing:
+            examples = ", ".join(str(path) for path in missing[:3])
+            raise FileNotFoundError(
+                f"{len(missing)} of the {len(self.frames)} frames in {self.split_dir} have no mask "
+                f"files (e.g. {examples} and the other _mask_NN.png of these frames are missing). "
+                f"Evaluation needs FFFFFFFF_mask_NN.png next to every FFFFFFFF_image.png (NN = 00 "
+                f"for the background, then one per object; the export writes 00..24 for the "
+                f"validation split). Re-export this split with its segmentations, or use "
+                f"train=True if you only train on it. {MOVI_HINT}")
 
     def __len__(self) -> int:
         return len(self.frames)
