@@ -88,11 +88,13 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def config_from_args(args: argparse.Namespace) -> SPOTConfig:
     """Preset -> (stage 2: the paper's student settings) -> the options given."""
+    from .config import STAGE2_SETTINGS
     from .train import STUDENT_SETTINGS
 
     settings = dict(PRESETS[args.preset])
-    if getattr(args, "stage", 1) == 2:
+    if getattr(args, "stage", 1) == 2:  # the paper's student, and the dataset's stage-2 schedule
         settings.update(STUDENT_SETTINGS)
+        settings.update(STAGE2_SETTINGS.get(settings.get("dataset", "coco"), {}))
     return get_preset(args.preset, **{**settings, **config_overrides(args)})
 
 
@@ -108,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--stage", type=int, choices=(1, 2), default=1,
                        help="1: teacher; 2: self-training student (needs --teacher)")
     train.add_argument("--preset", choices=sorted(PRESETS), default="coco",
-                       help="the paper's settings for a dataset; 'synthetic' runs on the CPU, no data needed")
+                       help="a dataset's settings (COCO, VOC: the paper's; MOVi: the authors' released commands); "
+                            "'synthetic' runs on the CPU, no data needed")
     train.add_argument("--data-path", help="dataset folder (not needed for --preset synthetic)")
     train.add_argument("--teacher", help="stage 2: the stage-1 checkpoint (its last.pt, as in the paper)")
     train.add_argument("--output-dir", help="where checkpoints and logs go (default: outputs/<preset>_stage<N>)")

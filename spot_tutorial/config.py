@@ -3,8 +3,8 @@
 Field names follow the command-line names of the authors' scripts (``num_slots``,
 ``slot_size``, ``truncate``, ``init_method``, ...), so a reader can put the paper's
 appendix, the authors' commands and this dataclass side by side. Defaults are the COCO
-configuration of the paper (its sections 3-4 and the implementation details of its appendix);
-``PRESETS`` holds the others.
+configuration of the paper (its sections 3-4 and the implementation details of its appendix).
+``PRESETS`` holds the others: VOC as in the paper, MOVi-C/E as in the authors' released commands.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 
 from spot_tutorial.checkpoints import load_model, safe_load
 from spot_tutorial.cli import build_parser, config_from_args, main
-from spot_tutorial.config import SPOTConfig
+from spot_tutorial.config import SPOTConfig, get_preset
 from spot_tutorial.quickstart import QUICKSTART_SETTINGS, QUICKSTART_STUDENT_SETTINGS, grid_masks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,3 +140,14 @@ def test_evaluate_command_prints_the_table_and_writes_files(tmp_path, capsys):
         assert (tmp_path / "eval" / name).exists()
     assert main(["evaluate", str(tmp_path / "missing.pt")]) == 1
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_stage_two_on_the_command_line_gets_the_datasets_stage_two_schedule():
+    from spot_tutorial.cli import config_from_args
+    from spot_tutorial.train import student_config
+
+    for preset in ("movi_c", "coco"):
+        args = build_parser().parse_args(["train", "--stage", "2", "--preset", preset])
+        assert config_from_args(args) == student_config(get_preset(preset))
+    movi = config_from_args(build_parser().parse_args(["train", "--stage", "2", "--preset", "movi_c"]))
+    assert (movi.epochs, movi.lr_min) == (30, 1.5e-4)
