@@ -5,9 +5,12 @@ Our files are plain `torch.save` dictionaries of tensors and JSON-like values, r
 file + rename) so a crash or a kill never leaves a half-written checkpoint.
 
 `load_official_checkpoint` reads the `.pt` files written by the authors' training scripts
-(stage 1 teacher, stage 2 student with its `second_encoder`, DINOSAUR MLP baseline), maps
+(stage 1 teacher, raster-only teacher with one [BOS] token, stage 2 student with its
+`second_encoder`, DINOSAUR MLP baseline, older files whose decoder is named `tf_dec.`), maps
 their parameter names onto this library's modules, infers what the shapes tell, and refuses
-with a precise list of differences when something does not fit.
+with a precise list of differences when something does not fit. What the shapes cannot tell
+(the slot count of a Gaussian-init model, iterations, attention heads) comes from the config
+passed in; `official_assumptions` lists those fields so callers can print them.
 """
 
 from __future__ import annotations
@@ -23,14 +26,14 @@ from torch import nn
 
 from .config import SPOTConfig
 from .encoders import ViTEncoder, build_encoder
+from .errors import CheckpointError
 from .model import SPOT
 
 FORMAT = "spot-tutorial"
 FORMAT_VERSION = 1
 
-
-class CheckpointError(ValueError):
-    """A checkpoint does not fit the model it is loaded into."""
+__all__ = ["CheckpointError", "save_model", "load_model", "load_official_checkpoint", "infer_official_config",
+           "official_assumptions", "atomic_save", "safe_load", "load_state_strict"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -71,16 +74,33 @@ def save_model(model: SPOT, path: str | os.PathLike, **extra: Any) -> None:
     atomic_save(payload, path)
 
 
-def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SPOT:
-    """Rebuild a SPOT from one of our checkpoints (no download: weights come from the file)."""
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+               num_slots: int | None = None) -> SPOT:
+    """Rebuild a SPOT from one of our checkpoints (no download: weights come from the file).
+
+    `num_slots` changes the slot count of a Gaussian-init model (its weights do not depend on
+    it); an embedding-init model stores one vector per slot, so a different count is refused.
+    Files written before `num_bos_tokens` existed load with its default (9; MLP decoder: 1).
+    """
     payload = safe_load(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a spot-tutorial checkpoint; for the authors' files use "
                               "spot_tutorial.load_official_checkpoint(path, encoder)")
-    config = SPOTConfig.from_dict(payload["config"])
+    config = with_num_slots(SPOTConfig.from_dict(payload["config"]), num_slots, source=str(path))
     model = SPOT.from_config(config, pretrained=False)
     load_state_strict(model, payload["model"], source=str(path))
     return model.eval()
+
+
+def with_num_slots(config: SPOTConfig, num_slots: int | None, source: str) -> SPOTConfig:
+    """`config` with the asked slot count; refused where the weights fix the count."""
+    if num_slots is None or num_slots == config.num_slots:
+        return config
+    if config.init_method == "embedding":
+        raise CheckpointError(
+            f"{source} stores {config.num_slots} learned slot vectors (init_method='embedding'), but "
+            f"num_slots={num_slots} was asked for: drop --num-slots or pass --num-slots {config.num_slots}")
+    return config.replace(num_slots=num_slots)
 
 
 def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
@@ -124,6 +144,10 @@ OFFICIAL_KEY_RULES: list[tuple[str, str]] = [
 # the MLP-decoder model keeps an unused [BOS] token and input projection.
 OFFICIAL_UNUSED = re.compile(r"^dec\.blocks\.\d+\.self_attn_mask$")
 OFFICIAL_UNUSED_MLP = re.compile(r"^(bos_tokens|input_proj\..*)$")
+OLD_DECODER_PREFIX = "tf_dec."  # older name of the transformer decoder, read as "dec."
+# Model shapes the weights do not reveal: they come from the config (preset or user).
+UNREVEALED_FIELDS = ("num_iterations", "slot_att_heads")
+UNREVEALED_TRANSFORMER_FIELDS = ("num_heads",)
 
 
 def official_to_ours(key: str) -> str:
@@ -143,7 +167,32 @@ def _read_official(path_or_state_dict: str | os.PathLike | Mapping[str, Any]) ->
     if not any(k.startswith("slot_attn.") for k in state):
         raise CheckpointError("this does not look like a SPOT checkpoint of the authors: "
                               "no 'slot_attn.*' parameters found")
-    return state
+    return _rename_old_decoder_prefix(state)
+
+
+def _rename_old_decoder_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Older files name the transformer decoder `tf_dec.`; the authors' evaluation renames it `dec.`."""
+    old = [k for k in state if k.startswith(OLD_DECODER_PREFIX)]
+    if not old:
+        return state
+    if any(k.startswith("dec.") for k in state):
+        raise CheckpointError("the checkpoint holds both 'tf_dec.*' and 'dec.*' decoder parameters; "
+                              "keep one of them (they are the same decoder under its old and new name)")
+    return {("dec." + k[len(OLD_DECODER_PREFIX):] if k in old else k): v for k, v in state.items()}
+
+
+def _num_decoder_blocks(state: Mapping[str, torch.Tensor]) -> int:
+    """Transformer blocks stored as dec.blocks.<i>.*, numbered 0..n-1 without gaps."""
+    indices = {int(k.split(".")[2]) for k in state if re.match(r"^dec\.blocks\.\d+\.", k)}
+    if not indices:
+        prefixes = sorted({k.split(".")[0] for k in state})
+        raise CheckpointError(
+            "no decoder found in the authors' checkpoint: expected transformer blocks 'dec.blocks.<i>.*' "
+            "(older files: 'tf_dec.blocks.<i>.*') or MLP-decoder layers 'dec.decoder.*'; the file's "
+            f"top-level names are {prefixes}")
+    if indices != set(range(max(indices) + 1)):
+        raise CheckpointError(f"decoder blocks {sorted(indices)} are not numbered 0..n-1: the file is incomplete")
+    return len(indices)
 
 
 def infer_official_config(state: Mapping[str, torch.Tensor], config: SPOTConfig | None = None) -> SPOTConfig:
@@ -157,15 +206,15 @@ def infer_official_config(state: Mapping[str, torch.Tensor], config: SPOTConfig 
         found["init_method"] = "shared_gaussian"
         found["slot_size"] = state["slot_attn.slot_mu"].shape[-1]
     found["mlp_hidden_size"] = state["slot_attn.slot_attention.mlp.0.weight"].shape[0]
-    found["num_iterations"] = config.num_iterations
     if "dec.decoder.0.weight" in state:
         found["dec_type"] = "mlp"
         found["mlp_dec_hidden"] = state["dec.decoder.0.weight"].shape[0]
         found["train_permutations"] = found["eval_permutations"] = "standard"
     else:
         found["dec_type"] = "transformer"
-        found["num_dec_blocks"] = len({k.split(".")[2] for k in state if k.startswith("dec.blocks.")})
-        if state["bos_tokens"].shape[0] == 1:
+        found["num_dec_blocks"] = _num_decoder_blocks(state)
+        found["num_bos_tokens"] = _num_bos_tokens(state)
+        if found["num_bos_tokens"] == 1:  # trained with train_permutations='standard'
             found["train_permutations"] = found["eval_permutations"] = "standard"
     if any(k.startswith("second_encoder.") for k in state):  # a stage-2 student
         found["truncate"] = "bi-level" if config.truncate == "none" else config.truncate
@@ -174,17 +223,43 @@ def infer_official_config(state: Mapping[str, torch.Tensor], config: SPOTConfig 
     return config.replace(**found)
 
 
+def _num_bos_tokens(state: Mapping[str, torch.Tensor]) -> int:
+    """One [BOS] per patch order the model was trained with: 9, or 1 for a raster-only model."""
+    if "bos_tokens" not in state:
+        raise CheckpointError("the authors' checkpoint has a transformer decoder but no 'bos_tokens'")
+    return int(state["bos_tokens"].shape[0])
+
+
+def official_assumptions(state: Mapping[str, torch.Tensor], config: SPOTConfig) -> dict[str, Any]:
+    """Model shapes of an authors' checkpoint that its weights do not reveal, with the values in
+    `config` (the ones a loaded model uses): print them next to the results."""
+    state = _rename_old_decoder_prefix(dict(state))
+    names = list(UNREVEALED_FIELDS)
+    if "slot_attn.slots_init.weight" not in state:  # shared Gaussian: any number of slots
+        names.insert(0, "num_slots")
+    if "dec.decoder.0.weight" not in state:
+        names += UNREVEALED_TRANSFORMER_FIELDS
+    return {name: getattr(config, name) for name in names}
+
+
 def load_official_checkpoint(path_or_state_dict: str | os.PathLike | Mapping[str, Any],
                              encoder: str | nn.Module = "vit_base_patch16_224.dino",
-                             config: SPOTConfig | None = None) -> SPOT:
+                             config: SPOTConfig | None = None, num_slots: int | None = None) -> SPOT:
     """A SPOT in eval mode from a checkpoint written by the authors' scripts.
 
     `encoder` is a timm model name (built with random weights: the checkpoint holds the
     encoder's weights) or a timm ViT module. Stage-2 checkpoints bring their `second_encoder`
-    (the frozen target encoder).
+    (the frozen target encoder). Shapes the weights do not reveal come from `config` (default:
+    the COCO preset): see `official_assumptions`. `num_slots` sets the slot count of a
+    Gaussian-init model; an embedding-init model stores its count, and a different one is refused.
     """
     state = _read_official(path_or_state_dict)
-    config = infer_official_config(state, config)
+    base = config or SPOTConfig()
+    config = infer_official_config(state, base.replace(num_slots=num_slots) if num_slots else base)
+    if num_slots is not None and config.num_slots != num_slots:
+        raise CheckpointError(
+            f"the checkpoint stores {config.num_slots} learned slot vectors (init_method='embedding'), but "
+            f"num_slots={num_slots} was asked for: drop --num-slots or pass --num-slots {config.num_slots}")
     has_target = any(k.startswith("second_encoder.") for k in state)
     if isinstance(encoder, str):
         config = config.replace(which_encoder=encoder)

@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence, Union
 
+from .errors import ConfigError
+
 ORDER_MODES = ("standard", "random", "all")
 TRUNCATIONS = ("bi-level", "fixed-point", "none")
 INIT_METHODS = ("shared_gaussian", "embedding")
@@ -51,6 +53,10 @@ class SPOTConfig:
     num_dec_blocks: int = 4
     num_heads: int = 6
     mlp_dec_hidden: int = 2048
+    # [BOS] tokens of the autoregressive decoder: 9 (one per patch order) or 1 for a raster-only
+    # model (trained with train_permutations='standard'), which can decode order 0 only.
+    # Part of the weights' shape. The MLP decoder has none and decodes raster order: always 1.
+    num_bos_tokens: int = NUM_ORDERS
     train_permutations: OrderSpec = "random"
     eval_permutations: OrderSpec = "standard"
     attention_impl: str = "sdpa"  # 'math': explicit softmax (reference); 'sdpa': fused kernels
@@ -90,15 +96,17 @@ class SPOTConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.dec_type == "mlp":
+            self.num_bos_tokens = 1  # the MLP decoder has no [BOS] and no patch orders
         self.validate()
 
     # ------------------------------------------------------------------
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the field, its value and what is allowed."""
+        """Raise ``ConfigError`` (a ``ValueError``) naming the field, its value and what is allowed."""
 
         def need(ok: bool, message: str) -> None:
             if not ok:
-                raise ValueError(f"SPOTConfig: {message}")
+                raise ConfigError(f"SPOTConfig: {message}")
 
         for name in ("num_slots", "slot_size", "mlp_hidden_size", "num_iterations",
                      "num_heads", "slot_att_heads", "image_size", "batch_size", "mlp_dec_hidden"):
@@ -118,6 +126,7 @@ class SPOTConfig:
             for name in ("train_permutations", "eval_permutations"):
                 need(getattr(self, name) == "standard",
                      f"the MLP decoder has no patch orders: set {name}='standard' (got {getattr(self, name)!r})")
+        self._validate_bos_tokens(need)
         need(self.lr_main > 0 and self.lr_min >= 0, "learning rates must be positive")
         need(self.clip > 0, f"clip must be > 0, got {self.clip}")
         need(self.ce_weight >= 0, f"ce_weight must be >= 0, got {self.ce_weight}")
@@ -132,12 +141,23 @@ class SPOTConfig:
             need(isinstance(value, int) and value >= 1, f"{name} must be a positive integer, got {value!r}")
         need(self.max_minutes >= 0, f"max_minutes must be >= 0 (0 = no time budget), got {self.max_minutes}")
 
+    def _validate_bos_tokens(self, need) -> None:
+        """9 [BOS] tokens (one per order), or 1: a raster-only model that decodes order 0 only."""
+        need(self.num_bos_tokens in (1, NUM_ORDERS),
+             f"num_bos_tokens must be {NUM_ORDERS} (one [BOS] per patch order) or 1 (a raster-only model), "
+             f"got {self.num_bos_tokens!r}")
+        if self.num_bos_tokens == 1 and self.dec_type == "transformer":
+            for name in ("train_permutations", "eval_permutations"):
+                need(getattr(self, name) in ("standard", [0], (0,)),
+                     f"a model with 1 [BOS] token decodes raster order only: set {name}='standard' "
+                     f"(got {getattr(self, name)!r}), or num_bos_tokens={NUM_ORDERS} for all patch orders")
+
     # ------------------------------------------------------------------
     def replace(self, **changes: Any) -> "SPOTConfig":
         """A validated copy with some fields changed; unknown names raise."""
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
-            raise ValueError(f"SPOTConfig has no field(s) {unknown}; see SPOTConfig's fields for the valid names")
+            raise ConfigError(f"SPOTConfig has no field(s) {unknown}; see SPOTConfig's fields for the valid names")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -152,7 +172,8 @@ class SPOTConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"SPOTConfig.from_dict: unknown field(s) {unknown}")
+            raise ConfigError(f"SPOTConfig.from_dict: unknown field(s) {unknown}; was the file written by "
+                              "a newer spot-tutorial?")
         return cls(**data)
 
     def to_json(self) -> str:
@@ -160,19 +181,19 @@ class SPOTConfig:
 
     @property
     def num_orders(self) -> int:
-        """Number of [BOS] tokens / patch orders the model is built with."""
-        return 1 if self.dec_type == "mlp" else NUM_ORDERS
+        """Patch orders the model can decode (its [BOS] tokens; 1 for the MLP decoder)."""
+        return self.num_bos_tokens
 
 
 def check_order_spec(spec: OrderSpec, name: str = "permutations") -> None:
     """Check a patch-order choice: a mode name or a non-empty list of order ids 0..8."""
     if isinstance(spec, str):
         if spec not in ORDER_MODES:
-            raise ValueError(f"{name}={spec!r}; choose one of {ORDER_MODES} or a list of order ids 0..8")
+            raise ConfigError(f"{name}={spec!r}; choose one of {ORDER_MODES} or a list of order ids 0..8")
         return
     ids = list(spec)
     if not ids or not all(isinstance(i, int) and 0 <= i < NUM_ORDERS for i in ids):
-        raise ValueError(f"{name}={spec!r}: an explicit order list must hold order ids between 0 and 8")
+        raise ConfigError(f"{name}={spec!r}: an explicit order list must hold order ids between 0 and 8")
 
 
 # ----------------------------------------------------------------------------
@@ -206,5 +227,5 @@ STAGE2_SETTINGS: dict[str, dict[str, Any]] = {
 def get_preset(name: str, **overrides: Any) -> SPOTConfig:
     """The named preset as a `SPOTConfig`, with optional field overrides."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return SPOTConfig(**{**PRESETS[name], **overrides})

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import InputError
 from .permutations import inverse_orders, patch_orders
 from .slot_attention import linear
 
@@ -129,12 +130,15 @@ class AutoregressiveDecoder(nn.Module):
 
     def __init__(self, d_model: int, slot_size: int, num_patches: int, num_blocks: int = 4,
                  num_heads: int = 6, num_orders: int = 9, attention_impl: str = "sdpa"):
+        """`num_orders`: [BOS] tokens = patch orders it can decode (9, or 1 for raster only)."""
         super().__init__()
         side = round(num_patches ** 0.5)
         if side * side != num_patches:
             raise ValueError(f"the decoder needs a square token grid; got {num_patches} tokens")
         if attention_impl not in ATTENTION_IMPLS:
             raise ValueError(f"attention_impl={attention_impl!r}; choose one of {ATTENTION_IMPLS}")
+        if not 1 <= num_orders <= 9:
+            raise ValueError(f"num_orders must be between 1 and 9 (one [BOS] token per order), got {num_orders}")
         self.num_patches, self.attention_impl = num_patches, attention_impl
         self.bos_tokens = nn.Parameter(torch.randn(num_orders, 1, 1, d_model) * 0.02)  # one per order
         self.input_proj = nn.Sequential(linear(d_model, d_model, bias=False), nn.LayerNorm(d_model))
@@ -144,8 +148,24 @@ class AutoregressiveDecoder(nn.Module):
         self.register_buffer("orders", orders, persistent=False)                    # [P, N]
         self.register_buffer("inverse_orders", inverse_orders(orders), persistent=False)
 
+    @property
+    def num_orders(self) -> int:
+        """Patch orders this decoder can run: one per [BOS] token."""
+        return self.bos_tokens.shape[0]
+
+    def check_order_ids(self, order_ids: Sequence[int]) -> None:
+        """Refuse orders without a [BOS] token (a raster-only model decodes order 0 only)."""
+        unknown = [int(i) for i in order_ids if not 0 <= int(i) < self.num_orders]
+        if not order_ids or unknown:
+            raise InputError(
+                f"this decoder has {self.num_orders} [BOS] token(s), so it decodes order ids "
+                f"0..{self.num_orders - 1} only; got {list(order_ids)}"
+                + (". It was trained on raster order only: use permutations='standard'"
+                   if self.num_orders == 1 else ""))
+
     def decoder_inputs(self, targets: torch.Tensor, order_ids: Sequence[int]) -> torch.Tensor:
         """Teacher forcing: per order, [BOS] + targets in that order without the last token."""
+        self.check_order_ids(order_ids)
         batch = targets.shape[0]
         inputs = []
         for order_id in order_ids:

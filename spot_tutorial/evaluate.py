@@ -5,6 +5,10 @@ Both kinds of masks are scored: the slot-attention masks (what the encoder sees)
 decoder's cross-attention masks (what SPOT's teacher hands to self-training). With
 `permutations="all"` the decoder runs all nine patch orders and the masks are averaged, as
 in the paper's final numbers.
+
+Evaluation runs in fp32 by default, as the authors evaluate; bf16 autocast is an opt-in
+(`precision="bf16"`, `spot evaluate --bf16`): faster on a GPU, and it moves a small share of
+the argmax labels.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -22,28 +27,56 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import OrderSpec
+from .errors import InputError
 from .metrics import SegmentationMetrics
 from .model import SPOT
 from .viz import IMAGENET_MEAN, IMAGENET_STD
 
 MASK_KINDS = ("slot", "decoder")
+PRECISIONS = ("fp32", "bf16")
 
 
-def autocast_for(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA; a no-op context elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+def precision_context(device: torch.device, precision: str = "fp32"):
+    """fp32: no autocast at all. bf16: bf16 autocast on CUDA or on the CPU."""
+    if precision not in PRECISIONS:
+        raise InputError(f"precision={precision!r}; choose one of {PRECISIONS}")
+    if precision == "fp32":
+        return nullcontext()
+    if device.type not in ("cuda", "cpu"):
+        raise InputError(f"bf16 autocast runs on CUDA or the CPU, not on {device.type!r}; use fp32")
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def effective_precision(device: torch.device, precision: str = "fp32", amp: bool = False) -> str:
+    """The precision a run really uses: `amp` is the older switch for bf16 on CUDA only."""
+    return "bf16" if precision == "bf16" or (amp and device.type == "cuda") else "fp32"
+
+
+@torch.no_grad()
+def predict(model: SPOT, images: torch.Tensor, permutations: OrderSpec = "standard",
+            precision: str = "fp32"):
+    """One evaluation forward pass of normalised images [B, 3, H, W] -> SPOTOutput.
+
+    fp32 is a plain forward pass; bf16 runs it under bf16 autocast on the images' device.
+    """
+    with precision_context(images.device, precision):
+        return model(images, permutations=permutations)
 
 
 @torch.no_grad()
 def evaluate_model(model: SPOT, loader: Iterable[dict], device: str | torch.device = "cpu",
                    permutations: OrderSpec = "standard", max_batches: int | None = None,
-                   progress: bool = True, amp: bool = True) -> dict[str, dict[str, float]]:
+                   progress: bool = True, amp: bool = False,
+                   precision: str = "fp32") -> dict[str, dict[str, float]]:
     """FG-ARI, mBO^i, mBO^c, mIoU (x100) of slot masks and decoder masks over `loader`.
 
     Batches are dicts with "image" and "instance_mask" (+ optional "class_mask",
-    "ignore_mask"), as the datasets in `spot_tutorial.data` return them.
+    "ignore_mask"), as the datasets in `spot_tutorial.data` return them. Runs in fp32 (the
+    authors' protocol) unless `precision="bf16"` (bf16 autocast on CUDA or the CPU) or `amp`
+    (bf16 autocast on CUDA only, the switch training's periodic evaluation uses).
     """
     device = torch.device(device)
+    precision = effective_precision(device, precision, amp)
     was_training = model.training
     model.eval()
     meters = {kind: SegmentationMetrics() for kind in MASK_KINDS}
@@ -54,8 +87,7 @@ def evaluate_model(model: SPOT, loader: Iterable[dict], device: str | torch.devi
     for index, batch in enumerate(bar):
         if max_batches is not None and index >= max_batches:
             break
-        with autocast_for(device, amp):
-            output = model(batch["image"].to(device, non_blocking=True), permutations=permutations)
+        output = predict(model, batch["image"].to(device, non_blocking=True), permutations, precision)
         targets = {name: batch[name].to(device) if name in batch else None
                    for name in ("instance_mask", "class_mask", "ignore_mask")}
         for kind, masks in (("slot", output.slot_masks), ("decoder", output.decoder_masks)):
@@ -100,17 +132,37 @@ class Segmentation:
 
 
 def _as_image_tensor(image: Any) -> torch.Tensor:
-    """PIL image, HxWx3 uint8 array or [3,H,W] float tensor in [0,1] -> [3,H,W] float."""
+    """One image -> [3, H, W] float in [0, 1].
+
+    Accepts a PIL image, an H x W x 3 uint8 array, a [3, H, W] uint8 tensor (0..255, scaled
+    to [0, 1]) or a [3, H, W] float tensor in [0, 1].
+    """
     if isinstance(image, torch.Tensor):
-        tensor = image.float()
-        if tensor.ndim != 3 or tensor.shape[0] != 3:
-            raise ValueError(f"image tensors must be [3, H, W] in [0, 1]; got {tuple(tensor.shape)}")
-        return tensor
+        return _tensor_to_unit_range(image)
     import numpy as np
     array = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
     if array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(f"images must be RGB (H x W x 3); got an array of shape {array.shape}")
+        raise InputError(f"images must be RGB (H x W x 3); got an array of shape {array.shape}")
+    if array.dtype != np.uint8:
+        raise InputError(f"image arrays must be uint8 (0..255), got dtype {array.dtype}; pass float images "
+                         "as [3, H, W] tensors in [0, 1]")
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255.0
+
+
+def _tensor_to_unit_range(image: torch.Tensor) -> torch.Tensor:
+    """[3, H, W] uint8 (0..255) or float in [0, 1] -> float [3, H, W] in [0, 1]."""
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise InputError(f"image tensors must be [3, H, W] (or one [B, 3, H, W] batch); got {tuple(image.shape)}")
+    if image.dtype == torch.uint8:
+        return image.float() / 255.0
+    if not image.is_floating_point():
+        raise InputError(f"image tensors must be uint8 (0..255) or float in [0, 1], got dtype {image.dtype}")
+    low, high = float(image.min()), float(image.max())
+    if low < -0.01 or high > 1.01:
+        raise InputError(
+            f"float image tensors must hold unnormalised pixels in [0, 1], got values in [{low:.2f}, {high:.2f}]: "
+            "pass uint8 0..255 or divide by 255, and do not normalise (segment() normalises)")
+    return image.float()
 
 
 @torch.no_grad()
@@ -118,8 +170,9 @@ def segment(model: SPOT, images: Sequence[Any] | torch.Tensor, permutations: Ord
             device: str | torch.device | None = None) -> Segmentation:
     """Masks for images of any size: resize to the model's input, run, upsample back.
 
-    `images`: a list of PIL images / HxWx3 uint8 arrays / [3,H,W] tensors in [0, 1], or one
-    [B,3,H,W] tensor in [0, 1] (not normalised; this function normalises).
+    `images`: a list of PIL images / HxWx3 uint8 arrays / [3,H,W] tensors, or one [B,3,H,W]
+    tensor. Tensors hold raw pixels: uint8 in 0..255 (scaled to [0, 1]) or float in [0, 1];
+    this function normalises with the ImageNet mean/std, so do not normalise beforehand.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
@@ -160,14 +213,46 @@ def plot_segmentation(images: Sequence[Any], segmentation: Segmentation, alpha: 
 
 
 def load_any_checkpoint(path: str | os.PathLike, encoder: str | nn.Module = "vit_base_patch16_224.dino",
-                        config=None) -> SPOT:
+                        config=None, num_slots: int | None = None) -> SPOT:
     """Our checkpoint (format tag) or one of the authors' (anything else with slot_attn.*)."""
-    from .checkpoints import FORMAT, load_model, load_official_checkpoint, safe_load
+    return load_checkpoint_for_evaluation(path, encoder, config, num_slots)[0]
+
+
+def load_checkpoint_for_evaluation(path: str | os.PathLike, encoder: str | nn.Module = "vit_base_patch16_224.dino",
+                                   config=None, num_slots: int | None = None) -> tuple[SPOT, dict[str, Any]]:
+    """(model, shape info): the info says where the slot count came from and which model
+    shapes were assumed because the file does not store them (authors' checkpoints).
+
+    `config` supplies what an authors' file does not store (default: the COCO preset);
+    `num_slots` overrides the slot count where the weights allow it (see `load_model`).
+    """
+    from .checkpoints import FORMAT, load_model, load_official_checkpoint, official_assumptions, safe_load
 
     payload = safe_load(path)
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
-        return load_model(path)
-    return load_official_checkpoint(payload, encoder, config)
+        model = load_model(path, num_slots=num_slots)
+        stored = payload["config"].get("num_slots")
+        source = "checkpoint config" if model.config.num_slots == stored else f"--num-slots (checkpoint config: {stored})"
+        return model, {"num_slots": model.config.num_slots, "num_slots_from": source, "assumed": {}}
+    model = load_official_checkpoint(payload, encoder, config, num_slots=num_slots)
+    state = payload.get("model", payload) if isinstance(payload, dict) else payload
+    assumed = official_assumptions({k.removeprefix("module."): v for k, v in state.items()}, model.config)
+    if "num_slots" not in assumed:
+        source = "checkpoint weights (one learned vector per slot)"
+    else:
+        source = "--num-slots" if num_slots else f"preset {model.config.dataset!r} (the weights do not store it)"
+    return model, {"num_slots": model.config.num_slots, "num_slots_from": source, "assumed": assumed}
+
+
+def describe_shapes(info: dict[str, Any]) -> list[str]:
+    """Lines to print: the slot count used and where it came from, and any assumed shapes."""
+    lines = [f"num_slots = {info['num_slots']} (from {info['num_slots_from']})"]
+    assumed = {k: v for k, v in info["assumed"].items() if k != "num_slots"}
+    if assumed:
+        lines.append("not stored in the checkpoint, assumed: "
+                     + ", ".join(f"{name} = {value}" for name, value in assumed.items())
+                     + " (change them with a config passed to load_official_checkpoint)")
+    return lines
 
 
 # ------------------------------------------------------------------------------------------
@@ -178,38 +263,54 @@ class EvaluationReport:
     json_path: Path
     csv_path: Path
     figure_path: Path | None
+    info: dict[str, Any] = field(default_factory=dict)  # what results.json records besides the numbers
+    notes: list[str] = field(default_factory=list)      # lines worth printing with the table
 
 
 def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, data_path: str | None = None,
                    permutations: OrderSpec = "all", batch_size: int = 32, device: str = "auto",
                    num_workers: int = 4, output_dir: str | os.PathLike = "outputs/evaluate",
                    encoder: str = "vit_base_patch16_224.dino", max_images: int = 0,
-                   figure_images: int = 8, progress: bool = True) -> EvaluationReport:
+                   figure_images: int = 8, progress: bool = True, num_slots: int | None = None,
+                   bf16: bool = False) -> EvaluationReport:
     """What `spot evaluate` does: load a checkpoint (ours or the authors'), score a dataset,
-    print/write the table (JSON + CSV) and optionally a figure of predicted masks."""
+    print/write the table (JSON + CSV) and optionally a figure of predicted masks.
+
+    An authors' checkpoint takes what its weights do not store from the dataset's preset
+    (e.g. 7 slots for COCO, 6 for VOC) unless `num_slots` is given. fp32 unless `bf16`.
+    """
     from torch.utils.data import DataLoader, Subset
 
+    from .config import get_preset
     from .data import build_datasets
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-    model = load_any_checkpoint(checkpoint, encoder).to(device)
+    precision = "bf16" if bf16 else "fp32"
+    precision_context(device, precision)  # refuses an unsupported device before any work
+    model, shapes = load_checkpoint_for_evaluation(checkpoint, encoder, get_preset(dataset or "coco"), num_slots)
+    model = model.to(device)
     config = model.config.replace(dataset=dataset) if dataset else model.config
     _, eval_set = build_datasets(config, data_path)
     if max_images:
         eval_set = Subset(eval_set, range(min(max_images, len(eval_set))))
     loader = DataLoader(eval_set, batch_size=batch_size, num_workers=num_workers,
                         pin_memory=device.type == "cuda")
-    results = evaluate_model(model, loader, device, permutations, progress=progress)
-    title = f"{Path(checkpoint).name} on {config.dataset} ({len(eval_set)} images, orders: {permutations})"
+    results = evaluate_model(model, loader, device, permutations, progress=progress, precision=precision)
+    order_ids = "random" if permutations == "random" else model.order_ids(permutations)
+    title = (f"{Path(checkpoint).name} on {config.dataset} ({len(eval_set)} images, orders: {permutations}, "
+             f"{precision})")
     table = results_table({f"{kind} masks": metrics for kind, metrics in results.items()}, title)
     info = {"checkpoint": str(checkpoint), "dataset": config.dataset, "data_path": data_path,
-            "permutations": permutations, "num_images": len(eval_set), "config": config.to_dict()}
+            "permutations": permutations, "order_ids": order_ids, "precision": precision,
+            "num_slots": shapes["num_slots"], "num_slots_from": shapes["num_slots_from"],
+            "assumed_shapes": shapes["assumed"], "num_images": len(eval_set), "config": config.to_dict()}
     json_path, csv_path = write_results(results, output_dir, info)
     figure_path = None
     if figure_images:
         figure_path = Path(output_dir) / "masks.png"
         save_mask_figure(model, eval_set, figure_images, permutations, device, figure_path)
-    return EvaluationReport(results, table, json_path, csv_path, figure_path)
+    notes = describe_shapes(shapes) + [f"precision: {precision}; decoder orders: {order_ids}"]
+    return EvaluationReport(results, table, json_path, csv_path, figure_path, info, notes)
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ from torch import nn
 from .config import OrderSpec, SPOTConfig
 from .decoders import AutoregressiveDecoder, MLPDecoder
 from .encoders import ViTEncoder, build_encoder
+from .errors import InputError
 from .permutations import select_orders
 from .slot_attention import SlotAttentionEncoder
 
@@ -128,7 +129,10 @@ class SPOT(nn.Module):
         return features, target
 
     def forward(self, images: torch.Tensor, permutations: OrderSpec | None = None) -> SPOTOutput:
-        """images [B, 3, H, W]; `permutations` overrides the config's train/eval orders."""
+        """images [B, 3, H, W], float, ImageNet-normalised; `permutations` overrides the config's
+        train/eval orders ('all' and 'random' mean the orders this model has: order 0 only for a
+        model with one [BOS] token, which refuses explicit ids other than 0)."""
+        check_image_dtype(images)
         features, target = self.encode(images)
         return self.forward_features(features, target, permutations)
 
@@ -138,7 +142,7 @@ class SPOT(nn.Module):
         slot_out = self.slot_attention(features)
         if permutations is None:
             permutations = self.config.train_permutations if self.training else self.config.eval_permutations
-        order_ids = select_orders(permutations, self.config.num_orders)
+        order_ids = self.order_ids(permutations)
         decoded = self.decoder(slot_out.slots, target, order_ids)
         loss = (target - decoded.reconstruction).pow(2).sum() / target.numel()
         # logsumexp over heads: softmax over slots of these logits == slot masks (any #heads)
@@ -153,6 +157,31 @@ class SPOT(nn.Module):
             slot_logits=grid_maps(slot_logits),
             order_ids=order_ids,
         )
+
+
+    def order_ids(self, permutations: OrderSpec) -> list[int]:
+        """The order ids one forward pass runs; explicit ids this model cannot decode are refused."""
+        num_orders = self.config.num_orders
+        if not isinstance(permutations, str):
+            unknown = [int(i) for i in permutations if not 0 <= int(i) < num_orders]
+            if unknown:
+                raise InputError(
+                    f"order ids {unknown} are not available: this model has {num_orders} [BOS] token(s) "
+                    f"(num_bos_tokens={num_orders}, decoder {self.config.dec_type!r}) and decodes order ids "
+                    f"0..{num_orders - 1} only; use permutations='standard' (raster order)")
+        return select_orders(permutations, num_orders)
+
+
+def check_image_dtype(images: torch.Tensor) -> None:
+    """The model takes float images normalised with the ImageNet mean/std, not raw pixels."""
+    if not isinstance(images, torch.Tensor):
+        raise InputError(f"images must be a float tensor [B, 3, H, W], got {type(images).__name__}; "
+                         "for PIL images or arrays use spot_tutorial.segment()")
+    if not images.is_floating_point():
+        raise InputError(
+            f"images must be a float tensor [B, 3, H, W] normalised with the ImageNet mean/std, got dtype "
+            f"{images.dtype}: convert with images.float() / 255, then normalise "
+            "(spot_tutorial.data transforms), or use spot_tutorial.segment(), which does both")
 
 
 def as_vit_encoder(encoder: nn.Module, config: SPOTConfig, frozen: bool = False) -> ViTEncoder:

@@ -1,11 +1,13 @@
+import copy
 import re
 
 import pytest
 import torch
 
-from spot_tutorial import load_model, load_official_checkpoint, save_model
+from spot_tutorial import SPOT, get_preset, load_model, load_official_checkpoint, save_model
 from spot_tutorial.checkpoints import CheckpointError, atomic_save, official_to_ours
 from spot_tutorial.encoders import build_encoder
+from spot_tutorial.errors import InputError
 from conftest import tiny_model
 import reference_spot
 
@@ -119,3 +121,117 @@ def test_unsafe_or_foreign_files_are_refused(tmp_path):
         load_model(truncated)
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "nope.pt")
+
+
+# ------------------------------------------------------------------------------------------
+# every layout the authors' scripts write: export our model into their names, import it,
+# and the imported model must give our model's outputs bit for bit
+def same_outputs(model, imported, images, orders=("standard",)):
+    for permutations in orders:
+        outputs = []
+        for net in (model, imported):
+            torch.manual_seed(7)  # the same Gaussian slot noise for both
+            outputs.append(net.eval()(images, permutations=permutations))
+        ours, theirs = outputs
+        for name in ("slots", "slot_masks", "decoder_masks", "reconstruction", "slot_logits"):
+            torch.testing.assert_close(getattr(theirs, name), getattr(ours, name), rtol=0, atol=0)
+
+
+def tiny_official(model):
+    return to_official(model.state_dict()), build_encoder("tiny", image_size=64)
+
+
+def test_raster_only_checkpoint_has_one_bos_token_and_decodes_order_zero_only():
+    """Authors' train_permutations='standard': bos_tokens [1, 1, 1, D]."""
+    model = tiny_model(init_method="embedding").eval()
+    official, encoder = tiny_official(model)
+    official["bos_tokens"] = official["bos_tokens"][:1].clone()
+    imported = load_official_checkpoint(official, encoder, model.config)
+    assert imported.config.num_bos_tokens == 1 and imported.decoder.bos_tokens.shape == (1, 1, 1, 64)
+    assert imported.config.train_permutations == imported.config.eval_permutations == "standard"
+    images = torch.randn(2, 3, 64, 64)
+    same_outputs(model, imported, images, orders=("standard", [0]))
+    assert imported(images, permutations="all").order_ids == [0]
+    with pytest.raises(InputError, match=r"1 \[BOS\] token.*permutations='standard'"):
+        imported(images, permutations=[3])
+
+
+def test_older_tf_dec_prefix_reads_as_dec():
+    model = tiny_model(init_method="embedding").eval()
+    official, encoder = tiny_official(model)
+    official = {("tf_dec." + k[len("dec."):] if k.startswith("dec.") else k): v for k, v in official.items()}
+    official.update({f"tf_dec.blocks.{i}.self_attn_mask": torch.ones(64, 64, dtype=torch.bool).triu(1)
+                     for i in range(2)})
+    imported = load_official_checkpoint(official, encoder, model.config)
+    assert imported.config.num_dec_blocks == 2
+    same_outputs(model, imported, torch.randn(2, 3, 64, 64), orders=("standard", [5]))
+
+
+def test_a_checkpoint_without_decoder_says_so():
+    model = tiny_model(init_method="embedding")
+    official, encoder = tiny_official(model)
+    official = {k: v for k, v in official.items() if not k.startswith("dec.")}
+    with pytest.raises(CheckpointError, match="no decoder found.*dec.blocks"):
+        load_official_checkpoint(official, encoder, model.config)
+
+
+def test_stage2_student_layout_with_second_encoder():
+    config = get_preset("tiny", init_method="embedding", truncate="bi-level")
+    encoder = build_encoder("tiny", image_size=64)
+    target = copy.deepcopy(encoder)
+    with torch.no_grad():  # the student's encoder drifted from the frozen target copy
+        encoder.vit.patch_embed.proj.weight.mul_(1.1)
+    model = SPOT(encoder, config, target).eval()
+    official, fresh = tiny_official(model)
+    assert any(k.startswith("second_encoder.") for k in official)
+    imported = load_official_checkpoint(official, fresh, config.replace(truncate="none"))
+    assert imported.target_encoder is not None and imported.config.truncate == "bi-level"
+    same_outputs(model, imported, torch.randn(2, 3, 64, 64), orders=("standard", "all"))
+
+
+def test_mlp_decoder_layout_with_its_unused_bos_token():
+    model = tiny_model(dec_type="mlp", train_permutations="standard").eval()
+    official, encoder = tiny_official(model)
+    official["bos_tokens"] = torch.randn(1, 1, 1, 64)  # stored by the authors, unused
+    official["input_proj.0.weight"] = torch.randn(64, 64)
+    imported = load_official_checkpoint(official, encoder, get_preset("tiny"))
+    assert imported.config.dec_type == "mlp" and imported.config.num_orders == 1
+    same_outputs(model, imported, torch.randn(2, 3, 64, 64))
+
+
+def test_gaussian_slot_count_comes_from_the_caller_and_stored_counts_refuse_another():
+    from spot_tutorial.checkpoints import official_assumptions
+
+    gaussian = tiny_model(num_slots=4).eval()
+    official, encoder = tiny_official(gaussian)
+    assert official_assumptions(official, get_preset("tiny", num_slots=4)) == {
+        "num_slots": 4, "num_iterations": 3, "slot_att_heads": 1, "num_heads": 4}
+    imported = load_official_checkpoint(official, encoder, get_preset("tiny"), num_slots=4)
+    assert imported.config.num_slots == 4
+    same_outputs(gaussian, imported, torch.randn(2, 3, 64, 64))
+    embedding = tiny_model(init_method="embedding")  # 5 learned slot vectors
+    official, encoder = tiny_official(embedding)
+    assert "num_slots" not in official_assumptions(official, embedding.config)
+    with pytest.raises(CheckpointError, match="stores 5 learned slot vectors.*--num-slots 5"):
+        load_official_checkpoint(official, encoder, embedding.config, num_slots=7)
+
+
+def test_our_checkpoints_from_before_num_bos_tokens_still_load(tmp_path):
+    for overrides in (dict(init_method="embedding"), dict(dec_type="mlp", train_permutations="standard")):
+        model = tiny_model(**overrides).eval()
+        path = tmp_path / "old.pt"
+        save_model(model, path)
+        payload = torch.load(path, weights_only=True)
+        del payload["config"]["num_bos_tokens"]  # written before the field existed
+        atomic_save(payload, path)
+        loaded = load_model(path)
+        assert loaded.config.num_bos_tokens == (1 if overrides.get("dec_type") == "mlp" else 9)
+        same_outputs(model, loaded, torch.randn(1, 3, 64, 64))
+
+
+def test_load_model_changes_the_slot_count_of_gaussian_models_only(tmp_path):
+    save_model(tiny_model(), tmp_path / "gaussian.pt")
+    assert load_model(tmp_path / "gaussian.pt", num_slots=3).config.num_slots == 3
+    save_model(tiny_model(init_method="embedding"), tmp_path / "embedding.pt")
+    with pytest.raises(CheckpointError, match="stores 5 learned slot vectors"):
+        load_model(tmp_path / "embedding.pt", num_slots=3)

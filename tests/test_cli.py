@@ -151,3 +151,55 @@ def test_stage_two_on_the_command_line_gets_the_datasets_stage_two_schedule():
         assert config_from_args(args) == student_config(get_preset(preset))
     movi = config_from_args(build_parser().parse_args(["train", "--stage", "2", "--preset", "movi_c"]))
     assert (movi.epochs, movi.lr_min) == (30, 1.5e-4)
+
+
+def test_internal_errors_keep_their_traceback_and_user_errors_print_one_line(monkeypatch, capsys):
+    import spot_tutorial.evaluate
+    from spot_tutorial.checkpoints import CheckpointError
+
+    def internal_bug(*args, **kwargs):
+        raise ValueError("an internal bug, not the user's mistake")
+
+    monkeypatch.setattr(spot_tutorial.evaluate, "run_evaluation", internal_bug)
+    with pytest.raises(ValueError, match="internal bug"):
+        main(["evaluate", "model.pt", "--no-progress"])
+
+    def user_mistake(*args, **kwargs):
+        raise CheckpointError("model.pt does not fit: pass --num-slots 7")
+
+    monkeypatch.setattr(spot_tutorial.evaluate, "run_evaluation", user_mistake)
+    assert main(["evaluate", "model.pt", "--no-progress"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "spot evaluate: error: model.pt does not fit: pass --num-slots 7"]
+
+
+def test_evaluate_an_authors_gaussian_checkpoint_with_num_slots(tmp_path, capsys):
+    import torch
+
+    from spot_tutorial import SPOT, get_preset
+    from test_checkpoints import to_official
+
+    model = SPOT.from_config(get_preset("tiny", num_slots=4))
+    torch.save({"model": to_official(model.state_dict()), "epoch": 49}, tmp_path / "authors.pt")
+    common = ["--dataset", "synthetic", "--encoder", "tiny", "--eval-permutations", "all", "--max-images", "4",
+              "--batch-size", "4", "--device", "cpu", "--num-workers", "0", "--figure-images", "0", "--no-progress"]
+    assert main(["evaluate", str(tmp_path / "authors.pt"), "--num-slots", "4",
+                 "--output-dir", str(tmp_path / "eval"), *common]) == 0
+    printed = capsys.readouterr().out
+    assert "num_slots = 4 (from --num-slots)" in printed
+    assert "assumed: num_iterations = 3, slot_att_heads = 1, num_heads = 4" in printed
+    written = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert written["num_slots"] == 4 and written["precision"] == "fp32"
+    assert written["order_ids"] == list(range(9))
+    # without --num-slots the dataset preset's count is used, and said
+    assert main(["evaluate", str(tmp_path / "authors.pt"), "--output-dir", str(tmp_path / "e2"), *common]) == 0
+    assert "num_slots = 5 (from preset 'synthetic'" in capsys.readouterr().out
+
+
+def test_evaluate_help_shows_num_slots_and_bf16(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--help"])
+    text = capsys.readouterr().out
+    assert "--num-slots" in text and "--bf16" in text
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "model.pt", "--num-slots", "0"])

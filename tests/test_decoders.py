@@ -14,8 +14,8 @@ def make_decoder(impl="math", blocks=2):
 
 @pytest.mark.parametrize("impl", ["math", "sdpa"])
 @pytest.mark.parametrize("order_id", [0, 4, 8])
-def test_causality_in_decoding_order(impl, order_id):
-    decoder = make_decoder(impl)
+def test_causality_in_decoding_order(impl, order_id, decoder=None):
+    decoder = decoder or make_decoder(impl)
     slots, targets = torch.randn(2, K, S), torch.randn(2, N, D)
     order = decoder.orders[order_id]
     step = 6
@@ -42,8 +42,8 @@ def test_all_orders_equal_the_mean_of_the_nine_single_orders():
     assert not torch.allclose(singles[0].reconstruction, singles[5].reconstruction)
 
 
-def test_sdpa_equals_reference_math():
-    reference = make_decoder("math")
+def test_sdpa_equals_reference_math(reference=None):
+    reference = reference or make_decoder("math")
     fast = make_decoder("sdpa")
     fast.load_state_dict(reference.state_dict())
     slots, targets = torch.randn(2, K, S), torch.randn(2, N, D)
@@ -51,10 +51,12 @@ def test_sdpa_equals_reference_math():
         a, b = reference(slots, targets, orders), fast(slots, targets, orders)
         torch.testing.assert_close(a.reconstruction, b.reconstruction, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(a.masks, b.masks, atol=1e-6, rtol=1e-5)
+    # equal, and not trivially so: the outputs depend on the slots
+    other = reference(torch.randn(2, K, S), targets, [0])
+    assert (other.reconstruction - reference(slots, targets, [0]).reconstruction).abs().max() > 1e-3
 
 
-def test_decoder_masks_are_the_last_cross_attention_in_raster_order():
-    decoder = make_decoder()
+def check_masks_are_the_last_cross_attention_in_raster_order(decoder):
     slots, targets = torch.randn(1, K, S), torch.randn(1, N, D)
     out = decoder(slots, targets, [5])  # full reverse order
     torch.testing.assert_close(out.masks.sum(-1), torch.ones(1, N))
@@ -66,6 +68,39 @@ def test_decoder_masks_are_the_last_cross_attention_in_raster_order():
     by_hand = weights.sum(1)
     by_hand = by_hand / by_hand.sum(-1, keepdim=True)
     torch.testing.assert_close(out.masks[0], by_hand[0].flip(0))  # reverse order -> flip back
+    # the masks carry information: they differ from token to token (uniform masks flip to
+    # themselves, so the comparison above alone would accept a decoder that ignores its inputs)
+    assert out.masks[0].std(dim=0).min() > 1e-3
+
+
+def test_decoder_masks_are_the_last_cross_attention_in_raster_order():
+    check_masks_are_the_last_cross_attention_in_raster_order(make_decoder())
+
+
+def zeroed(decoder):
+    with torch.no_grad():
+        for parameter in decoder.parameters():
+            parameter.zero_()
+    return decoder
+
+
+def test_the_checks_fail_for_a_decoder_with_zero_weights():
+    """A decoder that outputs constants must not pass the behaviour tests above."""
+    with pytest.raises(AssertionError):
+        check_masks_are_the_last_cross_attention_in_raster_order(zeroed(make_decoder()))
+    with pytest.raises(AssertionError):
+        test_causality_in_decoding_order("math", 4, decoder=zeroed(make_decoder()))
+    with pytest.raises(AssertionError):
+        test_sdpa_equals_reference_math(reference=zeroed(make_decoder()))
+
+
+def test_one_bos_token_decodes_raster_order_only():
+    decoder = AutoregressiveDecoder(D, S, N, num_blocks=1, num_heads=2, num_orders=1)
+    assert decoder.bos_tokens.shape == (1, 1, 1, D)
+    out = decoder(torch.randn(1, K, S), torch.randn(1, N, D), [0])
+    assert out.reconstruction.shape == (1, N, D)
+    with pytest.raises(ValueError, match=r"1 \[BOS\] token.*got \[3\].*permutations='standard'"):
+        decoder(torch.randn(1, K, S), torch.randn(1, N, D), [3])
 
 
 def test_first_block_layernorm_replaces_the_residual_stream():

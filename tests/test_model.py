@@ -161,3 +161,26 @@ def test_compiled_modules_give_the_same_outputs_gradients_and_state_dict(monkeyp
     for name in ("loss", "slot_masks", "decoder_masks", "reconstruction"):
         torch.testing.assert_close(getattr(b, name), getattr(a, name), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(grad_b, grad_a, rtol=1e-3, atol=1e-6)
+
+
+def test_raw_pixel_images_are_refused_with_what_to_do():
+    model = tiny_model()
+    images = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"float.*normalised.*images.float\(\) / 255.*segment\(\)"):
+        model(images)
+    with pytest.raises(ValueError, match=r"expected images \[B, 3, H, W\]"):
+        model(torch.randn(3, 64, 64))
+    with pytest.raises(ValueError, match="built for 64x64.*segment"):
+        model(torch.randn(1, 3, 32, 32))
+
+
+def test_raster_only_model_has_one_bos_token_and_decodes_order_zero_only():
+    model = tiny_model(num_bos_tokens=1, train_permutations="standard")
+    assert model.decoder.bos_tokens.shape == (1, 1, 1, 64)
+    images = torch.randn(1, 3, 64, 64)
+    model.train()
+    assert model(images).order_ids == [0]
+    model.eval()
+    assert model(images, permutations="all").order_ids == [0]
+    with pytest.raises(ValueError, match=r"order ids \[8\] are not available.*1 \[BOS\] token"):
+        model(images, permutations=[0, 8])
