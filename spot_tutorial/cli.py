@@ -236,24 +236,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-# Modules whose argument checks still raise plain ValueError for user mistakes (to be switched to
-# spot_tutorial.errors types); a ValueError raised directly there is shown as one line too.
-# Anything raised elsewhere (torch, metrics, ...) is an internal error and keeps its traceback.
-LEGACY_USER_ERROR_MODULES = ("spot_tutorial.train", "spot_tutorial.quickstart", "spot_tutorial.data",
-                             "spot_tutorial.encoders")
-
-
-def raised_in_legacy_module(error: BaseException) -> bool:
-    """Whether the innermost frame of `error` is in one of LEGACY_USER_ERROR_MODULES."""
-    traceback = error.__traceback__
-    if traceback is None:
-        return False
-    while traceback.tb_next is not None:
-        traceback = traceback.tb_next
-    module = traceback.tb_frame.f_globals.get("__name__", "")
-    return any(module == name or module.startswith(name + ".") for name in LEGACY_USER_ERROR_MODULES)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. User mistakes (spot_tutorial.errors.SpotUserError, missing or existing
     files, offline downloads, a diverged run) print one line and return 1; anything else is a
@@ -270,11 +252,6 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     except (SpotUserError, FileNotFoundError, FileExistsError, NonFiniteLossError) as error:
-        print(f"spot {args.command}: error: {error}", file=sys.stderr)
-        return 1
-    except ValueError as error:
-        if not raised_in_legacy_module(error):
-            raise
         print(f"spot {args.command}: error: {error}", file=sys.stderr)
         return 1
 

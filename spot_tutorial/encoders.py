@@ -18,6 +18,8 @@ import timm
 import torch
 from torch import nn
 
+from .errors import CheckpointError, InputError
+
 ENCODER_NAMES = {
     "dino_vitb16": "vit_base_patch16_224.dino",
     "dino_vits8": "vit_small_patch8_224.dino",
@@ -82,10 +84,10 @@ class ViTEncoder(nn.Module):
     # -- forward -------------------------------------------------------------------
     def check_images(self, images: torch.Tensor) -> None:
         if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected images [B, 3, H, W], got shape {tuple(images.shape)}")
+            raise InputError(f"expected images [B, 3, H, W], got shape {tuple(images.shape)}")
         size = self.image_size
         if tuple(images.shape[-2:]) != (size, size):
-            raise ValueError(
+            raise InputError(
                 f"images are {images.shape[-2]}x{images.shape[-1]} but this encoder was built for "
                 f"{size}x{size}: resize/crop them (spot_tutorial.data transforms), or use "
                 "spot_tutorial.segment() for images of any size")
@@ -238,7 +240,7 @@ def load_weights_file(vit: nn.Module, path: str | os.PathLike) -> None:
     missing, unexpected = vit.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("head")]
     if missing:
-        raise ValueError(f"{path} does not fit this ViT: missing {missing[:8]}"
+        raise CheckpointError(f"{path} does not fit this ViT: missing {missing[:8]}"
                          f"{' ...' if len(missing) > 8 else ''}; unexpected {unexpected[:8]}")
 
 

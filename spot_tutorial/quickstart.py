@@ -32,6 +32,7 @@ from .config import SPOTConfig, get_preset
 from .evaluate import results_table
 from .metrics import SegmentationMetrics
 from .train import TrainResult, Trainer, student_config
+from .errors import ConfigError
 
 DEFAULT_OUTPUT_DIR = "outputs/quickstart"
 # Training minutes of the teacher and of the student: with evaluation, figure and start-up the
@@ -177,11 +178,11 @@ def check_quickstart_arguments(minutes: float, student_minutes: float, data_work
     """Both stages are time-budgeted, so each needs minutes > 0 (0 would mean no budget at all)."""
     for name, value in (("minutes", minutes), ("student minutes", student_minutes)):
         if not value > 0:
-            raise ValueError(f"the quickstart needs {name} > 0 (each stage trains for a wall-time "
+            raise ConfigError(f"the quickstart needs {name} > 0 (each stage trains for a wall-time "
                              f"budget), got {value}; the defaults are {DEFAULT_MINUTES:g} and "
                              f"{DEFAULT_STUDENT_MINUTES:g}")
     if not (isinstance(data_workers, int) and data_workers >= 0):
-        raise ValueError(f"data_workers must be an integer >= 0 (0 renders the images in the training "
+        raise ConfigError(f"data_workers must be an integer >= 0 (0 renders the images in the training "
                          f"process), got {data_workers!r}")
 
 

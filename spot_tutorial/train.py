@@ -51,6 +51,7 @@ from .checkpoints import FORMAT, FORMAT_VERSION, atomic_save, load_model, load_s
 from .config import STAGE2_SETTINGS, SPOTConfig
 from .model import SPOT
 from .self_training import distillation_loss, teacher_target_orders
+from .errors import ConfigError
 
 # Stage 2 student, as in the paper: learned slot embeddings, bi-level truncation, ViT blocks
 # with index >= 8 trained (the frozen target copy is built by SPOT.from_config).
@@ -71,9 +72,9 @@ def check_selection(select_by: str | None, config: SPOTConfig) -> str | None:
         return None
     masks, _, metric = select_by.partition("/")
     if masks not in ("slot", "decoder") or metric not in ("fg_ari", "mbo_i", "mbo_c", "miou"):
-        raise ValueError(f"select_by={select_by!r}; use '<slot|decoder>/<fg_ari|mbo_i|mbo_c|miou>'")
+        raise ConfigError(f"select_by={select_by!r}; use '<slot|decoder>/<fg_ari|mbo_i|mbo_c|miou>'")
     if config.selection_images <= 0:
-        raise ValueError(f"select_by={select_by!r} needs held-out training images to choose on: pass "
+        raise ConfigError(f"select_by={select_by!r} needs held-out training images to choose on: pass "
                          "selection_images=N (--selection-images N). Choosing on the evaluation split "
                          "would select on the numbers that are reported; the paper reports the last "
                          "checkpoint (last.pt).")
@@ -175,7 +176,7 @@ class EpochSampler(Sampler[int]):
     def __init__(self, dataset_size: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         self.steps_per_epoch = dataset_size // (batch_size * world_size)
         if self.steps_per_epoch < 1:
-            raise ValueError(f"the training set has {dataset_size} images, fewer than one batch "
+            raise ConfigError(f"the training set has {dataset_size} images, fewer than one batch "
                              f"(batch_size {batch_size} x {world_size} process(es)); lower batch_size "
                              "or use more training images")
         self.dataset_size, self.batch_size, self.seed = dataset_size, batch_size, seed
@@ -234,7 +235,7 @@ def check_teacher(teacher: SPOT, config: SPOTConfig) -> None:
                    for name in ("num_slots", "image_size", "which_encoder", "encoder_final_norm")
                    if getattr(teacher.config, name) != getattr(config, name)]
     if differences:
-        raise ValueError("the teacher checkpoint does not fit the student configuration:\n  "
+        raise ConfigError("the teacher checkpoint does not fit the student configuration:\n  "
                          + "\n  ".join(differences) + "\nuse the same preset/overrides as in stage 1")
 
 
@@ -397,11 +398,11 @@ class Trainer:
                  select_by: str | None = None, on_checkpoint: Callable[[int], None] | None = None,
                  datasets: tuple[Dataset, Dataset] | None = None):
         if stage not in (1, 2):
-            raise ValueError(f"stage must be 1 (teacher) or 2 (self-training), got {stage!r}")
+            raise ConfigError(f"stage must be 1 (teacher) or 2 (self-training), got {stage!r}")
         if stage == 2 and teacher is None:
-            raise ValueError("stage 2 needs the stage-1 teacher checkpoint: pass teacher=PATH (--teacher)")
+            raise ConfigError("stage 2 needs the stage-1 teacher checkpoint: pass teacher=PATH (--teacher)")
         if stage == 1 and teacher is not None:
-            raise ValueError("a teacher checkpoint is only used in stage 2; drop --teacher or use --stage 2")
+            raise ConfigError("a teacher checkpoint is only used in stage 2; drop --teacher or use --stage 2")
         select_by = check_selection(select_by, config)
         if stage == 2 and config.init_method != "embedding":
             warnings.warn("stage 2 with init_method != 'embedding': the paper's student uses learned "
@@ -486,10 +487,10 @@ class Trainer:
         changed = [f"{k}: checkpoint {saved[k]!r} vs now {ours[k]!r}" for k in ours
                    if saved[k] != ours[k] and k not in RESUMABLE_CHANGES]
         if changed:
-            raise ValueError(f"cannot resume {path} with a different configuration:\n  " + "\n  ".join(changed)
+            raise ConfigError(f"cannot resume {path} with a different configuration:\n  " + "\n  ".join(changed)
                              + "\nresume with the same preset and overrides (see config.json there)")
         if payload.get("stage") != self.stage:
-            raise ValueError(f"{path} is a stage-{payload.get('stage')} run; resume it with --stage "
+            raise ConfigError(f"{path} is a stage-{payload.get('stage')} run; resume it with --stage "
                              f"{payload.get('stage')}")
         load_state_strict(self.model, payload["model"], source=str(path))
         self.optimizer.load_state_dict(payload["optimizer"])

@@ -8,15 +8,17 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import DatasetError
 
-class CorruptImageError(ValueError):
+
+class CorruptImageError(DatasetError):
     """An image file exists but cannot be decoded."""
 
 
 def check_split(dataset: str, split: str, valid: Sequence[str]) -> None:
     """Raise ``ValueError`` listing the valid splits when ``split`` is unknown."""
     if split not in valid:
-        raise ValueError(f"unknown split {split!r} for {dataset}; valid splits are "
+        raise DatasetError(f"unknown split {split!r} for {dataset}; valid splits are "
                          + ", ".join(repr(s) for s in valid))
 
 
@@ -60,7 +62,7 @@ def load_label_png(path: Path) -> np.ndarray:
     """
     image = _open_fully(path, "label PNG")
     if image.mode not in ("P", "L", "I", "I;16", "1"):
-        raise ValueError(f"label PNG {path} has mode {image.mode!r}; expected a palette ('P') or "
+        raise DatasetError(f"label PNG {path} has mode {image.mode!r}; expected a palette ('P') or "
                          "grayscale ('L') PNG whose pixel values are label ids")
     return np.asarray(image).astype(np.int64)
 

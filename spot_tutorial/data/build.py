@@ -11,6 +11,7 @@ from .coco import COCO2017
 from .movi import MOVi
 from .synthetic import SyntheticShapes
 from .voc import PascalVOC
+from ..errors import DatasetError
 
 SYNTHETIC_TRAIN_IMAGES = 10_000
 SYNTHETIC_EVAL_IMAGES = 256
@@ -33,9 +34,9 @@ def build_datasets(config: SPOTConfig, data_path: str | os.PathLike | None = Non
                                    seed=SYNTHETIC_EVAL_SEED, mask_size=config.gt_mask_size)
         return train_set, eval_set
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {DATASETS}")
     if data_path is None:
-        raise ValueError(f"dataset '{name}' needs its folder: pass data_path (--data-path) "
+        raise DatasetError(f"dataset '{name}' needs its folder: pass data_path (--data-path) "
                          "or use the built-in synthetic dataset (--preset synthetic)")
     common = dict(image_size=config.image_size, center_crop=config.center_crop)
     if name == "coco":

@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 
 from ._common import check_split, load_rgb, require_dir, require_file
 from .transforms import eval_image_transform, eval_mask_transform, train_transform
+from ..errors import DatasetError
 
 COCO_DOWNLOAD_URL = "https://cocodataset.org/#download"
 
@@ -46,7 +47,7 @@ def coco_ground_truth(coco, image_id: int, category_to_label: dict[int, int]
     for index, annotation in enumerate(coco.loadAnns(coco.getAnnIds(imgIds=image_id))):
         on = coco.annToMask(annotation).astype(bool)  # polygons, RLE and uncompressed RLE
         if on.shape != (height, width):
-            raise ValueError(f"annotation {annotation.get('id')} of image {image_id} decodes to "
+            raise DatasetError(f"annotation {annotation.get('id')} of image {image_id} decodes to "
                              f"shape {on.shape}, but the image entry says {(height, width)}")
         first = on & (coverage == 0)  # earlier annotations keep their pixels
         instance[first] = index + 1
@@ -109,7 +110,7 @@ class COCO2017(Dataset):
             try:
                 self.coco = COCO(str(self.annotation_file))
             except (ValueError, KeyError, TypeError) as error:
-                raise ValueError(f"cannot read COCO annotation file {self.annotation_file} "
+                raise DatasetError(f"cannot read COCO annotation file {self.annotation_file} "
                                  f"({error!r}); re-download it from {COCO_DOWNLOAD_URL}.") from error
         self.image_ids = sorted(self.coco.getImgIds())
         category_ids = sorted(self.coco.getCatIds())
@@ -136,7 +137,7 @@ class COCO2017(Dataset):
         image_id = self.image_ids[index]
         instance, classes, ignore = coco_ground_truth(self.coco, image_id, self.category_to_label)
         if image.size != (instance.shape[1], instance.shape[0]):
-            raise ValueError(f"image {self.image_path(index)} is {image.size[0]}x{image.size[1]} "
+            raise DatasetError(f"image {self.image_path(index)} is {image.size[0]}x{image.size[1]} "
                              f"but {self.annotation_file.name} says {instance.shape[1]}x"
                              f"{instance.shape[0]}; the image or the annotation file is wrong")
         return {

@@ -38,6 +38,7 @@ from torchvision.transforms import InterpolationMode
 
 from ._common import check_split, load_binary_png, load_rgb, require_dir
 from .transforms import eval_image_transform, eval_mask_transform, train_transform
+from ..errors import DatasetError
 
 MOVI_HINT = ("Export MOVi-C / MOVi-E from TFDS (gs://kubric-public/tfds, e.g. movi_c/128x128 or "
              "256x256) to PNG files with the usual export script: one folder per video holding "
@@ -101,7 +102,7 @@ class MOVi(Dataset):
                  mask_size: int = 128, train: bool = False, center_crop: bool = False) -> None:
         check_split("MOVi", split, self.SPLITS)
         if frames_per_video is not None and frames_per_video < 1:
-            raise ValueError(f"frames_per_video must be >= 1 or None (all frames), got {frames_per_video}")
+            raise DatasetError(f"frames_per_video must be >= 1 or None (all frames), got {frames_per_video}")
         self.root = Path(root).expanduser()
         self.split = split
         self.train = train
@@ -167,7 +168,7 @@ class MOVi(Dataset):
             if labels is None:
                 labels = np.zeros(on.shape, dtype=np.int64)
             elif on.shape != labels.shape:
-                raise ValueError(f"mask {self.split_dir / video / name} has shape {on.shape}, "
+                raise DatasetError(f"mask {self.split_dir / video / name} has shape {on.shape}, "
                                  f"other masks of the frame {labels.shape}")
             if object_index > 0:  # 00 is the background mask
                 labels[on & (labels == 0)] = object_index

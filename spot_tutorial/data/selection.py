@@ -28,6 +28,7 @@ from .coco import COCO2017
 from .movi import MOVi
 from .synthetic import SyntheticShapes
 from .voc import PascalVOC
+from ..errors import ConfigError
 
 
 def split_off(train_set: Dataset, train_keys: Sequence[Hashable], scored: Dataset,
@@ -39,7 +40,7 @@ def split_off(train_set: Dataset, train_keys: Sequence[Hashable], scored: Datase
     keep = [i for i, key in enumerate(train_keys) if key not in held_out]
     chosen = [i for i, key in enumerate(scored_keys) if key in held_out]
     if not keep:
-        raise ValueError(f"holding out {len(chosen)} images leaves no training images; lower selection_images")
+        raise ConfigError(f"holding out {len(chosen)} images leaves no training images; lower selection_images")
     return Subset(train_set, keep), Subset(scored, chosen)
 
 
@@ -47,7 +48,7 @@ def last_keys(keys: Sequence[Hashable], count: int) -> set:
     """The keys of the last `count` items (whole groups for repeated keys: at least `count` items)."""
     distinct = list(dict.fromkeys(keys))
     if not 0 < count < len(keys):
-        raise ValueError(f"selection_images={count}, but the training split has {len(keys)} images "
+        raise ConfigError(f"selection_images={count}, but the training split has {len(keys)} images "
                          "with masks; hold out fewer images (or 0 for no model selection)")
     sizes = Counter(keys)
     held: list = []
@@ -56,7 +57,7 @@ def last_keys(keys: Sequence[Hashable], count: int) -> set:
         held.append(distinct[-1 - len(held)])
         covered += sizes[held[-1]]
     if len(held) == len(distinct):
-        raise ValueError(f"selection_images={count} would hold out every training image; lower it")
+        raise ConfigError(f"selection_images={count} would hold out every training image; lower it")
     return set(held)
 
 
@@ -86,6 +87,6 @@ def holdout_split(config: SPOTConfig, train_set: Dataset,
         train_keys = [base.frames[i][0] for i in indices]
         scored_keys = [video for video, _ in scored.frames]
     else:
-        raise ValueError(f"model selection on held-out training images is not available for dataset {name!r}")
+        raise ConfigError(f"model selection on held-out training images is not available for dataset {name!r}")
     held_out = last_keys(scored_keys, config.selection_images)
     return split_off(Subset(base, indices), train_keys, scored, scored_keys, held_out)

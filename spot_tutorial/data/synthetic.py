@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_mask_transform
+from ..errors import DatasetError
 
 SHAPES = ("circle", "square", "triangle", "ellipse", "diamond")  # class ids 1..5
 DIFFICULTIES = ("shapes", "textured", "occluded")
@@ -64,7 +65,7 @@ def shape_mask(kind: str, xs: np.ndarray, ys: np.ndarray, cx: float, cy: float,
         return (u / radius) ** 2 + (v / (aspect * radius)) ** 2 <= 1.0
     if kind == "diamond":
         return np.abs(u) / radius + np.abs(v) / (aspect * radius) <= 1.0
-    raise ValueError(f"unknown shape {kind!r}; choose one of {SHAPES}")
+    raise DatasetError(f"unknown shape {kind!r}; choose one of {SHAPES}")
 
 
 def _place_objects(rng: np.random.Generator, count: int, size: int, packed: bool
@@ -194,18 +195,18 @@ class SyntheticShapes(Dataset):
                  min_objects: int = 2, max_objects: Optional[int] = None, seed: int = 0,
                  normalize: bool = True, mask_size: Optional[int] = None) -> None:
         if difficulty not in DIFFICULTIES:
-            raise ValueError(f"unknown difficulty {difficulty!r}; choose one of "
+            raise DatasetError(f"unknown difficulty {difficulty!r}; choose one of "
                              + ", ".join(repr(d) for d in DIFFICULTIES))
         max_objects = DEFAULT_MAX_OBJECTS[difficulty] if max_objects is None else max_objects
         if not 1 <= min_objects <= max_objects:
-            raise ValueError(f"need 1 <= min_objects <= max_objects, got min_objects={min_objects}, "
+            raise DatasetError(f"need 1 <= min_objects <= max_objects, got min_objects={min_objects}, "
                              f"max_objects={max_objects}")
         if num_images < 0:
-            raise ValueError(f"num_images must be >= 0, got {num_images}")
+            raise DatasetError(f"num_images must be >= 0, got {num_images}")
         if image_size < 16:
-            raise ValueError(f"image_size must be at least 16 pixels, got {image_size}")
+            raise DatasetError(f"image_size must be at least 16 pixels, got {image_size}")
         if seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed}")
+            raise DatasetError(f"seed must be a non-negative integer, got {seed}")
         self.num_images = num_images
         self.image_size = image_size
         self.difficulty = difficulty

@@ -26,6 +26,8 @@ import torchvision.transforms as T
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
+from ..errors import DatasetError
+
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -34,7 +36,7 @@ LabelMap = Union[Image.Image, np.ndarray, torch.Tensor]
 
 def _check_size(name: str, size: int) -> None:
     if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {size!r}")
+        raise DatasetError(f"{name} must be a positive integer, got {size!r}")
 
 
 def _geometry(size: int, center_crop: bool, random_crop: bool,
@@ -100,7 +102,7 @@ def to_label_tensor(mask: LabelMap) -> torch.Tensor:
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"expected a PIL image, numpy array or tensor label map, got {type(mask).__name__}")
     if mask.ndim != 2:
-        raise ValueError(f"a label map must be 2-D [H, W], got shape {tuple(mask.shape)}")
+        raise DatasetError(f"a label map must be 2-D [H, W], got shape {tuple(mask.shape)}")
     return mask.to(torch.int64)
 
 
@@ -127,7 +129,7 @@ def _label_image(labels: np.ndarray) -> Image.Image:
         return Image.fromarray(labels.astype(np.uint8))  # mode 'L'
     int32 = np.iinfo(np.int32)
     if low < int32.min or high > int32.max:
-        raise ValueError(f"label ids must fit in int32 to be resized exactly, got ids from {low} "
+        raise DatasetError(f"label ids must fit in int32 to be resized exactly, got ids from {low} "
                          f"to {high}; renumber the labels (e.g. with np.unique(..., return_inverse=True))")
     return Image.fromarray(labels.astype(np.int32))  # mode 'I'
 
@@ -152,7 +154,7 @@ class EvalMaskTransform:
         labels = to_label_tensor(mask).numpy()  # [H, W] int64
         height, width = labels.shape
         if height == 0 or width == 0:
-            raise ValueError(f"cannot resize an empty label map of shape {(height, width)}")
+            raise DatasetError(f"cannot resize an empty label map of shape {(height, width)}")
         size = self.mask_size
         new_height, new_width = resized_shape(height, width, size) if self.center_crop else (size, size)
         resized = _label_image(labels).resize((new_width, new_height), Image.NEAREST)
@@ -174,7 +176,7 @@ def eval_mask_transform(mask_size: int = 320, center_crop: bool = True) -> EvalM
 def denormalize(images: torch.Tensor) -> torch.Tensor:
     """Undo the ImageNet normalisation for plotting: [..., 3, H, W] -> values in [0, 1]."""
     if images.ndim < 3 or images.shape[-3] != 3:
-        raise ValueError(f"expected images of shape [..., 3, H, W], got {tuple(images.shape)}")
+        raise DatasetError(f"expected images of shape [..., 3, H, W], got {tuple(images.shape)}")
     mean = torch.tensor(IMAGENET_MEAN, dtype=images.dtype, device=images.device).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=images.dtype, device=images.device).view(3, 1, 1)
     return (images * std + mean).clamp(0.0, 1.0)

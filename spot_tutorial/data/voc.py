@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from ._common import check_split, load_label_png, load_rgb, require_dir, require_file
 from .transforms import eval_image_transform, eval_mask_transform, train_transform
+from ..errors import DatasetError
 
 VOC_DOWNLOAD_HINT = ("Download VOCtrainval_11-May-2012.tar from "
                      "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/ and extract it; the "
@@ -76,7 +77,7 @@ class PascalVOC(Dataset):
                                  f"VOC {split} image list", VOC_DOWNLOAD_HINT)
         self.names = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
         if not self.names:
-            raise ValueError(f"the VOC image list {list_file} is empty; re-download it.")
+            raise DatasetError(f"the VOC image list {list_file} is empty; re-download it.")
         self.image_dir = require_dir(self.root / "JPEGImages", "VOC image folder", VOC_DOWNLOAD_HINT)
         if train:
             self.image_transform = train_transform(image_size, random_crop, center_crop)
@@ -107,7 +108,7 @@ class PascalVOC(Dataset):
         instance = read_voc_labels(self._mask_path("SegmentationObject", name))
         classes = read_voc_labels(self._mask_path("SegmentationClass", name))
         if instance.shape != classes.shape or instance.shape != (image.size[1], image.size[0]):
-            raise ValueError(f"VOC image {name}: image {image.size[1]}x{image.size[0]}, object PNG "
+            raise DatasetError(f"VOC image {name}: image {image.size[1]}x{image.size[0]}, object PNG "
                              f"{instance.shape}, class PNG {classes.shape} differ in size; "
                              "re-download the dataset.")
         return {
