@@ -7,6 +7,7 @@ benchmarks/results/. Each variant runs in its own subprocess so peak memory is i
     python benchmarks/speed.py --config coco        # the paper's COCO config (ViT-B/16, batch 64; GPU)
     python benchmarks/speed.py --sections eval metrics
     python benchmarks/speed.py --compile            # also the fast path under torch.compile
+    python benchmarks/speed.py --sections tiny --threads 1   # the quickstart's own training steps
 
 Reference = what the authors' code does: explicit softmax attention, fp32, plain Adam, the
 three encoders of stage 2 run separately, 'all' orders as a Python loop over the nine orders.
@@ -212,6 +213,47 @@ def time_metrics(device: torch.device, repeats: int = 3) -> dict:
     return result
 
 
+def time_tiny_step(stage: int, fast: bool, steps: int = 200, warmup: int = 20) -> dict:
+    """The quickstart's own training step on the CPU (the synthetic preset with the quickstart's
+    settings: 64 px, depth-0 ViT, 5 slots, teacher batch 16 with 5 iterations, student batch 32
+    with 3): median ms over `steps` steps after `warmup` untimed ones (their time is reported).
+
+    Reference = the same math written plainly (explicit attention, Adam without fused or foreach
+    kernels, the stage-2 teacher running its own encoder); fast = the Trainer's path.
+    """
+    from spot_tutorial.quickstart import QUICKSTART_STUDENT_SETTINGS, quickstart_config
+    from spot_tutorial.train import adam, apply_gradients, batch_loss, build_model, student_config
+
+    config = quickstart_config(6.0).replace(attention_impl="sdpa" if fast else "math")
+    teacher = None
+    if stage == 2:
+        teacher = build_model(config, pretrained=False).eval().requires_grad_(False)
+        config = student_config(config).replace(**QUICKSTART_STUDENT_SETTINGS)
+    model = build_model(config, pretrained=False).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = adam(params, config.lr_main) if fast else torch.optim.Adam(params, lr=config.lr_main, foreach=False)
+    images = torch.randn(config.batch_size, 3, config.image_size, config.image_size)
+    times = []
+    for _ in range(warmup + steps):
+        start = time.perf_counter()
+        loss, _ = batch_loss(model, images, teacher, weight=config.ce_weight, teacher_on_targets=fast)
+        apply_gradients(model, optimizer, loss, clip=config.clip)
+        times.append(time.perf_counter() - start)
+    return {"step_ms": 1e3 * statistics.median(times[warmup:]), "warmup_s": sum(times[:warmup]),
+            "batch_size": config.batch_size, "threads": torch.get_num_threads()}
+
+
+def time_rendering(batch_size: int = 16, batches: int = 50) -> dict:
+    """Milliseconds to render one training batch of synthetic scenes (what the data worker does)."""
+    from spot_tutorial.data import SyntheticShapes
+
+    dataset = SyntheticShapes(batch_size * batches, 64, seed=0)
+    start = time.perf_counter()
+    for index in range(len(dataset)):
+        dataset[index]
+    return {"batch_ms": 1e3 * (time.perf_counter() - start) / batches, "batch_size": batch_size}
+
+
 # ------------------------------------------------------------------------------------------
 def run_variant(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
@@ -223,6 +265,10 @@ def run_variant(args: argparse.Namespace) -> dict:
                                compiled=impl == "compiled")
     if kind == "eval":
         return time_eval(args.config, rest[0], args.steps, device)
+    if kind == "tiny":
+        return time_tiny_step(int(rest[0]), rest[1] == "fast")
+    if kind == "render":
+        return time_rendering()
     return time_metrics(device)
 
 
@@ -242,7 +288,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps / batches per variant")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--sections", nargs="+", default=["train", "eval", "metrics"],
-                        choices=["train", "eval", "metrics"])
+                        choices=["train", "eval", "metrics", "tiny"])
     parser.add_argument("--compile", action="store_true",
                         help="also time the fast path with torch.compile (train section)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
@@ -282,6 +328,20 @@ def main() -> None:
             print(f"  {mode:<10} {numbers.get('images_per_s', float('nan')):8.1f} images/s")
         if all("images_per_s" in modes[m] for m in ("all", "all-loop")):
             print(f"  'all' batched vs loop: {modes['all']['images_per_s'] / modes['all-loop']['images_per_s']:.2f}x")
+    if "tiny" in args.sections:
+        print(f"\n(d) the quickstart's training step (tiny model, CPU, {torch.get_num_threads()} thread(s))")
+        report["tiny"] = {f"stage{stage}_{impl}": in_subprocess(args, f"tiny:{stage}:{impl}")
+                          for stage in (1, 2) for impl in ("reference", "fast")}
+        report["tiny"]["render"] = in_subprocess(args, "render")
+        for stage in (1, 2):
+            ref, fast = report["tiny"][f"stage{stage}_reference"], report["tiny"][f"stage{stage}_fast"]
+            if "error" in ref or "error" in fast:
+                print(f"  stage {stage} failed: {ref.get('error') or fast.get('error')}")
+                continue
+            print(f"  stage {stage}: reference {ref['step_ms']:.1f} ms, fast {fast['step_ms']:.1f} ms "
+                  f"({ref['step_ms'] / fast['step_ms']:.2f}x), batch {fast['batch_size']}; "
+                  f"warm-up {fast['warmup_s']:.1f} s")
+        print(f"  rendering a batch of 16 scenes: {report['tiny']['render']['batch_ms']:.1f} ms")
     if "metrics" in args.sections:
         metrics = in_subprocess(args, "metrics")
         report["metrics"] = metrics
@@ -289,7 +349,9 @@ def main() -> None:
               f"per-image loop {metrics['per_image_loop_s'] * 1e3:.0f} ms ({metrics['speedup']:.1f}x; "
               f"same numbers: {metrics['same_numbers']})")
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"speed_{args.config}_{args.device}.json"
+    default_sections = args.sections == ["train", "eval", "metrics"]
+    suffix = "" if default_sections else "_" + "_".join(args.sections)  # a partial run keeps the full file
+    out = RESULTS / f"speed_{args.config}_{args.device}{suffix}.json"
     out.write_text(json.dumps(report, indent=2))
     print(f"\nwritten {out}")
 
