@@ -34,65 +34,121 @@ class SPOTConfig:
     """Every hyper-parameter of SPOT, with the paper's COCO values as defaults."""
 
     # --- encoder: frozen or partly fine-tuned ViT (paper, section 3) ---
-    which_encoder: str = "vit_base_patch16_224.dino"  # any timm ViT name
+    #: timm name of the ViT (DINO ViT-B/16 in the paper; DINOv2, MAE, ... work too), or
+    #: 'tiny' for the CPU tutorials.
+    which_encoder: str = "vit_base_patch16_224.dino"
+    #: Side of the square input image in pixels (224: a 14 x 14 token grid with patch 16).
     image_size: int = 224
-    encoder_final_norm: bool = False  # DINOSAUR convention: no final LayerNorm
-    finetune_blocks_after: int = 100  # blocks with index >= this are trained (100 = frozen)
+    #: Apply the ViT's final LayerNorm to the features (DINOSAUR and SPOT do not).
+    encoder_final_norm: bool = False
+    #: ViT blocks with index >= this are trained (stage 2: 8 of 12); 100 keeps the encoder frozen.
+    finetune_blocks_after: int = 100
 
     # --- slot attention (paper, section 3) ---
+    #: K, the number of slots (COCO 7, VOC 6, MOVi-C 11, MOVi-E 24).
     num_slots: int = 7
+    #: S, the width of a slot vector.
     slot_size: int = 256
+    #: Hidden width of the residual MLP that follows the GRU in every slot-attention iteration.
     mlp_hidden_size: int = 1024
+    #: Slot-attention iterations (3 in the paper).
     num_iterations: int = 3
+    #: Attention heads of slot attention (1 in the paper); the softmax runs over heads x slots.
     slot_att_heads: int = 1
+    #: Initial slots: 'shared_gaussian' (stage 1: learned mean and scale, fresh noise each
+    #: pass) or 'embedding' (stage 2: one learned vector per slot).
     init_method: str = "shared_gaussian"
+    #: Gradient truncation before the last iteration: 'none' (stage 1), 'bi-level' (stage 2)
+    #: or 'fixed-point'.
     truncate: str = "none"
 
     # --- autoregressive decoder and its patch orders (paper, section 3.2) ---
+    #: 'transformer': SPOT's autoregressive decoder; 'mlp': the DINOSAUR baseline.
     dec_type: str = "transformer"
+    #: Blocks of the autoregressive transformer decoder (4 in the paper).
     num_dec_blocks: int = 4
+    #: Attention heads of the decoder (6 in the paper).
     num_heads: int = 6
+    #: Hidden width of the MLP decoder (DINOSAUR baseline only).
     mlp_dec_hidden: int = 2048
-    # [BOS] tokens of the autoregressive decoder: 9 (one per patch order) or 1 for a raster-only
-    # model (trained with train_permutations='standard'), which can decode order 0 only.
-    # Part of the weights' shape. The MLP decoder has none and decodes raster order: always 1.
+    #: [BOS] tokens of the autoregressive decoder: 9 (one per patch order) or 1 for a raster-only
+    #: model (trained with train_permutations='standard'), which can decode order 0 only. Part of
+    #: the weights' shape. The MLP decoder has none and decodes raster order: always 1.
     num_bos_tokens: int = NUM_ORDERS
+    #: Patch orders in training: 'random' (one of the nine per batch, the paper), 'standard'
+    #: (raster only), 'all', or a list of order ids.
     train_permutations: OrderSpec = "random"
+    #: Patch orders when the model is evaluated: 'standard' during training, 'all' (nine
+    #: averaged) for the paper's final numbers.
     eval_permutations: OrderSpec = "standard"
-    attention_impl: str = "sdpa"  # 'math': explicit softmax (reference); 'sdpa': fused kernels
+    #: 'sdpa' (fused kernels, the default) or 'math' (explicit softmax, the readable
+    #: reference); the two agree to float precision.
+    attention_impl: str = "sdpa"
 
     # --- training, both stages (paper, section 4 and the appendix) ---
+    #: 'coco', 'voc', 'movi_c', 'movi_e' or 'synthetic' (the built-in CPU scenes).
     dataset: str = "coco"
+    #: Images per optimisation step (per process with several GPUs).
     batch_size: int = 64
+    #: Passes over the training images (COCO 50, VOC 560).
     epochs: int = 50
+    #: Peak learning rate of Adam, reached after the warm-up.
     lr_main: float = 4e-4
+    #: Learning rate at the end of the cosine decay.
     lr_min: float = 4e-7
+    #: Steps of the linear warm-up from 0 to lr_main.
     lr_warmup_steps: int = 10_000
-    clip: float = 0.3  # gradient clipping in the infinity norm
-    ce_weight: float = 5e-3  # stage 2 distillation weight
+    #: Gradient clipping: the largest absolute gradient entry (infinity norm).
+    clip: float = 0.3
+    #: w, the weight of the stage-2 distillation cross-entropy (0.005 in the paper).
+    ce_weight: float = 5e-3
+    #: Decay w to 0 with a cosine over the run instead of keeping it constant.
     cosine_ce_weight: bool = False
-    teacher_targets: str = "trained-orders"  # 'all-orders' / 'raster': beyond the paper (self_training)
+    #: Stage-2 targets: the teacher's decoder masks in the orders it was trained with
+    #: ('trained-orders', the paper), averaged over all nine orders ('all-orders') or in
+    #: raster order ('raster'); the last two go beyond the paper.
+    teacher_targets: str = "trained-orders"
+    #: Data-loading processes.
     num_workers: int = 4
+    #: Seed of the weights, the data order, the patch orders and the slot noise.
     seed: int = 0
-    eval_every: int = 1  # epochs between evaluations
+    #: Epochs between evaluations during training (a learning curve; nothing is chosen by it).
+    eval_every: int = 1
     # run length and bookkeeping (not in the paper; see spot_tutorial.train)
-    max_steps: int = 0          # > 0: train (and schedule) this many steps instead of `epochs`
-    max_minutes: float = 0.0    # > 0: wall-clock budget of training; the schedule is fit to it
-    checkpoint_every: int = 500  # steps between resumable checkpoints (also at each epoch end)
-    log_every: int = 20         # steps between log records
-    bf16: bool = True           # bf16 autocast on CUDA (the authors trained in fp32)
-    cpu_bf16: bool = False      # bf16 autocast for training on the CPU too (fast with AVX512-BF16 / AMX)
-    torch_compile: bool = False  # torch.compile the model's blocks for training (SPOT.compile_modules)
-    train_images: int = 0       # > 0: train on the first N images (synthetic: generate N; 0 = 10000)
-    eval_images: int = 0        # > 0: evaluate on the first N images (synthetic: 0 = 256)
-    selection_images: int = 0   # > 0: hold out the last N training images to choose best.pt on
+    #: > 0: train (and fit the schedule to) this many steps instead of `epochs`.
+    max_steps: int = 0
+    #: > 0: a wall-clock budget for training; the cosine schedule is fit to the steps that
+    #: fit in it.
+    max_minutes: float = 0.0
+    #: Steps between resumable checkpoints (last.pt is also written at every epoch end).
+    checkpoint_every: int = 500
+    #: Steps between training log records (JSONL, CSV, TensorBoard).
+    log_every: int = 20
+    #: bf16 autocast for training on CUDA (the authors trained in fp32).
+    bf16: bool = True
+    #: bf16 autocast for training on the CPU too (fast only with AVX512-BF16 or AMX).
+    cpu_bf16: bool = False
+    #: torch.compile the ViT blocks, slot attention and decoder for training.
+    torch_compile: bool = False
+    #: > 0: train on the first N images (synthetic: generate N; 0 means 10000).
+    train_images: int = 0
+    #: > 0: evaluate on the first N images (synthetic: 0 means 256).
+    eval_images: int = 0
+    #: > 0: hold out the last N training images and write best.pt by their score (model
+    #: selection); 0: none, the reported model is last.pt.
+    selection_images: int = 0
+    #: Side of the ground-truth masks in evaluation (320 for COCO / VOC, 128 for MOVi).
     gt_mask_size: int = 320
-    center_crop: bool = True  # False: resize to image_size without cropping (MOVi)
-    random_crop: bool = False  # VOC training uses a random 224 crop
+    #: Resize the shorter side and centre crop (COCO, VOC); False resizes to a square (MOVi).
+    center_crop: bool = True
+    #: Random crops in training (VOC).
+    random_crop: bool = False
 
     # --- tutorial-scale options (not in the paper) ---
-    pos_embed_scale: float = 1.0  # see encoders.build_encoder for the tiny encoder
+    #: Scale of the tiny CPU encoder's fixed sin-cos position code (tutorial models only).
+    pos_embed_scale: float = 1.0
 
+    #: Free-form notes stored with the configuration (not used by the library).
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -100,3 +100,12 @@ def test_ablation_chapter_shows_the_stored_results(html):
     images = local_images(page)
     assert any(image.name.startswith("ablation") and image.stat().st_size > 10_000 for image in images)
     assert "RESULTS_DISCUSSION" not in text and "RUNTIME_NOTE" not in text, "placeholders left in the chapter"
+
+
+def test_equations_render_offline_with_mathjax_served_by_the_book(html):
+    page = (html / "paper.html").read_text(encoding="utf-8")
+    assert len(re.findall(r'class="math[ "]', page)) >= 10            # the equations, as math markup
+    scripts = re.findall(r'<script[^>]*src="([^"]*mathjax[^"]*)"', page, flags=re.I)
+    assert scripts and all(not src.startswith(("http:", "https:", "//")) for src in scripts), scripts
+    assert all((html / src).is_file() for src in scripts)             # served with the book
+    assert "References" in page and "Kakogeorgiou" in page            # the bibliography is built
