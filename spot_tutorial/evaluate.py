@@ -48,8 +48,13 @@ def precision_context(device: torch.device, precision: str = "fp32"):
 
 
 def effective_precision(device: torch.device, precision: str = "fp32", amp: bool = False) -> str:
-    """The precision a run really uses: `amp` is the older switch for bf16 on CUDA only."""
-    return "bf16" if precision == "bf16" or (amp and device.type == "cuda") else "fp32"
+    """The precision a run really uses: `amp` is the older switch for bf16 on CUDA only, and it
+    falls back to fp32 on a GPU without native bf16 (e.g. a T4)."""
+    from .precision import cuda_has_native_bf16
+
+    if precision == "bf16":
+        return "bf16"
+    return "bf16" if amp and device.type == "cuda" and cuda_has_native_bf16() else "fp32"
 
 
 @torch.no_grad()

@@ -13,7 +13,9 @@ The recipe of the paper, per optimisation step:
     stage 2:  w(step) = ce_weight   (or ce_weight * (1 + cos(pi * step / T)) / 2 with cosine_ce_weight)
 
 Around it, what a real run needs: periodic evaluation of slot and decoder masks, TensorBoard +
-JSONL + CSV logs, mask figures, the last checkpoint with config.json, bf16 autocast on CUDA,
+JSONL + CSV logs, mask figures, the last checkpoint with config.json, mixed precision on CUDA
+(bf16 autocast where the GPU has native bf16; fp16 autocast with gradient scaling on older GPUs
+such as a T4 or V100; see `Trainer.precision`),
 several GPUs with torchrun (DistributedDataParallel), and exact resumption: a run killed at any
 moment and restarted with ``resume=True`` ends with the same weights as one never interrupted
 (model, optimiser, step, RNG states and the position in the epoch's data order are restored).
@@ -50,6 +52,7 @@ from .data.selection import holdout_split
 from .checkpoints import FORMAT, FORMAT_VERSION, atomic_save, load_model, load_state_strict, safe_load
 from .config import STAGE2_SETTINGS, SPOTConfig
 from .model import SPOT
+from .precision import autocast as precision_autocast, choose_precision
 from .self_training import distillation_loss, teacher_target_orders
 from .errors import ConfigError
 
@@ -314,14 +317,29 @@ def batch_loss(train_model: nn.Module, images: torch.Tensor, teacher: SPOT | Non
 
 
 def apply_gradients(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float,
-                    check: Callable[[torch.Tensor], Any] | None = None) -> torch.Tensor:
-    """Backward, clip the gradients in the infinity norm (the paper's 0.3), optimiser step."""
+                    check: Callable[[torch.Tensor], Any] | None = None,
+                    scaler: "torch.amp.GradScaler | None" = None) -> torch.Tensor:
+    """Backward, clip the gradients in the infinity norm (the paper's 0.3), optimiser step.
+
+    With an enabled `scaler` (fp16 training) the loss is scaled before backward and the gradients
+    are unscaled before clipping; a step whose gradients overflowed is skipped by the scaler (and
+    its scale lowered) instead of being reported to `check`, which sees finite norms only.
+    """
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    if scaler is None or not scaler.is_enabled():
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable_parameters(model), clip, norm_type=float("inf"))
+        if check is not None:
+            check(grad_norm)
+        optimizer.step()
+        return grad_norm
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(trainable_parameters(model), clip, norm_type=float("inf"))
-    if check is not None:
+    if check is not None and torch.isfinite(grad_norm):
         check(grad_norm)
-    optimizer.step()
+    scaler.step(optimizer)
+    scaler.update()
     return grad_norm
 
 
@@ -447,6 +465,8 @@ class Trainer:
         if config.torch_compile:  # same weights and checkpoints; faster steps after the first
             self.model.compile_modules()
         self.optimizer = adam(trainable_parameters(self.model), config.lr_main)
+        # fp16 needs loss scaling; for bf16 and fp32 the scaler is disabled and does nothing
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.train_model: nn.Module = self.model
         if self.distributed.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -530,12 +550,24 @@ class Trainer:
                           num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda")
 
     # -- one step --------------------------------------------------------------------------------
+    @property
+    def precision(self) -> str:
+        """The training step's precision: 'bf16', 'fp16' or 'fp32'.
+
+        CUDA with `config.bf16`: bf16 autocast where the GPU has native bf16 (Ampere or newer),
+        otherwise fp16 autocast with a `torch.amp.GradScaler` (a T4 or V100 has no bf16).
+        CPU: bf16 autocast with `config.cpu_bf16`, otherwise fp32. Periodic evaluation runs in bf16
+        only where the step does, and in fp32 otherwise.
+        """
+        if self.device.type == "cpu":
+            return "bf16" if self.config.cpu_bf16 else "fp32"
+        if self.device.type != "cuda":
+            return "fp32"
+        return choose_precision(self.device, want_bf16=self.config.bf16)
+
     def autocast(self):
-        """bf16 autocast of the training step: on CUDA with `bf16`, on the CPU with `cpu_bf16`."""
-        kind = self.device.type
-        if (kind == "cuda" and self.config.bf16) or (kind == "cpu" and self.config.cpu_bf16):
-            return torch.autocast(kind, dtype=torch.bfloat16)
-        return nullcontext()
+        """The autocast context of `precision` (a no-op for fp32)."""
+        return precision_autocast(self.device, self.precision)
 
     def train_step(self, images: torch.Tensor) -> dict[str, float]:
         """One optimisation step on a batch of images [B, 3, H, W]; returns its log values."""
@@ -550,7 +582,7 @@ class Trainer:
         if not all_finite([loss], self.distributed):
             self._stop_non_finite("loss", loss)
         grad_norm = apply_gradients(self.model, self.optimizer, loss, self.config.clip,
-                                    check=self._check_gradient)
+                                    check=self._check_gradient, scaler=self.scaler)
         record.update(loss=loss.detach(), grad_norm=grad_norm.detach())
         return {"lr": lr, **{k: float(v) for k, v in record.items()}}
 
@@ -583,7 +615,8 @@ class Trainer:
             torch.manual_seed(self.config.seed + 12345)
             return evaluate_model(self.model, self.eval_loader(dataset), self.device,
                                   permutations=self.config.eval_permutations,
-                                  progress=self.show_progress and self.is_main, amp=self.config.bf16)
+                                  progress=self.show_progress and self.is_main,
+                                  precision="bf16" if self.device.type == "cuda" and self.precision == "bf16" else "fp32")
 
     def _open_logs(self) -> None:
         if not self.is_main or self.writer is not None:

@@ -7,19 +7,26 @@ Every lesson runs in one of two modes:
     patches, 5 slots). Nothing is downloaded; every number is reproducible (fixed seeds, one
     thread, deterministic algorithms). This is what CI runs and what the stored outputs show.
 ``full``
-    A GPU (e.g. Colab), DINO ViT-B/16 features and COCO 2017, the paper's configuration.
+    A GPU (e.g. Colab), DINO ViT-B/16 features and COCO val2017, the paper's configuration. The
+    trained model shown is the authors' released COCO checkpoint (stage 2). Models they did not
+    release (a stage-1 teacher, a raster-only decoder, a student of that teacher) are
+    *demonstration models*: trained here for a short budget (`DEMO_BUDGET`, 10 minutes each) on
+    val2017 images 1000-4999, cached and reused by every lesson; the lessons evaluate on images
+    0-999, which these models never saw. COCO train2017 is never needed.
 
-The mode is chosen automatically (a visible GPU means ``full``) and can be forced with the
-environment variable ``SPOT_TUTORIAL_MODE=tutorial|full``. In full mode the data and
-checkpoints are looked for in the folders below (override them with environment variables):
+The notebooks' first cell chooses the mode (``MODE = "auto"``: full on a GPU, tutorial
+otherwise; see `spot_tutorial.colab.start`); the environment variable
+``SPOT_TUTORIAL_MODE=tutorial|full`` does the same. In full mode the files are downloaded once
+into the cache folder of `spot_tutorial.downloads` ($SPOT_DATA, in Colab /content/spot_data):
 
-=========================  ==========================================  ============================
-what                       default (Colab: under ``/content``)          environment variable
-=========================  ==========================================  ============================
-COCO 2017                  ``data/COCO2017``                            ``SPOT_COCO_ROOT``
-authors' COCO checkpoint   ``checkpoints/spot_coco.pth``                ``SPOT_CHECKPOINT``
-your stage-1 teacher       ``checkpoints/spot_teacher_coco.pt``         ``SPOT_TEACHER_CHECKPOINT``
-=========================  ==========================================  ============================
+==========================  ==============================================  ============================
+what                        default                                         environment variable
+==========================  ==============================================  ============================
+COCO val2017                ``<cache>/COCO2017`` (downloaded, ~1 GB)        ``SPOT_COCO_ROOT``
+authors' COCO checkpoint    ``<cache>/checkpoints/spot_coco.pt``            ``SPOT_CHECKPOINT``
+your own stage-1 teacher    ``<cache>/checkpoints/spot_teacher_coco.pt``    ``SPOT_TEACHER_CHECKPOINT``
+demonstration models        ``<cache>/demo_models/coco_<kind>.pt``          (none)
+==========================  ==============================================  ============================
 
 Usage in a notebook::
 
@@ -50,12 +57,6 @@ COCO_ENV = "SPOT_COCO_ROOT"
 CHECKPOINT_ENV = "SPOT_CHECKPOINT"
 TEACHER_ENV = "SPOT_TEACHER_CHECKPOINT"
 
-# Placeholder GitHub owner of the repository; replace it once the repository is published.
-GITHUB_OWNER = "spot-tutorial"
-GITHUB_REPO = f"https://github.com/{GITHUB_OWNER}/spot-tutorial"
-PIP_SOURCE = f"git+{GITHUB_REPO}.git"
-COLAB_URL = f"https://colab.research.google.com/github/{GITHUB_OWNER}/spot-tutorial/blob/main/notebooks/"
-
 EVAL_SEED = 999_999  # seed of the held-out synthetic scenes (the trainer's evaluation set)
 
 # Tutorial-mode models stored with the notebooks (notebooks/checkpoints/tiny_<kind>.pt, ~1 MB each),
@@ -66,9 +67,13 @@ EVAL_SEED = 999_999  # seed of the held-out synthetic scenes (the trainer's eval
 TUTORIAL_KINDS = {"teacher": "random", "raster": "standard", "student": "random"}
 TUTORIAL_STEPS = {"teacher": 8000, "raster": 8000, "student": 8000}
 CHECKPOINTS_ENV = "SPOT_TUTORIAL_CHECKPOINTS"
-# Full mode without your own checkpoints: short COCO runs (the paper trains 50 epochs, ~20 h).
-# A 20-minute run is a few thousand steps, so the warm-up is shortened to fit in it.
-SHORT_RUN = dict(max_minutes=20.0, epochs=10**6, lr_warmup_steps=500, eval_images=500)
+# Full mode: demonstration models (not released by the authors) are trained for this budget on
+# val2017 images DEMO_HOLDOUT.., the lessons evaluate on images 0..DEMO_HOLDOUT-1. The paper trains
+# 50 epochs of train2017 (about 20 h per stage); 10 minutes is a few thousand images' worth of
+# steps, so the warm-up is shortened to fit.
+DEMO_BUDGET = dict(max_minutes=10.0, epochs=10**6, lr_warmup_steps=500, checkpoint_every=0, eval_every=10**6)
+DEMO_HOLDOUT = 1000
+DEMO_EVAL_IMAGES = 64  # the trainer's periodic evaluation (a learning curve only)
 
 
 def in_colab() -> bool:
@@ -144,13 +149,14 @@ def make_tutorial_checkpoints(kinds: Sequence[str] = tuple(TUTORIAL_KINDS), outp
     return paths
 
 
-def _base_dir() -> Path:
-    return Path("/content") if in_colab() else Path(".")
-
-
 def _path_from_env(name: str, default: Path) -> Path:
     value = os.environ.get(name)
     return Path(value).expanduser() if value else default
+
+
+def _cache(*parts: str) -> Path:
+    from .downloads import data_dir
+    return data_dir().joinpath(*parts)
 
 
 @dataclass
@@ -161,11 +167,14 @@ class Tutorial:
     device: torch.device
     config: SPOTConfig  # the stage-1 (teacher) configuration of this mode
     seed: int = 0
-    coco_root: Path = field(default_factory=lambda: _path_from_env(COCO_ENV, _base_dir() / "data" / "COCO2017"))
+    coco_root: Path = field(default_factory=lambda: _path_from_env(COCO_ENV, _cache("COCO2017")))
     checkpoint: Path = field(default_factory=lambda: _path_from_env(
-        CHECKPOINT_ENV, _base_dir() / "checkpoints" / "spot_coco.pth"))
+        CHECKPOINT_ENV, _cache("checkpoints", "spot_coco.pt")))
     teacher_checkpoint: Path = field(default_factory=lambda: _path_from_env(
-        TEACHER_ENV, _base_dir() / "checkpoints" / "spot_teacher_coco.pt"))
+        TEACHER_ENV, _cache("checkpoints", "spot_teacher_coco.pt")))
+    demo_dir: Path = field(default_factory=lambda: _cache("demo_models"))
+    demo_budget: dict = field(default_factory=lambda: dict(DEMO_BUDGET))
+    demo_holdout: int = DEMO_HOLDOUT
 
     # ------------------------------------------------------------------------------------
     @property
@@ -180,9 +189,9 @@ class Tutorial:
 
     def __str__(self) -> str:
         c = self.config
-        where = ("CPU, built-in data; SPOT_TUTORIAL_MODE=full for GPUs" if self.tutorial
+        where = ("CPU, built-in data; MODE = 'full' in the first cell for GPUs" if self.tutorial
                  else f"{self.device.type}, the paper's setting")
-        data = "SyntheticShapes (built in)" if self.tutorial else f"COCO 2017 at {self.coco_root}"
+        data = "SyntheticShapes (built in)" if self.tutorial else f"COCO val2017 at {self.coco_root}"
         return "\n".join([
             f"mode   {self.mode} ({where})",
             f"model  encoder {c.which_encoder!r}, {c.image_size} px images, "
@@ -192,8 +201,21 @@ class Tutorial:
     __repr__ = __str__
 
     # -- data ------------------------------------------------------------------------------
+    def coco(self, train: bool = False):
+        """COCO val2017 (downloaded into the cache first if needed): evaluation items with masks,
+        or with ``train=True`` augmented images only (what demonstration models train on)."""
+        from .data import COCO2017
+        from .downloads import ensure_coco_val
+
+        root = ensure_coco_val(self.coco_root)
+        common = dict(image_size=self.config.image_size, center_crop=self.config.center_crop)
+        if train:
+            return COCO2017(root, "val", train=True, random_crop=self.config.random_crop, **common)
+        return COCO2017(root, "val", mask_size=self.config.gt_mask_size, **common)
+
     def eval_dataset(self, num_images: int = 256):
-        """Images with ground truth (instance, class and ignore masks)."""
+        """Images with ground truth (instance, class and ignore masks); full mode: the first
+        COCO val2017 images (at most `demo_holdout` of them unless the lesson asks for more)."""
         from torch.utils.data import Subset
 
         from . import data
@@ -201,9 +223,20 @@ class Tutorial:
         if self.tutorial:
             return data.SyntheticShapes(num_images, self.config.image_size, seed=EVAL_SEED,
                                         mask_size=self.config.gt_mask_size)
-        dataset = data.COCO2017(self.coco_root, "val", image_size=self.config.image_size,
-                                mask_size=self.config.gt_mask_size)
+        dataset = self.coco()
         return Subset(dataset, range(min(num_images, len(dataset))))
+
+    def demo_datasets(self):
+        """(training, evaluation) sets of the demonstration models: val2017 images from
+        `demo_holdout` on for training, the first `DEMO_EVAL_IMAGES` for the trainer's evaluation."""
+        from torch.utils.data import Subset
+
+        train_set, eval_set = self.coco(train=True), self.coco()
+        held_out = {image["file_name"] for image in eval_set.coco.loadImgs(eval_set.image_ids[:self.demo_holdout])}
+        indices = [i for i, name in enumerate(train_set.image_files) if name not in held_out]
+        if not indices:
+            raise ValueError(f"no COCO val2017 images left to train on after holding out {self.demo_holdout}")
+        return Subset(train_set, indices), Subset(eval_set, range(min(DEMO_EVAL_IMAGES, len(eval_set))))
 
     def batch(self, num_images: int, start: int = 0) -> dict[str, torch.Tensor]:
         """Evaluation items ``start .. start+num_images-1`` stacked into one batch on the device."""
@@ -214,7 +247,7 @@ class Tutorial:
     def loader(self, num_images: int = 256, batch_size: Optional[int] = None):
         from torch.utils.data import DataLoader
 
-        workers = 0 if self.tutorial else min(4, os.cpu_count() or 1)
+        workers = 0 if self.tutorial else min(self.config.num_workers, os.cpu_count() or 1)
         return DataLoader(self.eval_dataset(num_images), batch_size=batch_size or self.config.batch_size,
                           num_workers=workers)
 
@@ -225,37 +258,48 @@ class Tutorial:
 
         seed_everything(self.seed)
         config = self.config.replace(**overrides)
-        return SPOT.from_config(config, pretrained=not self.tutorial).to(self.device)
+        return SPOT.from_config(config, pretrained=self.config.which_encoder != "tiny").to(self.device)
+
+    def recipe(self, kind: str = "teacher") -> SPOTConfig:
+        """The configuration model `kind` ('teacher', 'raster', 'student') is trained with: the
+        tutorial recipe, or in full mode this mode's config with the demonstration budget."""
+        if self.tutorial:
+            return tutorial_recipe(kind, seed=self.seed)
+        if kind not in TUTORIAL_KINDS:
+            raise ValueError(f"unknown model {kind!r}; choose one of {sorted(TUTORIAL_KINDS)}")
+        config = self.config.replace(train_permutations=TUTORIAL_KINDS[kind], **self.demo_budget)
+        if kind == "student":
+            from .train import student_config
+            config = student_config(config).replace(**self.demo_budget)
+        return config
 
     def train(self, config: Optional[SPOTConfig] = None, stage: int = 1, output_dir: str | Path | None = None,
               teacher: str | Path | None = None, **overrides: Any):
         """Run the library's Trainer (no progress bar) and return its TrainResult.
 
-        Tutorial mode: on SyntheticShapes, in a temporary folder unless ``output_dir`` is given.
-        Full mode: on COCO (``coco_root``), in ``output_dir`` (default ``outputs/notebook_stage{stage}``).
+        Tutorial mode: on SyntheticShapes. Full mode: on the demonstration split of COCO val2017
+        (`demo_datasets`). In a temporary folder unless ``output_dir`` is given.
         """
         import tempfile
 
         from .train import train
 
         config = (config or self.config).replace(**overrides)
-        if output_dir is None:
-            output_dir = (Path(tempfile.mkdtemp(prefix=f"spot_stage{stage}_")) if self.tutorial
-                          else _base_dir() / "outputs" / f"notebook_stage{stage}")
+        output_dir = output_dir or tempfile.mkdtemp(prefix=f"spot_stage{stage}_")
+        datasets = None if self.tutorial else self.demo_datasets()
         result = train(config, stage=stage, output_dir=output_dir, teacher=teacher, progress=False,
-                       data_path=None if self.tutorial else self.coco_root, device=self.device.type,
-                       overwrite=True)
+                       device=self.device.type, overwrite=True, datasets=datasets)
         seed_everything(self.seed)  # the same random state after training, however long it took
         return result
 
     def model_path(self, kind: str = "teacher") -> Path:
         """Checkpoint of a trained model: kind 'teacher' (stage 1, random orders), 'raster' (stage 1,
-        raster order) or 'student' (stage 2, tutorial mode only).
+        raster order) or 'student' (stage 2, distilled from the teacher).
 
         Tutorial mode: ``notebooks/checkpoints/tiny_<kind>.pt``, trained here first if it is missing.
-        Full mode: your stage-1 COCO checkpoint (``teacher_checkpoint``) if it exists, else a
-        20-minute stage-1 run on COCO (far from the paper's 50 epochs; the book's "Reproducing"
-        chapter has the full recipe).
+        Full mode: for 'teacher' your own stage-1 COCO checkpoint (``teacher_checkpoint``) if it
+        exists; else the demonstration model ``demo_dir/coco_<kind>.pt``, trained first if it is
+        missing (`demo_budget`, 10 minutes by default) and reused afterwards by every lesson.
         """
         if self.tutorial:
             path = tutorial_checkpoint_dir() / f"tiny_{kind}.pt"
@@ -267,13 +311,25 @@ class Tutorial:
             return path
         if kind == "teacher" and self.teacher_checkpoint.exists():
             return self.teacher_checkpoint
-        if kind == "student":
-            raise ValueError("in full mode the student is trained in the notebook (lesson 4) or is the "
-                             "authors' checkpoint (T.official_model())")
-        permutations = TUTORIAL_KINDS[kind]
-        run = self.train(train_permutations=permutations, output_dir=_base_dir() / "outputs" / f"notebook_{kind}",
-                         **SHORT_RUN)
-        return run.last_checkpoint
+        path = self.demo_dir / f"coco_{kind}.pt"
+        if not path.exists():
+            self.train_demo(kind, path)
+        return path
+
+    def train_demo(self, kind: str, path: Path) -> Path:
+        """Train demonstration model `kind` (full mode) with `recipe(kind)` and save it to `path`."""
+        from .checkpoints import load_model, save_model
+
+        teacher = self.model_path("teacher") if kind == "student" else None
+        config = self.recipe(kind)
+        budget = (f"{config.max_minutes:g} minutes" if config.max_minutes > 0 and config.max_steps <= 0
+                  else f"{config.max_steps} steps")
+        print(f"training the demonstration model '{kind}' for {budget} on COCO val2017 images "
+              f"{self.demo_holdout}+ (a demonstration, not the paper's 50-epoch model) ...")
+        run = self.train(config, stage=2 if kind == "student" else 1, teacher=teacher)
+        save_model(load_model(run.last_checkpoint), path, steps=run.steps, demonstration=True)
+        print(f"saved {path} ({run.steps} steps); later lessons reuse it")
+        return path
 
     def load(self, kind: str = "teacher"):
         """The model of :meth:`model_path`, in eval mode on the device."""
@@ -288,15 +344,20 @@ class Tutorial:
         return self.load("teacher")
 
     def official_model(self):
-        """The authors' COCO checkpoint (full mode), loaded into our SPOT (eval mode)."""
+        """The authors' released COCO checkpoint (stage 2, 7 slots; downloaded into the cache first
+        if needed), loaded into our SPOT in eval mode on the device."""
         from .checkpoints import load_official_checkpoint
+        from .downloads import ensure_official_checkpoint
 
-        if not self.checkpoint.exists():
-            raise FileNotFoundError(
-                f"the authors' COCO checkpoint is not at {self.checkpoint}. Download it from the link "
-                "'Checkpoint' under 'Pretrained model' in https://github.com/gkakogeorgiou/spot#pretrained-model, "
-                f"save it there (or set {CHECKPOINT_ENV}=/path/to/file) and run this cell again.")
-        return load_official_checkpoint(self.checkpoint).to(self.device).eval()
+        path = ensure_official_checkpoint(self.checkpoint)
+        model = load_official_checkpoint(path, encoder=self.config.which_encoder, config=self.config)
+        seed_everything(self.seed)
+        return model.to(self.device).eval()
+
+    def spot_model(self):
+        """The trained SPOT lessons 2 and 5 study: tutorial mode the stored tiny teacher, full mode
+        the authors' released COCO model."""
+        return self.teacher() if self.tutorial else self.official_model()
 
 
 def setup(mode: Optional[str] = None, seed: int = 0, **config_overrides: Any) -> Tutorial:

@@ -14,6 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+from spot_tutorial.colab import colab_url
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -76,7 +79,8 @@ def test_notebook_pages_show_every_figure(html, name):
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_pages_have_colab_launch_button(html, name):
     text = (html / "notebooks" / f"{name}.html").read_text()
-    url = f"https://colab.research.google.com/github/spot-tutorial/spot-tutorial/blob/main/notebooks/{name}.ipynb"
+    setting = yaml.safe_load((BOOK / "_config.yml").read_text())["repository"]   # the one repository setting
+    url = colab_url(name, setting["url"], setting["branch"])
     assert url in text
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from spot_tutorial.colab import colab_url  # checked against book/_config.yml in test_colab.py
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 EXPECTED = [
@@ -22,7 +24,6 @@ EXPECTED = [
     "04_self_training",
     "05_coco_evaluation",
 ]
-COLAB = "https://colab.research.google.com/github/spot-tutorial/spot-tutorial/blob/main/notebooks/{}.ipynb"
 MAX_BYTES = 3_000_000  # stored outputs stay small (figures at low dpi, no giant widget states)
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
@@ -86,7 +87,7 @@ def test_colab_badge_and_install_cell(path):
     notebook = load(path)
     first = notebook["cells"][0]
     assert first["cell_type"] == "markdown"
-    assert COLAB.format(path.stem) in source(first), f"{path.name}: Colab badge missing or wrong"
+    assert colab_url(path.stem) in source(first), f"{path.name}: Colab badge missing or wrong"
     install = code_cells(notebook)[0]
     assert "google.colab" in source(install) and "pip" in source(install)
     assert notebook["metadata"].get("kernelspec", {}).get("name") == "python3"
