@@ -24,6 +24,7 @@ import typing
 from typing import Any, Sequence
 
 from .config import ORDER_MODES, PRESETS, SPOTConfig, get_preset
+from .data.build import DATASETS
 
 CONFIG_PREFIX = "config__"  # argparse dest of the SPOTConfig options
 
@@ -123,8 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", choices=sorted(PRESETS), default="coco",
                        help="a dataset's settings (COCO, VOC: the paper's; MOVi: the authors' released commands); "
                             "'synthetic' runs on the CPU, no data needed")
-    train.add_argument("--data-path", help="dataset folder (not needed for --preset synthetic)")
+    train.add_argument("--data-path", help="dataset folder (not needed for --preset synthetic); with "
+                                            "--dataset folder, any folder of your images (searched recursively)")
+    train.add_argument("--mask-path", help="--dataset folder: instance-mask PNGs parallel to --data-path, for "
+                                            "evaluation during training (without them: figures only)")
     train.add_argument("--teacher", help="stage 2: the stage-1 checkpoint (its last.pt, as in the paper)")
+    train.add_argument("--init-from", metavar="CHECKPOINT",
+                       help="start from the weights of a checkpoint (ours or the authors'): fine-tuning")
     train.add_argument("--output-dir", help="where checkpoints and logs go (default: outputs/<preset>_stage<N>)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --output-dir from its last.pt (exactly where it stopped)")
@@ -166,9 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "built-in synthetic data; prints a table and writes results.json, results.csv and "
                     "masks.png to --output-dir.")
     evaluate.add_argument("checkpoint", help="last.pt (or best.pt) of `spot train`, or the authors' checkpoint")
-    evaluate.add_argument("--dataset", choices=("coco", "voc", "movi_c", "movi_e", "synthetic"),
-                          help="default: the dataset in the checkpoint's config")
+    evaluate.add_argument("--dataset", choices=DATASETS, help="default: the dataset in the checkpoint's config; "
+                                                               "'folder': your images with --mask-path")
     evaluate.add_argument("--data-path", help="dataset folder (not needed for synthetic)")
+    evaluate.add_argument("--mask-path", help="--dataset folder: instance-mask PNGs parallel to the images")
+    evaluate.add_argument("--mask-size", type=positive_int, default=None, metavar="PIXELS",
+                          help="side of the ground-truth masks the predictions are scored at: 320 for COCO and "
+                               "VOC as in the paper (default: the preset's), 224 to compare with later papers")
+    evaluate.add_argument("--panoptic", action="store_true",
+                          help="COCO: also score against the panoptic ground truth (P-ARI, PQ; FT-DINOSAUR's "
+                               "protocol); needs annotations/panoptic_val2017.json and its PNGs")
     evaluate.add_argument("--eval-permutations", default="all", nargs="+", action=OrderSpecAction,
                           metavar="ORDER", help="standard, random, all (the paper's final numbers; "
                                                 "default) or order ids 0..8")
@@ -202,7 +215,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(config, stage=args.stage, output_dir=output_dir, teacher=args.teacher,
                    data_path=args.data_path, device=args.device, resume=args.resume,
                    overwrite=args.overwrite, progress=not args.no_progress,
-                   encoder_weights=args.encoder_weights, select_by=args.select_by)
+                   encoder_weights=args.encoder_weights, select_by=args.select_by,
+                   mask_path=args.mask_path, init_from=args.init_from)
     chosen = f"; best.pt chosen on held-out training images: {result.best_checkpoint}" if result.best_checkpoint else ""
     print(f"[spot] stage {args.stage} done: {result.steps} steps; the model to report: {result.last_checkpoint}{chosen}")
     return 0
@@ -227,7 +241,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                             device=args.device, num_workers=args.num_workers, output_dir=args.output_dir,
                             encoder=args.encoder, max_images=args.max_images,
                             figure_images=args.figure_images, progress=not args.no_progress,
-                            num_slots=args.num_slots, bf16=args.bf16)
+                            num_slots=args.num_slots, bf16=args.bf16, mask_path=args.mask_path,
+                            mask_size=args.mask_size, panoptic=args.panoptic)
     for note in report.notes:
         print(f"[spot] {note}")
     print(report.table)
