@@ -138,7 +138,7 @@ def write_results(results: dict[str, dict[str, float]], output_dir: str | os.Pat
 # ------------------------------------------------------------------------------------------
 @dataclass
 class Segmentation:
-    slot_masks: list[torch.Tensor]     # per image [K, H, W], soft, at the image's own size
+    slot_masks: list[torch.Tensor]     # per image [K, H, W], soft, at the image's own size (or none)
     decoder_masks: list[torch.Tensor]  # per image [K, H, W]
     slot_labels: list[torch.Tensor]    # per image [H, W] argmax
     decoder_labels: list[torch.Tensor]  # per image [H, W]
@@ -180,31 +180,44 @@ def _tensor_to_unit_range(image: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def segment(model: SPOT, images: Sequence[Any] | torch.Tensor, permutations: OrderSpec = "standard",
-            device: str | torch.device | None = None) -> Segmentation:
+            device: str | torch.device | None = None, batch_size: int = 1,
+            soft_masks: bool = True) -> Segmentation:
     """Masks for images of any size: resize to the model's input, run, upsample back.
 
     `images`: a list of PIL images / HxWx3 uint8 arrays / [3,H,W] tensors, or one [B,3,H,W]
     tensor. Tensors hold raw pixels: uint8 in 0..255 (scaled to [0, 1]) or float in [0, 1];
     this function normalises with the ImageNet mean/std, so do not normalise beforehand.
+    `batch_size` images go through the model at once; `soft_masks=False` keeps only the label
+    maps (the soft masks of a large photo take K times its pixels in floats).
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     model.eval()
-    size = model.encoder.image_size
+    result = Segmentation([], [], [], [])
+    images = list(images)
+    for start in range(0, len(images), batch_size):
+        pixels = [_as_image_tensor(image) for image in images[start:start + batch_size]]  # [3, H, W] each
+        output = model(_model_input(pixels, model.encoder.image_size, device), permutations=permutations)
+        for index, image in enumerate(pixels):
+            size = tuple(image.shape[-2:])
+            for masks, soft_list, label_list in ((output.slot_masks, result.slot_masks, result.slot_labels),
+                                                 (output.decoder_masks, result.decoder_masks, result.decoder_labels)):
+                up = F.interpolate(masks[index:index + 1].float(), size=size, mode="bilinear",
+                                   align_corners=False)[0]  # [K, H, W]
+                if soft_masks:
+                    soft_list.append(up.cpu())
+                label_list.append(up.argmax(0).cpu())  # [H, W]
+    return result
+
+
+def _model_input(pixels: list[torch.Tensor], size: int, device: torch.device) -> torch.Tensor:
+    """Images [3, H, W] in [0, 1] -> one normalised batch [B, 3, size, size] on `device`."""
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(3, 1, 1)
-    result = Segmentation([], [], [], [])
-    for image in images:
-        pixels = _as_image_tensor(image).to(device)                       # [3, H, W]
-        height, width = pixels.shape[-2:]
-        resized = F.interpolate(pixels[None], size=(size, size), mode="bilinear", align_corners=False,
-                                antialias=True)
-        output = model(((resized[0] - mean) / std)[None], permutations=permutations)
-        for masks, soft_list, label_list in ((output.slot_masks, result.slot_masks, result.slot_labels),
-                                             (output.decoder_masks, result.decoder_masks, result.decoder_labels)):
-            up = F.interpolate(masks.float(), size=(height, width), mode="bilinear", align_corners=False)[0]
-            soft_list.append(up.cpu())
-            label_list.append(up.argmax(0).cpu())
-    return result
+    resized = [F.interpolate(image.to(device)[None], size=(size, size), mode="bilinear", align_corners=False,
+                             antialias=True)[0] for image in pixels]
+    return (torch.stack(resized) - mean) / std  # [B, 3, size, size]
 
 
 def plot_segmentation(images: Sequence[Any], segmentation: Segmentation, alpha: float = 0.5):
