@@ -11,6 +11,8 @@ their parameter names onto this library's modules, infers what the shapes tell, 
 with a precise list of differences when something does not fit. What the shapes cannot tell
 (the slot count of a Gaussian-init model, iterations, attention heads) comes from the config
 passed in; `official_assumptions` lists those fields so callers can print them.
+
+`initialize_from` starts a model from either kind of file, for fine-tuning (``--init-from``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -33,7 +36,8 @@ FORMAT = "spot-tutorial"
 FORMAT_VERSION = 1
 
 __all__ = ["CheckpointError", "save_model", "load_model", "load_official_checkpoint", "infer_official_config",
-           "official_assumptions", "atomic_save", "safe_load", "load_state_strict"]
+           "official_assumptions", "atomic_save", "safe_load", "load_state_strict", "initialize_from",
+           "InitReport"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -307,3 +311,63 @@ def _adapt_encoder_layout(model: SPOT, ours: dict[str, torch.Tensor]) -> dict[st
         ours = {k: v for k, v in ours.items() if not k.startswith(prefix)}
         ours.update({prefix + k: v for k, v in converted.items()})
     return ours
+
+
+# ------------------------------------------------------------------------------------------
+# fine-tuning: start a model from the weights of another checkpoint (ours or the authors')
+@dataclass
+class InitReport:
+    """What `initialize_from` copied into the model."""
+
+    source: str
+    kind: str                # "spot-tutorial" or "authors'"
+    loaded: list[str]        # parameter names copied from the file
+    kept_fresh: list[str]    # parameters of the model the file does not have (left as built)
+    unused: list[str]        # tensors of the file the model has no place for
+
+    def summary(self) -> str:
+        parts = [f"initialised from {self.source} ({self.kind} checkpoint): {len(self.loaded)} tensors loaded"]
+        for title, names in (("kept as built", self.kept_fresh), ("not used", self.unused)):
+            if names:
+                shown = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
+                parts.append(f"{title}: {shown}")
+        return "; ".join(parts)
+
+
+def checkpoint_state(path: str | os.PathLike, config: SPOTConfig) -> tuple[dict[str, torch.Tensor], str]:
+    """(state dict in our parameter names, kind) of our checkpoint or an authors' one.
+
+    An authors' file is read with `config` for what its weights do not store (its encoder is
+    built from `config.which_encoder`, without downloading: the file holds the weights).
+    """
+    payload = safe_load(path)
+    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+        return dict(payload["model"]), "spot-tutorial"
+    model = load_official_checkpoint(payload, config.which_encoder, config)
+    return model.state_dict(), "authors'"
+
+
+def initialize_from(model: SPOT, path: str | os.PathLike) -> InitReport:
+    """Copy the weights of checkpoint `path` into `model` wherever names and shapes agree.
+
+    For fine-tuning (``spot train --init-from``). A stage-2 model started from a stage-1 file
+    gets the file's frozen encoder as its target encoder too. Parameters the file does not have
+    (e.g. learned slot embeddings when the file has a shared Gaussian) keep their fresh values
+    and are listed; a parameter stored with another shape is refused.
+    """
+    state, kind = checkpoint_state(path, model.config)
+    expected = model.state_dict()
+    target_prefix, encoder_prefix = "target_encoder.", "encoder."
+    if any(k.startswith(target_prefix) for k in expected) and not any(k.startswith(target_prefix) for k in state):
+        state.update({target_prefix + k[len(encoder_prefix):]: v for k, v in state.items()
+                      if k.startswith(encoder_prefix)})
+    mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+                  for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
+    if mismatched:
+        raise CheckpointError(f"--init-from {path} does not fit the model being trained (same encoder, slot "
+                              "size and decoder sizes are needed):\n    " + "\n    ".join(mismatched[:20]))
+    loaded = sorted(set(state) & set(expected))
+    if not any(k.startswith("slot_attention.") for k in loaded):
+        raise CheckpointError(f"--init-from {path}: no slot-attention weights fit the model; is it a SPOT checkpoint?")
+    model.load_state_dict({k: state[k] for k in loaded}, strict=False)
+    return InitReport(str(path), kind, loaded, sorted(set(expected) - set(state)), sorted(set(state) - set(expected)))

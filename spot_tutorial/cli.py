@@ -6,6 +6,8 @@
                --output-dir runs/coco_student
     spot evaluate runs/coco_student/last.pt --data-path /data/coco --eval-permutations all
     spot evaluate coco_spot.pt --data-path /data/coco --num-slots 7    # the authors' file, fp32
+    spot segment runs/coco_student/last.pt my_photos/ --out segmented/  # masks for your own images
+    spot train --stage 1 --dataset folder --data-path my_photos --init-from coco_spot.pt ...  # fine-tune
     torchrun --nproc_per_node 4 -m spot_tutorial train --stage 1 --preset coco ...   # several GPUs
 
 Every field of `SPOTConfig` is an option (``--num-slots 6``, ``--lr-main 2e-4``,
@@ -24,6 +26,7 @@ import typing
 from typing import Any, Sequence
 
 from .config import ORDER_MODES, PRESETS, SPOTConfig, get_preset
+from .data.build import DATASETS
 
 CONFIG_PREFIX = "config__"  # argparse dest of the SPOTConfig options
 
@@ -123,8 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", choices=sorted(PRESETS), default="coco",
                        help="a dataset's settings (COCO, VOC: the paper's; MOVi: the authors' released commands); "
                             "'synthetic' runs on the CPU, no data needed")
-    train.add_argument("--data-path", help="dataset folder (not needed for --preset synthetic)")
+    train.add_argument("--data-path", help="dataset folder (not needed for --preset synthetic); with "
+                                            "--dataset folder, any folder of your images (searched recursively)")
+    train.add_argument("--mask-path", help="--dataset folder: instance-mask PNGs parallel to --data-path, for "
+                                            "evaluation during training (without them: figures only)")
     train.add_argument("--teacher", help="stage 2: the stage-1 checkpoint (its last.pt, as in the paper)")
+    train.add_argument("--init-from", metavar="CHECKPOINT",
+                       help="start from the weights of a checkpoint (ours or the authors'): fine-tuning")
     train.add_argument("--output-dir", help="where checkpoints and logs go (default: outputs/<preset>_stage<N>)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --output-dir from its last.pt (exactly where it stopped)")
@@ -166,9 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "built-in synthetic data; prints a table and writes results.json, results.csv and "
                     "masks.png to --output-dir.")
     evaluate.add_argument("checkpoint", help="last.pt (or best.pt) of `spot train`, or the authors' checkpoint")
-    evaluate.add_argument("--dataset", choices=("coco", "voc", "movi_c", "movi_e", "synthetic"),
-                          help="default: the dataset in the checkpoint's config")
+    evaluate.add_argument("--dataset", choices=DATASETS, help="default: the dataset in the checkpoint's config; "
+                                                               "'folder': your images with --mask-path")
     evaluate.add_argument("--data-path", help="dataset folder (not needed for synthetic)")
+    evaluate.add_argument("--mask-path", help="--dataset folder: instance-mask PNGs parallel to the images")
+    evaluate.add_argument("--mask-size", type=positive_int, default=None, metavar="PIXELS",
+                          help="side of the ground-truth masks the predictions are scored at: 320 for COCO and "
+                               "VOC as in the paper (default: the preset's), 224 to compare with later papers")
+    evaluate.add_argument("--panoptic", action="store_true",
+                          help="COCO: also score against the panoptic ground truth (P-ARI, PQ; FT-DINOSAUR's "
+                               "protocol); needs annotations/panoptic_val2017.json and its PNGs")
     evaluate.add_argument("--eval-permutations", default="all", nargs="+", action=OrderSpecAction,
                           metavar="ORDER", help="standard, random, all (the paper's final numbers; "
                                                 "default) or order ids 0..8")
@@ -190,6 +205,33 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output-dir", default="outputs/evaluate")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    seg = commands.add_parser(
+        "segment", help="masks for your own images: overlays, label maps, a contact sheet",
+        description="Segment images (files, folders searched recursively, or quoted glob patterns; any size "
+                    "and mode) with a checkpoint (ours or the authors'). Writes, per image, an overlay PNG and "
+                    "a label-map PNG (pixel value = slot id) for each kind of mask, plus contact_sheet.png and "
+                    "index.json to --out. Unreadable files are reported and skipped; the exit status is 1 "
+                    "when any failed.")
+    seg.add_argument("checkpoint", help="last.pt of `spot train`, or the authors' checkpoint")
+    seg.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    seg.add_argument("--out", required=True, help="output folder")
+    seg.add_argument("--orders", choices=("standard", "all"), default="standard",
+                     help="decoder patch orders: standard (raster, fast; default) or all nine averaged "
+                          "(the paper's evaluation)")
+    seg.add_argument("--masks", choices=("slot", "decoder", "both"), default="both",
+                     help="which masks to write (default both)")
+    seg.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, ...")
+    seg.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass")
+    seg.add_argument("--encoder", default="vit_base_patch16_224.dino",
+                     help="timm ViT of an authors' checkpoint (its weights come from the file)")
+    seg.add_argument("--num-slots", type=positive_int, default=None, metavar="K",
+                     help="slots of an authors' shared-Gaussian model (default: the --preset's)")
+    seg.add_argument("--preset", choices=sorted(PRESETS), default="coco",
+                     help="what an authors' checkpoint does not store comes from this preset (default coco)")
+    seg.add_argument("--sheet-images", type=int, default=12, help="images on the contact sheet (0: none)")
+    seg.add_argument("--no-progress", action="store_true", help="no progress bar")
+    seg.set_defaults(func=cmd_segment)
     return parser
 
 
@@ -202,7 +244,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(config, stage=args.stage, output_dir=output_dir, teacher=args.teacher,
                    data_path=args.data_path, device=args.device, resume=args.resume,
                    overwrite=args.overwrite, progress=not args.no_progress,
-                   encoder_weights=args.encoder_weights, select_by=args.select_by)
+                   encoder_weights=args.encoder_weights, select_by=args.select_by,
+                   mask_path=args.mask_path, init_from=args.init_from)
     chosen = f"; best.pt chosen on held-out training images: {result.best_checkpoint}" if result.best_checkpoint else ""
     print(f"[spot] stage {args.stage} done: {result.steps} steps; the model to report: {result.last_checkpoint}{chosen}")
     return 0
@@ -227,12 +270,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                             device=args.device, num_workers=args.num_workers, output_dir=args.output_dir,
                             encoder=args.encoder, max_images=args.max_images,
                             figure_images=args.figure_images, progress=not args.no_progress,
-                            num_slots=args.num_slots, bf16=args.bf16)
+                            num_slots=args.num_slots, bf16=args.bf16, mask_path=args.mask_path,
+                            mask_size=args.mask_size, panoptic=args.panoptic)
     for note in report.notes:
         print(f"[spot] {note}")
     print(report.table)
     written = [report.json_path, report.csv_path] + ([report.figure_path] if report.figure_path else [])
     print("[spot] written: " + ", ".join(str(path) for path in written))
+    return 0
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from .segment_files import segment_files
+
+    run = segment_files(args.checkpoint, args.inputs, args.out, orders=args.orders, masks=args.masks,
+                        device=args.device, batch_size=args.batch_size, encoder=args.encoder,
+                        num_slots=args.num_slots, preset=args.preset, sheet_images=args.sheet_images,
+                        progress=not args.no_progress)
+    print(f"[spot] orders {run.settings['order_ids']}, masks: {', '.join(run.settings['masks'])}, "
+          f"num_slots = {run.settings['num_slots']}; written: {run.index_path}"
+          + (f", {run.sheet_path}" if run.sheet_path else ""))
+    if run.failed:
+        print(f"spot segment: {run.summary()}", file=sys.stderr)
+        return 1
+    print(f"[spot] {run.summary()}")
     return 0
 
 

@@ -9,6 +9,10 @@ in the paper's final numbers.
 Evaluation runs in fp32 by default, as the authors evaluate; bf16 autocast is an opt-in
 (`precision="bf16"`, `spot evaluate --bf16`): faster on a GPU, and it moves a small share of
 the argmax labels.
+
+Beside the paper's protocol, COCO can be scored against its panoptic ground truth (P-ARI and
+class-agnostic PQ, the protocol of FT-DINOSAUR, ICLR 2025), and at another ground-truth mask
+size (320 in the paper, 224 in later papers); results.json records the protocol of each run.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import OrderSpec
-from .errors import InputError
+from .errors import DatasetError, InputError
 from .metrics import SegmentationMetrics
 from .model import SPOT
 from .viz import IMAGENET_MEAN, IMAGENET_STD
@@ -76,7 +80,7 @@ def evaluate_model(model: SPOT, loader: Iterable[dict], device: str | torch.devi
     """FG-ARI, mBO^i, mBO^c, mIoU (x100) of slot masks and decoder masks over `loader`.
 
     Batches are dicts with "image" and "instance_mask" (+ optional "class_mask",
-    "ignore_mask"), as the datasets in `spot_tutorial.data` return them. Runs in fp32 (the
+    "ignore_mask", and "panoptic_mask" / "panoptic_crowd" for P-ARI and PQ), as the datasets in `spot_tutorial.data` return them. Runs in fp32 (the
     authors' protocol) unless `precision="bf16"` (bf16 autocast on CUDA or the CPU) or `amp`
     (bf16 autocast on CUDA only, the switch training's periodic evaluation uses).
     """
@@ -94,19 +98,26 @@ def evaluate_model(model: SPOT, loader: Iterable[dict], device: str | torch.devi
             break
         output = predict(model, batch["image"].to(device, non_blocking=True), permutations, precision)
         targets = {name: batch[name].to(device) if name in batch else None
-                   for name in ("instance_mask", "class_mask", "ignore_mask")}
+                   for name in ("instance_mask", "class_mask", "ignore_mask", "panoptic_mask", "panoptic_crowd")}
         for kind, masks in (("slot", output.slot_masks), ("decoder", output.decoder_masks)):
             meters[kind].update(masks.float(), targets["instance_mask"], targets["class_mask"],
-                                targets["ignore_mask"])
+                                targets["ignore_mask"], targets["panoptic_mask"], targets["panoptic_crowd"])
     model.train(was_training)
     return {kind: meter.compute() for kind, meter in meters.items()}
 
 
+METRIC_NAMES = {"fg_ari": "FG-ARI", "mbo_i": "mBO^i", "mbo_c": "mBO^c", "miou": "mIoU", "p_ari": "P-ARI",
+                "pq": "PQ"}
+PANOPTIC_METRICS = ("p_ari", "pq")
+
+
 def results_table(results: dict[str, dict[str, float]], title: str = "") -> str:
-    """A plain-text table: one row per mask kind (or per model), one column per metric."""
-    columns = ("fg_ari", "mbo_i", "mbo_c", "miou")
+    """A plain-text table: one row per mask kind (or per model), one column per metric
+    (P-ARI and PQ only when some row has them)."""
+    columns = [c for c in METRIC_NAMES if c not in PANOPTIC_METRICS
+               or any(c in metrics for metrics in results.values())]
     lines = [title] if title else []
-    lines.append(f"{'masks':<22}" + "".join(f"{c:>9}" for c in ("FG-ARI", "mBO^i", "mBO^c", "mIoU")))
+    lines.append(f"{'masks':<22}" + "".join(f"{METRIC_NAMES[c]:>9}" for c in columns))
     for name, metrics in results.items():
         lines.append(f"{name:<22}" + "".join(f"{metrics.get(c, float('nan')):>9.1f}" for c in columns))
     return "\n".join(lines)
@@ -121,16 +132,18 @@ def write_results(results: dict[str, dict[str, float]], output_dir: str | os.Pat
     json_path.write_text(json.dumps({"results": results, **(info or {})}, indent=2, default=str))
     with open(csv_path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["masks", "fg_ari", "mbo_i", "mbo_c", "miou", "num_images"])
+        columns = ["fg_ari", "mbo_i", "mbo_c", "miou", "num_images"]
+        columns += [c for c in PANOPTIC_METRICS if any(c in metrics for metrics in results.values())]
+        writer.writerow(["masks", *columns])
         for kind, metrics in results.items():
-            writer.writerow([kind] + [metrics.get(k) for k in ("fg_ari", "mbo_i", "mbo_c", "miou", "num_images")])
+            writer.writerow([kind] + [metrics.get(k) for k in columns])
     return json_path, csv_path
 
 
 # ------------------------------------------------------------------------------------------
 @dataclass
 class Segmentation:
-    slot_masks: list[torch.Tensor]     # per image [K, H, W], soft, at the image's own size
+    slot_masks: list[torch.Tensor]     # per image [K, H, W], soft, at the image's own size (or none)
     decoder_masks: list[torch.Tensor]  # per image [K, H, W]
     slot_labels: list[torch.Tensor]    # per image [H, W] argmax
     decoder_labels: list[torch.Tensor]  # per image [H, W]
@@ -172,31 +185,44 @@ def _tensor_to_unit_range(image: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def segment(model: SPOT, images: Sequence[Any] | torch.Tensor, permutations: OrderSpec = "standard",
-            device: str | torch.device | None = None) -> Segmentation:
+            device: str | torch.device | None = None, batch_size: int = 1,
+            soft_masks: bool = True) -> Segmentation:
     """Masks for images of any size: resize to the model's input, run, upsample back.
 
     `images`: a list of PIL images / HxWx3 uint8 arrays / [3,H,W] tensors, or one [B,3,H,W]
     tensor. Tensors hold raw pixels: uint8 in 0..255 (scaled to [0, 1]) or float in [0, 1];
     this function normalises with the ImageNet mean/std, so do not normalise beforehand.
+    `batch_size` images go through the model at once; `soft_masks=False` keeps only the label
+    maps (the soft masks of a large photo take K times its pixels in floats).
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     model.eval()
-    size = model.encoder.image_size
+    result = Segmentation([], [], [], [])
+    images = list(images)
+    for start in range(0, len(images), batch_size):
+        pixels = [_as_image_tensor(image) for image in images[start:start + batch_size]]  # [3, H, W] each
+        output = model(_model_input(pixels, model.encoder.image_size, device), permutations=permutations)
+        for index, image in enumerate(pixels):
+            size = tuple(image.shape[-2:])
+            for masks, soft_list, label_list in ((output.slot_masks, result.slot_masks, result.slot_labels),
+                                                 (output.decoder_masks, result.decoder_masks, result.decoder_labels)):
+                up = F.interpolate(masks[index:index + 1].float(), size=size, mode="bilinear",
+                                   align_corners=False)[0]  # [K, H, W]
+                if soft_masks:
+                    soft_list.append(up.cpu())
+                label_list.append(up.argmax(0).cpu())  # [H, W]
+    return result
+
+
+def _model_input(pixels: list[torch.Tensor], size: int, device: torch.device) -> torch.Tensor:
+    """Images [3, H, W] in [0, 1] -> one normalised batch [B, 3, size, size] on `device`."""
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(3, 1, 1)
-    result = Segmentation([], [], [], [])
-    for image in images:
-        pixels = _as_image_tensor(image).to(device)                       # [3, H, W]
-        height, width = pixels.shape[-2:]
-        resized = F.interpolate(pixels[None], size=(size, size), mode="bilinear", align_corners=False,
-                                antialias=True)
-        output = model(((resized[0] - mean) / std)[None], permutations=permutations)
-        for masks, soft_list, label_list in ((output.slot_masks, result.slot_masks, result.slot_labels),
-                                             (output.decoder_masks, result.decoder_masks, result.decoder_labels)):
-            up = F.interpolate(masks.float(), size=(height, width), mode="bilinear", align_corners=False)[0]
-            soft_list.append(up.cpu())
-            label_list.append(up.argmax(0).cpu())
-    return result
+    resized = [F.interpolate(image.to(device)[None], size=(size, size), mode="bilinear", align_corners=False,
+                             antialias=True)[0] for image in pixels]
+    return (torch.stack(resized) - mean) / std  # [B, 3, size, size]
 
 
 def plot_segmentation(images: Sequence[Any], segmentation: Segmentation, alpha: float = 0.5):
@@ -277,25 +303,36 @@ def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, da
                    num_workers: int = 4, output_dir: str | os.PathLike = "outputs/evaluate",
                    encoder: str = "vit_base_patch16_224.dino", max_images: int = 0,
                    figure_images: int = 8, progress: bool = True, num_slots: int | None = None,
-                   bf16: bool = False) -> EvaluationReport:
+                   bf16: bool = False, mask_path: str | os.PathLike | None = None,
+                   mask_size: int | None = None, panoptic: bool = False) -> EvaluationReport:
     """What `spot evaluate` does: load a checkpoint (ours or the authors'), score a dataset,
     print/write the table (JSON + CSV) and optionally a figure of predicted masks.
 
     An authors' checkpoint takes what its weights do not store from the dataset's preset
     (e.g. 7 slots for COCO, 6 for VOC) unless `num_slots` is given. fp32 unless `bf16`.
+    `mask_size` overrides the preset's ground-truth size (COCO: 320, the paper's; 224 for
+    later papers); `panoptic` adds P-ARI and PQ against COCO's panoptic ground truth;
+    `mask_path` is the mask folder of ``dataset='folder'``. results.json gets a "protocol" block.
     """
     from torch.utils.data import DataLoader, Subset
 
-    from .config import get_preset
+    from .config import PRESETS, get_preset
     from .data import build_datasets
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     precision = "bf16" if bf16 else "fp32"
     precision_context(device, precision)  # refuses an unsupported device before any work
-    model, shapes = load_checkpoint_for_evaluation(checkpoint, encoder, get_preset(dataset or "coco"), num_slots)
+    preset = dataset if dataset in PRESETS else "coco"  # an image folder: the COCO recipe
+    model, shapes = load_checkpoint_for_evaluation(checkpoint, encoder, get_preset(preset), num_slots)
     model = model.to(device)
     config = model.config.replace(dataset=dataset) if dataset else model.config
-    _, eval_set = build_datasets(config, data_path)
+    if mask_size is not None:
+        config = config.replace(gt_mask_size=mask_size)
+    _, eval_set = build_datasets(config, data_path, mask_path=mask_path, panoptic=panoptic)
+    if "instance_mask" not in eval_set[0]:
+        raise DatasetError(f"the images under {data_path} have no ground truth to score against: pass "
+                           "--mask-path (instance-mask PNGs parallel to the images), or use `spot segment` "
+                           "to only look at the masks")
     if max_images:
         eval_set = Subset(eval_set, range(min(max_images, len(eval_set))))
     loader = DataLoader(eval_set, batch_size=batch_size, num_workers=num_workers,
@@ -308,7 +345,9 @@ def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, da
     info = {"checkpoint": str(checkpoint), "dataset": config.dataset, "data_path": data_path,
             "permutations": permutations, "order_ids": order_ids, "precision": precision,
             "num_slots": shapes["num_slots"], "num_slots_from": shapes["num_slots_from"],
-            "assumed_shapes": shapes["assumed"], "num_images": len(eval_set), "config": config.to_dict()}
+            "assumed_shapes": shapes["assumed"], "num_images": len(eval_set), "config": config.to_dict(),
+            "protocol": evaluation_protocol(config, checkpoint, permutations, order_ids, precision,
+                                            shapes["num_slots"], panoptic)}
     json_path, csv_path = write_results(results, output_dir, info)
     figure_path = None
     if figure_images:
@@ -316,6 +355,45 @@ def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, da
         save_mask_figure(model, eval_set, figure_images, permutations, device, figure_path)
     notes = describe_shapes(shapes) + [f"precision: {precision}; decoder orders: {order_ids}"]
     return EvaluationReport(results, table, json_path, csv_path, figure_path, info, notes)
+
+
+# How each dataset's ground truth treats background and overlapping annotations.
+GROUND_TRUTH_RULES = {
+    "coco": "instances_val2017.json, crowd annotations included; pixels of two or more annotations ignored",
+    "voc": "SegmentationObject / SegmentationClass PNGs; border value 255 becomes background",
+    "movi_c": "per-object mask PNGs; no overlaps", "movi_e": "per-object mask PNGs; no overlaps",
+    "synthetic": "rendered instance masks; no overlaps",
+    "folder": "instance-mask PNGs of the mask folder (0 = background); no overlaps, no classes",
+}
+
+
+def evaluation_protocol(config, checkpoint, permutations: OrderSpec, order_ids, precision: str,
+                        num_slots: int, panoptic: bool) -> dict[str, Any]:
+    """The choices behind the numbers of one evaluation, for results.json."""
+    protocol = {
+        "mask_size": config.gt_mask_size,
+        "image_size": config.image_size,
+        "orders": permutations if isinstance(permutations, str) else list(permutations),
+        "order_ids": order_ids,
+        "masks": {"slot": "slot-attention masks", "decoder": "decoder cross-attention masks"},
+        "prediction": "soft masks on the encoder's token grid, bilinearly upsampled to the mask size, "
+                      "argmax over slots",
+        "background": "FG-ARI leaves ground-truth background out; mBO and mIoU do not score it as an object "
+                      "but keep it in the predicted masks' areas",
+        "ground_truth": GROUND_TRUTH_RULES.get(config.dataset, config.dataset),
+        "ignored_pixels": "left out of every metric",
+        "num_slots": num_slots,
+        "precision": precision,
+        "checkpoint": str(checkpoint),
+    }
+    if panoptic:
+        protocol["panoptic"] = (
+            "panoptic_val2017: every thing and stuff segment; unlabelled pixels (id 0) left out. P-ARI: "
+            "ARI over every labelled pixel, mean over images. PQ: class-agnostic, prediction-segment match "
+            "at IoU > 0.5 (void pixels removed from predictions), crowd segments neither matched nor missed, "
+            "unmatched predictions more than half void or crowd not counted as false positives; TP, FP, FN "
+            "and IoUs summed over the data set")
+    return protocol
 
 
 @torch.no_grad()

@@ -7,6 +7,13 @@ This module implements the evaluation protocol that SPOT shares with DINOSAUR:
 * mBO^c   - mean best overlap against class (semantic) masks;
 * mIoU    - mean IoU after Hungarian matching of predicted to ground-truth masks.
 
+and, beside it, the newer protocol of FT-DINOSAUR (ICLR 2025), which scores COCO against the
+panoptic ground truth, where every thing instance and every stuff region is a segment:
+
+* P-ARI   - adjusted Rand index over every labelled pixel (target 0 = unlabelled, left out);
+* PQ      - class-agnostic panoptic quality: predicted masks matched to segments at IoU > 0.5,
+            PQ = sum of matched IoUs / (TP + FP / 2 + FN / 2), counted over the whole data set.
+
 All metrics take label maps: ``pred`` [B, H, W] holds the predicted slot index of every
 pixel, ``target`` [B, H, W] the ground-truth object id (0 = background) and ``ignore``
 [B, H, W] marks pixels that are excluded everywhere. The conventions follow the authors'
@@ -30,6 +37,7 @@ per-image loop is the Hungarian matching of mIoU, on small [objects, segments] m
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -43,6 +51,9 @@ __all__ = [
     "fg_ari",
     "mbo",
     "miou",
+    "panoptic_ari",
+    "panoptic_quality",
+    "PanopticCounts",
     "masks_to_labels",
     "SegmentationMetrics",
 ]
@@ -266,6 +277,114 @@ def miou(
     return _miou_from_table(contingency_table(pred, target, ignore))
 
 
+# --------------------------------------------------------------------------------------
+# Panoptic protocol (FT-DINOSAUR, ICLR 2025): P-ARI and class-agnostic PQ
+# --------------------------------------------------------------------------------------
+
+
+def panoptic_ari(
+    pred: torch.Tensor, target: torch.Tensor, ignore: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """P-ARI per image -> float64 [B]: the adjusted Rand index over every labelled pixel.
+
+    ``target`` holds panoptic segment ids (things and stuff alike), 0 = unlabelled. Unlabelled
+    and ignored pixels are left out; nothing else is (stuff counts like any object). The same
+    formula and degenerate-case convention (1.0) as :func:`fg_ari`, which it is with the
+    panoptic segments as the "foreground".
+    """
+    return _ari_from_table(contingency_table(pred, target, ignore))
+
+
+@dataclass
+class PanopticCounts:
+    """Class-agnostic panoptic-quality counts per image (float64 [B] each).
+
+    Sum them over a data set and call :meth:`pq` for the data-set PQ (as COCO's panoptic
+    evaluation accumulates); ``pq()`` of one image's counts is that image's PQ.
+    """
+
+    iou_sum: torch.Tensor        # [B] sum of the IoUs of the matched (TP) pairs
+    true_positives: torch.Tensor  # [B] segments matched by a prediction at IoU > 0.5
+    false_positives: torch.Tensor  # [B] unmatched predictions (not mostly on void / crowd)
+    false_negatives: torch.Tensor  # [B] unmatched segments (crowd regions excluded)
+
+    def pq(self) -> torch.Tensor:
+        """sum IoU / (TP + FP / 2 + FN / 2); NaN where there is nothing to score."""
+        denominator = self.true_positives + 0.5 * (self.false_positives + self.false_negatives)
+        return self.iou_sum / denominator  # 0 / 0 = NaN
+
+    def sq(self) -> torch.Tensor:
+        """Segmentation quality: mean IoU of the matched pairs."""
+        return self.iou_sum / self.true_positives
+
+    def rq(self) -> torch.Tensor:
+        """Recognition quality: TP / (TP + FP / 2 + FN / 2) (an F1 score)."""
+        return self.true_positives / (self.true_positives + 0.5 * (self.false_positives + self.false_negatives))
+
+
+PQ_MATCH_IOU = 0.5       # a prediction matches a segment above this IoU (then the match is unique)
+PQ_VOID_FRACTION = 0.5   # an unmatched prediction with more void + crowd than this is not a FP
+
+
+def panoptic_quality(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    ignore: Optional[torch.Tensor] = None,
+    crowd: Optional[torch.Tensor] = None,
+) -> PanopticCounts:
+    """Class-agnostic panoptic-quality counts per image (Kirillov et al., CVPR 2019, without classes).
+
+    ``target`` [B, H, W]: segment ids, 0 = unlabelled (void). ``ignore`` [B, H, W]: more void
+    pixels. ``crowd`` [B, H, W]: pixels of crowd regions (COCO ``iscrowd``), whose segments are
+    neither matched nor missed.
+
+    * IoU of a prediction and a segment: void pixels are removed from the prediction first
+      (they do not make the union larger); crowd pixels are not.
+    * A match is a (prediction, segment) pair with IoU > 0.5; no segment or prediction can be in
+      two such pairs, so no assignment step is needed.
+    * FN: segments without a match. FP: predictions without a match, unless more than half of
+      their pixels are void or crowd.
+    """
+    _check_inputs(pred, target, ignore)
+    void = target == 0
+    if ignore is not None:
+        void = void | ignore
+    if crowd is not None:
+        if not isinstance(crowd, torch.Tensor) or crowd.dtype != torch.bool or crowd.shape != target.shape:
+            raise ValueError(f"crowd must be a torch.bool tensor of the target's shape {tuple(target.shape)}")
+        crowd = crowd & ~void
+    # Rows of the table: 0 void, 1 crowd, 2.. segments (ids renumbered; all pixels counted).
+    regions, _ = _compact_ids(target, keep_zero=True)
+    regions = torch.where(void, torch.zeros_like(regions), regions + 1)
+    if crowd is not None:
+        regions = torch.where(crowd, torch.ones_like(regions), regions)
+    table = contingency_table(pred, regions)  # [B, 2 + M, P]
+    return _panoptic_counts_from_table(table)
+
+
+def _panoptic_counts_from_table(table: torch.Tensor) -> PanopticCounts:
+    """Counts [B, 2 + M, P] with rows void, crowd, segments -> PanopticCounts."""
+    table = table.double()
+    void, crowd, segments = table[:, 0], table[:, 1], table[:, 2:]  # [B, P], [B, P], [B, M, P]
+    segment_area = segments.sum(dim=2, keepdim=True)  # [B, M, 1]
+    pred_area = (table.sum(dim=1) - void).unsqueeze(1)  # [B, 1, P]  void removed, crowd kept
+    union = segment_area + pred_area - segments  # [B, M, P]
+    iou = segments / union.clamp(min=1)  # [B, M, P]
+    matched = iou > PQ_MATCH_IOU  # [B, M, P], at most one True per row and per column
+    pred_total = table.sum(dim=1)  # [B, P]
+    pred_present = pred_total > 0
+    mostly_void = (void + crowd) > PQ_VOID_FRACTION * pred_total  # [B, P]
+    false_positive = pred_present & ~matched.any(dim=1) & ~mostly_void  # [B, P]
+    segment_present = segment_area[..., 0] > 0  # [B, M]
+    true_positives = matched.sum(dim=(1, 2)).double()  # [B]
+    return PanopticCounts(
+        iou_sum=torch.where(matched, iou, torch.zeros_like(iou)).sum(dim=(1, 2)),
+        true_positives=true_positives,
+        false_positives=false_positive.sum(dim=1).double(),
+        false_negatives=segment_present.sum(dim=1).double() - true_positives,
+    )
+
+
 def masks_to_labels(
     masks: torch.Tensor, size: Union[int, Sequence[int]]
 ) -> torch.Tensor:
@@ -301,6 +420,12 @@ _TOTALS = (
     "mbo_c_count",
     "miou_sum",
     "miou_count",
+    "p_ari_sum",
+    "p_ari_count",
+    "pq_iou_sum",
+    "pq_tp",
+    "pq_fp",
+    "pq_fn",
 )
 
 
@@ -320,7 +445,9 @@ class SegmentationMetrics:
     {'fg_ari': ..., 'mbo_i': ..., 'mbo_c': ..., 'miou': ..., 'num_images': ...}
 
     Every metric is the mean over images, x100. Images without objects are skipped by
-    mBO and mIoU; FG-ARI counts every image. Sums stay on the device of the inputs and are
+    mBO and mIoU; FG-ARI counts every image. Given panoptic targets, ``p_ari`` (mean over
+    images) and ``pq`` (class-agnostic, from TP / FP / FN / IoU summed over the data set) are
+    reported too. Sums stay on the device of the inputs and are
     all-reduced across ranks in :meth:`compute` when torch.distributed is initialised.
     """
 
@@ -337,6 +464,8 @@ class SegmentationMetrics:
         instance_target: torch.Tensor,
         class_target: Optional[torch.Tensor] = None,
         ignore: Optional[torch.Tensor] = None,
+        panoptic_target: Optional[torch.Tensor] = None,
+        panoptic_crowd: Optional[torch.Tensor] = None,
     ) -> None:
         """Add a batch.
 
@@ -344,7 +473,9 @@ class SegmentationMetrics:
             or a predicted label map [B, H, W] (integer).
         instance_target: [B, H, W] instance ids, 0 = background.
         class_target: optional [B, H, W] class ids, 0 = background (gives mBO^c).
-        ignore: optional bool [B, H, W], True = pixel excluded.
+        ignore: optional bool [B, H, W], True = pixel excluded (instance and class targets).
+        panoptic_target: optional [B, H, W] panoptic segment ids, 0 = unlabelled (P-ARI, PQ).
+        panoptic_crowd: optional bool [B, H, W], pixels of crowd segments (PQ only).
         """
         _check_label_map("instance_target", instance_target)
         pred = self._to_label_map(pred_masks, tuple(instance_target.shape[-2:]))
@@ -360,12 +491,31 @@ class SegmentationMetrics:
         if class_target is not None:
             class_counts = contingency_table(pred, class_target, ignore)
             batch["mbo_c_sum"], batch["mbo_c_count"] = _sum_and_count(_mbo_from_table(class_counts))
+        if panoptic_target is not None:
+            batch.update(self._panoptic_sums(pred, panoptic_target, panoptic_crowd))
 
         device = instance_target.device
         totals = torch.stack(
             [batch.get(name, torch.zeros((), dtype=torch.float64)).to(device) for name in _TOTALS]
         )
         self._totals = totals if self._totals is None else self._totals + totals
+
+    @staticmethod
+    def _panoptic_sums(pred: torch.Tensor, target: torch.Tensor,
+                       crowd: Optional[torch.Tensor]) -> dict[str, torch.Tensor]:
+        if tuple(target.shape) != tuple(pred.shape):
+            raise ValueError(f"panoptic_target {tuple(target.shape)} must have the instance target's "
+                             f"shape {tuple(pred.shape)}")
+        p_ari = panoptic_ari(pred, target)  # [B]
+        counts = panoptic_quality(pred, target, crowd=crowd)
+        return {
+            "p_ari_sum": p_ari.sum(),
+            "p_ari_count": torch.tensor(float(p_ari.numel()), dtype=torch.float64),
+            "pq_iou_sum": counts.iou_sum.sum(),
+            "pq_tp": counts.true_positives.sum(),
+            "pq_fp": counts.false_positives.sum(),
+            "pq_fn": counts.false_negatives.sum(),
+        }
 
     @staticmethod
     def _to_label_map(pred_masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -408,10 +558,16 @@ class SegmentationMetrics:
             count = totals[count_name]
             return 100.0 * totals[sum_name] / count if count > 0 else math.nan
 
-        return {
+        results = {
             "fg_ari": mean_x100("fg_ari_sum", "num_images"),
             "mbo_i": mean_x100("mbo_i_sum", "mbo_i_count"),
             "mbo_c": mean_x100("mbo_c_sum", "mbo_c_count"),
             "miou": mean_x100("miou_sum", "miou_count"),
             "num_images": int(round(totals["num_images"])),
         }
+        if totals["p_ari_count"] > 0:  # panoptic targets were given
+            counts = PanopticCounts(*(torch.tensor(totals[name], dtype=torch.float64)
+                                      for name in ("pq_iou_sum", "pq_tp", "pq_fp", "pq_fn")))
+            results["p_ari"] = mean_x100("p_ari_sum", "p_ari_count")
+            results["pq"] = 100.0 * float(counts.pq())
+        return results

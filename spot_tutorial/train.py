@@ -49,7 +49,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .data import build_datasets
 from .data.selection import holdout_split
-from .checkpoints import FORMAT, FORMAT_VERSION, atomic_save, load_model, load_state_strict, safe_load
+from .checkpoints import (FORMAT, FORMAT_VERSION, atomic_save, initialize_from, load_model, load_state_strict,
+                          safe_load)
 from .config import STAGE2_SETTINGS, SPOTConfig
 from .model import SPOT
 from .precision import autocast as precision_autocast, choose_precision
@@ -416,6 +417,10 @@ class Trainer:
             stage 2); 'slot/mbo_i' is the alternative for the student.
         on_checkpoint: called with the step after each resumable checkpoint is written.
         datasets: (train, eval) datasets to use instead of `build_datasets(config, data_path)`.
+        mask_path: with ``config.dataset == 'folder'``, the folder of instance-mask PNGs that
+            makes evaluation (and model selection) possible; without it there are figures only.
+        init_from: a checkpoint (ours or the authors') whose weights start the model, for
+            fine-tuning; see `checkpoints.initialize_from`. Ignored when resuming a run.
     """
 
     def __init__(self, config: SPOTConfig, stage: int = 1, output_dir: str | os.PathLike = "outputs/run",
@@ -423,7 +428,8 @@ class Trainer:
                  device: str = "auto", resume: bool = False, overwrite: bool = False,
                  progress: bool = True, encoder_weights: str | None = None,
                  select_by: str | None = None, on_checkpoint: Callable[[int], None] | None = None,
-                 datasets: tuple[Dataset, Dataset] | None = None):
+                 datasets: tuple[Dataset, Dataset] | None = None, mask_path: str | os.PathLike | None = None,
+                 init_from: str | os.PathLike | None = None):
         if stage not in (1, 2):
             raise ConfigError(f"stage must be 1 (teacher) or 2 (self-training), got {stage!r}")
         if stage == 2 and teacher is None:
@@ -445,18 +451,26 @@ class Trainer:
         seed_everything(config.seed)  # the same initial weights in every process
         self._check_output_dir(resume, overwrite)
         # data first: a missing dataset is reported before any weights are downloaded
-        train_set, eval_set = datasets if datasets is not None else build_datasets(config, data_path)
+        train_set, eval_set = datasets if datasets is not None else build_datasets(config, data_path, mask_path)
         self.selection_set = None  # held-out training images that choose best.pt
         if select_by is not None:
-            train_set, self.selection_set = holdout_split(config, train_set, data_path)
+            train_set, self.selection_set = holdout_split(config, train_set, data_path, mask_path)
         self.train_set, self.eval_set = train_set, eval_set
+        self.eval_has_masks = "instance_mask" in eval_set[0]  # an image folder may have no masks
+        self.init_from = None if init_from is None else str(init_from)
 
         self.teacher = load_teacher(self.teacher_path, self.device) if stage == 2 else None
         if self.teacher is not None:
             check_teacher(self.teacher, config)
-        self.model = build_model(config, encoder_weights, pretrained=False if stage == 2 else None)
+        self.model = build_model(config, encoder_weights,
+                                 pretrained=False if stage == 2 or init_from is not None else None)
         if self.teacher is not None:
             copy_encoder_from_teacher(self.model, self.teacher)
+        self.init_report = None  # fine-tuning: weights from another checkpoint (ours or the authors')
+        if self.init_from is not None and not (resume and (self.output_dir / LAST).exists()):
+            self.init_report = initialize_from(self.model, self.init_from)
+            if self.is_main:
+                print(f"[spot] {self.init_report.summary()}")
         self.teacher_on_targets = self.teacher is not None and teacher_sees_student_targets(self.teacher, self.model)
         self.model.to(self.device)
         if config.cpu_bf16 and self.device.type == "cpu" and not cpu_has_native_bf16():
@@ -699,7 +713,7 @@ class Trainer:
             payload = {"format": FORMAT, "version": FORMAT_VERSION, "stage": self.stage,
                        "config": self.config.to_dict(), "model": self.model.state_dict(),
                        "optimizer": self.optimizer.state_dict(), "progress": asdict(self.progress),
-                       "rng": rng_states, "teacher": self.teacher_path}
+                       "rng": rng_states, "teacher": self.teacher_path, "init_from": self.init_from}
             atomic_save(payload, self.output_dir / LAST)
             if self.on_checkpoint is not None:
                 self.on_checkpoint(self.progress.step)
@@ -727,6 +741,11 @@ class Trainer:
             atomic_save(payload, self.output_dir / BEST)
 
     def _evaluate_and_select(self) -> dict[str, dict[str, float]]:
+        if not self.eval_has_masks:  # images without ground truth: figures, no metrics
+            self.progress.last_eval_step = self.progress.step
+            if self.is_main:
+                self._save_figure()
+            return {}
         results = self.evaluate()
         self.progress.last_eval_step = self.progress.step
         self._log_evaluation(results)

@@ -45,6 +45,50 @@ def overlay(image_rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np
     return (1 - alpha) * image_rgb + alpha * colours
 
 
+def label_png(labels: np.ndarray | torch.Tensor):
+    """Label map [H, W] (slot ids) -> palette PIL image: pixel values are the slot ids, shown in
+    the colours of `overlay`, so one file is both data and picture."""
+    from PIL import Image
+
+    labels = np.asarray(labels)
+    if labels.min() < 0 or labels.max() > 255:
+        raise ValueError(f"a label PNG holds ids 0..255, got {labels.min()}..{labels.max()}")
+    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+    colours = (np.resize(PALETTE, (256, 3)) * 255).round().astype(np.uint8)  # the palette, repeated
+    image.putpalette(colours.flatten().tolist())
+    return image
+
+
+def overlay_png(image_rgb: np.ndarray, labels: np.ndarray | torch.Tensor, alpha: float = 0.5):
+    """uint8 image [H, W, 3] with one colour per label blended over it -> RGB PIL image."""
+    from PIL import Image
+
+    blended = overlay(np.asarray(image_rgb, dtype=np.float64) / 255.0, np.asarray(labels), alpha)
+    return Image.fromarray((blended * 255).round().astype(np.uint8))
+
+
+def contact_sheet(rows: list[tuple[str, list]], columns: list[str], thumbnail: int = 192):
+    """One row per image: its name, then pictures (PIL images: the image, its overlays) under
+    the `columns` titles, each shrunk to at most `thumbnail` pixels a side."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.2 * len(columns), 2.2 * len(rows)),
+                             squeeze=False)
+    for row, (name, pictures) in enumerate(rows):
+        for col, picture in enumerate(pictures):
+            small = picture.copy()
+            small.thumbnail((thumbnail, thumbnail))
+            axes[row, col].imshow(np.asarray(small))
+        axes[row, 0].set_ylabel(name if len(name) <= 28 else "..." + name[-25:], fontsize=7)
+    for col, title in enumerate(columns):
+        axes[0, col].set_title(title, fontsize=9)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
 def mask_figure(images: torch.Tensor, masks_by_name: dict[str, torch.Tensor], max_images: int = 8,
                 normalized: bool = True, titles: list[str] | None = None):
     """Rows: images; columns: the image, then each set of masks (soft [B,K,h,w] or labels [B,H,W])."""

@@ -20,7 +20,7 @@ from spot_tutorial.colab import colab_url
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
-PROSE = ["intro", "paper", "reproduce", "ablation", "api"]
+PROSE = ["intro", "paper", "own_data", "reproduce", "ablation", "api"]
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
 
 pytestmark = pytest.mark.skipif(os.environ.get("SPOT_SKIP_BOOK_TEST") == "1",

@@ -203,3 +203,46 @@ def test_evaluate_help_shows_num_slots_and_bf16(capsys):
     assert "--num-slots" in text and "--bf16" in text
     with pytest.raises(SystemExit):
         build_parser().parse_args(["evaluate", "model.pt", "--num-slots", "0"])
+
+
+def test_fine_tune_from_an_authors_checkpoint_and_refuse_one_that_does_not_fit(tmp_path, capsys):
+    import torch
+
+    from spot_tutorial import SPOT, get_preset
+    from test_checkpoints import to_official
+
+    authors = SPOT.from_config(get_preset("tiny"))  # a shared-Gaussian stage-1 model
+    torch.save({"model": to_official(authors.state_dict())}, tmp_path / "authors.pt")
+    common = ["--preset", "synthetic", "--train-images", "16", "--eval-images", "4", "--batch-size", "8",
+              "--max-steps", "2", "--device", "cpu", "--no-progress"]
+    assert main(["train", "--stage", "1", "--init-from", str(tmp_path / "authors.pt"),
+                 "--output-dir", str(tmp_path / "ft"), *common]) == 0
+    assert "(authors' checkpoint)" in capsys.readouterr().out
+    assert safe_load(tmp_path / "ft" / "last.pt")["init_from"] == str(tmp_path / "authors.pt")
+    # a stage-2 student from it: its learned slot embeddings are not in the file and stay fresh
+    assert main(["train", "--stage", "2", "--teacher", str(tmp_path / "ft" / "last.pt"), "--init-from",
+                 str(tmp_path / "authors.pt"), "--output-dir", str(tmp_path / "st"), *common]) == 0
+    assert "kept as built: slot_attention.slots_init.weight" in capsys.readouterr().out
+    assert main(["train", "--stage", "1", "--init-from", str(tmp_path / "authors.pt"), "--slot-size", "32",
+                 "--output-dir", str(tmp_path / "bad"), *common]) == 1
+    err = capsys.readouterr().err
+    assert "does not fit the model being trained" in err and "slot_attention" in err
+
+
+def test_evaluate_records_the_protocol_and_takes_another_mask_size(tmp_path):
+    from spot_tutorial import SPOT, get_preset, save_model
+
+    save_model(SPOT.from_config(get_preset("tiny", eval_images=4)), tmp_path / "model.pt")
+    common = ["--eval-permutations", "standard", "--batch-size", "4", "--device", "cpu", "--num-workers", "0",
+              "--figure-images", "0", "--no-progress"]
+    for size, folder in ((None, "default"), ("48", "small")):
+        extra = ["--mask-size", size] if size else []
+        assert main(["evaluate", str(tmp_path / "model.pt"), "--output-dir", str(tmp_path / folder),
+                     *extra, *common]) == 0
+    default = json.loads((tmp_path / "default" / "results.json").read_text())["protocol"]
+    small = json.loads((tmp_path / "small" / "results.json").read_text())["protocol"]
+    assert default["mask_size"] == 64 and small["mask_size"] == 48  # the tiny preset's own: 64
+    for key in ("orders", "masks", "background", "ground_truth", "num_slots", "precision", "checkpoint"):
+        assert key in default
+    assert default["precision"] == "fp32" and default["order_ids"] == [0]
+    assert main(["evaluate", str(tmp_path / "model.pt"), "--panoptic", *common]) == 1  # COCO only

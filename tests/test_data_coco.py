@@ -325,3 +325,73 @@ def test_ground_truth_equals_independent_protocol_masks(protocol_coco, mask_size
             assert item["ignore_mask"].any()  # the fixture's objects overlap
         checked_large_ids |= bool(item["instance_mask"].max() > 255)
     assert checked_large_ids
+
+
+# --------------------------------------------------------------------------------------
+# Panoptic ground truth (panoptic_val2017.json + PNGs, id = R + 256 G + 256^2 B)
+# --------------------------------------------------------------------------------------
+
+PANOPTIC_IDS = (5_000_123, 7, 65_536 + 3)  # use every colour channel; listed in this order
+
+
+def _id_to_rgb(segment_ids):
+    ids = np.asarray(segment_ids, dtype=np.int64)
+    return np.stack([ids % 256, ids // 256 % 256, ids // 65_536], axis=-1).astype(np.uint8)
+
+
+def _write_panoptic(root):
+    """Image 1: three segments (the third a crowd) and an unlabelled strip; image 2: one
+    segment over everything; image 3: nothing labelled. Returns image 1's expected map."""
+    png_dir = root / "annotations" / "panoptic_val2017"
+    png_dir.mkdir(parents=True)
+    raw1 = np.zeros((H1, W1), dtype=np.int64)
+    raw1[:, :20] = PANOPTIC_IDS[0]   # stuff, left half
+    raw1[5:25, 20:30] = PANOPTIC_IDS[1]
+    raw1[10:20, 30:38] = PANOPTIC_IDS[2]
+    expected = np.select([raw1 == i for i in PANOPTIC_IDS], [1, 2, 3], 0)
+    entries = []
+    for image_id, raw, ids in ((1, raw1, PANOPTIC_IDS), (2, np.full((32, 24), 42), (42,)),
+                               (3, np.zeros((30, 30), dtype=np.int64), ())):
+        name = f"{image_id:012d}.png"
+        Image.fromarray(_id_to_rgb(raw)).save(png_dir / name)
+        info = [{"id": int(i), "category_id": 1, "iscrowd": int(i == PANOPTIC_IDS[2])} for i in ids]
+        entries.append({"image_id": image_id, "file_name": name, "segments_info": info})
+    (root / "annotations" / "panoptic_val2017.json").write_text(json.dumps({"annotations": entries}))
+    return expected
+
+
+def test_panoptic_reader_decodes_and_renumbers_segments(coco_root):
+    from spot_tutorial.data.coco_panoptic import PanopticAnnotations
+
+    expected = _write_panoptic(coco_root)
+    truth = PanopticAnnotations(coco_root, "val")[1]
+    np.testing.assert_array_equal(truth.segments, expected)
+    np.testing.assert_array_equal(truth.crowd, expected == 3)
+    assert truth.category_ids == [1, 1, 1]
+
+
+def test_panoptic_items_are_resized_like_the_instance_masks(coco_root):
+    expected = _write_panoptic(coco_root)
+    dataset = COCO2017(coco_root, "val", image_size=16, mask_size=30, panoptic=True)
+    first = dataset[0]
+    assert first["panoptic_mask"].dtype == torch.int64 and first["panoptic_crowd"].dtype == torch.bool
+    np.testing.assert_array_equal(first["panoptic_mask"].numpy(), expected[:, CROP:W1 - CROP])
+    assert dataset[1]["panoptic_mask"].unique().tolist() == [1]
+    assert dataset[2]["panoptic_mask"].unique().tolist() == [0]  # nothing labelled
+    batch = next(iter(DataLoader(dataset, batch_size=3)))
+    assert batch["panoptic_mask"].shape == (3, 30, 30)
+    assert "panoptic_mask" not in COCO2017(coco_root, "val", image_size=16, mask_size=30)[0]
+
+
+def test_panoptic_files_that_do_not_fit_are_refused(coco_root):
+    from spot_tutorial.data.coco_panoptic import read_panoptic_png
+    from spot_tutorial.errors import DatasetError
+
+    with pytest.raises(FileNotFoundError, match="panoptic_val2017.json"):
+        COCO2017(coco_root, "val", panoptic=True)
+    _write_panoptic(coco_root)
+    png = coco_root / "annotations" / "panoptic_val2017" / "000000000001.png"
+    with pytest.raises(DatasetError, match="does not list"):
+        read_panoptic_png(png, [{"id": 7, "category_id": 1}])
+    with pytest.raises(DatasetError, match="panoptic ground truth is for evaluation"):
+        COCO2017(coco_root, "train", train=True, panoptic=True)

@@ -217,3 +217,29 @@ def test_segment_refuses_images_it_would_misread():
         segment(model, [torch.rand(1, 32, 32)])
     with pytest.raises(ValueError, match="uint8"):
         segment(model, [np.zeros((8, 8, 3), dtype=np.float32)])
+
+
+def test_evaluate_model_adds_p_ari_and_pq_for_panoptic_items():
+    from sklearn.metrics import adjusted_rand_score
+
+    from spot_tutorial.metrics import PanopticCounts, masks_to_labels, panoptic_quality
+
+    dataset = TinyDataset()
+    for item in dataset.items:  # stand-in panoptic segments: classes, then "stuff" 10 on the background
+        item["panoptic_mask"] = torch.where(item["instance_mask"] > 0, item["class_mask"], 10)
+        item["panoptic_mask"][:3] = 0  # an unlabelled strip
+        item["panoptic_crowd"] = torch.zeros_like(item["ignore_mask"])
+    model = tiny_model(init_method="embedding")  # deterministic slots
+    results = evaluate_model(model, DataLoader(dataset, batch_size=3), "cpu", progress=False)["slot"]
+    batch = next(iter(DataLoader(dataset, batch_size=len(dataset))))
+    with torch.no_grad():
+        pred = masks_to_labels(model.eval()(batch["image"]).slot_masks.float(), 64)  # [B, 64, 64]
+    target = batch["panoptic_mask"]
+    p_ari = [adjusted_rand_score(target[b][target[b] > 0], pred[b][target[b] > 0]) for b in range(len(pred))]
+    assert results["p_ari"] == pytest.approx(100 * np.mean(p_ari), abs=1e-6)
+    counts = panoptic_quality(pred, target)
+    total = PanopticCounts(*(c.sum() for c in (counts.iou_sum, counts.true_positives, counts.false_positives,
+                                               counts.false_negatives)))
+    assert results["pq"] == pytest.approx(100 * total.pq().item(), abs=1e-6)
+    assert "P-ARI" in results_table({"slot": results})
+    assert "pq" not in evaluate_model(model, DataLoader(TinyDataset(), batch_size=3), "cpu", progress=False)["slot"]

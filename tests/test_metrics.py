@@ -459,3 +459,108 @@ def test_bad_inputs_raise_helpful_errors():
         metric.update(torch.rand(2, 4, 4), target)
     with pytest.raises(ValueError, match="same shape"):
         metric.update(pred, target, class_target=target[:, :2])
+
+
+# --------------------------------------------------------------------------------------
+# Panoptic protocol: P-ARI and class-agnostic PQ against independent per-image definitions
+# --------------------------------------------------------------------------------------
+
+
+def random_panoptic_batch(seed, batch=12, size=(16, 18)):
+    """Segment maps (some ids large, like COCO's R + 256 G + 256^2 B), predictions that follow
+    them in part, ignore and crowd masks; image 0 is fully unlabelled, image 1 fully ignored."""
+    rng = np.random.default_rng(seed)
+    target = rng.integers(0, 6, size=(batch, *size)) * rng.choice([1, 7919], size=(batch, 1, 1))
+    blocks = np.kron(rng.integers(0, 4, size=(batch, 4, 3)), np.ones((4, 6), dtype=np.int64))
+    target = np.where(rng.random((batch, 1, 1)) < 0.5, target, blocks)  # structured or noise
+    pred = np.where(rng.random((batch, *size)) < 0.8, target % 5, rng.integers(0, 5, size=(batch, *size)))
+    ignore = rng.random((batch, *size)) < 0.1
+    crowd = np.isin(target, [3, 3 * 7919])  # one segment id per image is a crowd region
+    target[0] = 0
+    ignore[1] = True
+    return (torch.from_numpy(pred), torch.from_numpy(target), torch.from_numpy(ignore),
+            torch.from_numpy(crowd))
+
+
+def pq_by_definition(pred, target, void, crowd):
+    """(iou_sum, TP, FP, FN) of one image, looping over segments and predictions (numpy)."""
+    crowd = crowd & ~void
+    scored = ~void & ~crowd
+    segments = [s for s in np.unique(target[scored])]
+    predictions = np.unique(pred)
+    iou_sum, tp, matched_preds = 0.0, 0, set()
+    for s in segments:
+        segment = (target == s) & scored
+        for p in predictions:
+            predicted = (pred == p) & ~void  # void pixels do not count in a prediction
+            iou = (segment & predicted).sum() / (segment | predicted).sum()
+            if iou > 0.5:
+                iou_sum, tp = iou_sum + iou, tp + 1
+                matched_preds.add(p)
+    fp = 0
+    for p in predictions:
+        whole = pred == p
+        if p not in matched_preds and (whole & (void | crowd)).sum() <= 0.5 * whole.sum():
+            fp += 1
+    return iou_sum, tp, fp, len(segments) - tp
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_panoptic_ari_matches_sklearn_per_image(seed):
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    pred, target, ignore, _ = random_panoptic_batch(seed)
+    got = metrics.panoptic_ari(pred, target, ignore)
+    for b in range(pred.shape[0]):
+        keep = (target[b] > 0) & ~ignore[b]  # every labelled, non-ignored pixel
+        expected = sklearn_metrics.adjusted_rand_score(target[b][keep].numpy(), pred[b][keep].numpy())
+        assert got[b].item() == pytest.approx(expected, abs=1e-10), b
+    assert got[0].item() == got[1].item() == 1.0  # no labelled pixel: sklearn's 1.0 too
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_panoptic_quality_matches_the_definition_per_image(seed):
+    pred, target, ignore, crowd = random_panoptic_batch(seed)
+    counts = metrics.panoptic_quality(pred, target, ignore, crowd)
+    matched_images = 0
+    for b in range(pred.shape[0]):
+        void = (target[b] == 0) | ignore[b]
+        iou_sum, tp, fp, fn = pq_by_definition(pred[b].numpy(), target[b].numpy(), void.numpy(), crowd[b].numpy())
+        assert counts.iou_sum[b].item() == pytest.approx(iou_sum, abs=1e-12)
+        assert (counts.true_positives[b].item(), counts.false_positives[b].item(),
+                counts.false_negatives[b].item()) == (tp, fp, fn), b
+        expected = iou_sum / (tp + 0.5 * (fp + fn)) if tp + fp + fn else math.nan
+        assert counts.pq()[b].item() == pytest.approx(expected, nan_ok=True)
+        matched_images += tp > 0
+    assert matched_images >= 4  # the random maps do produce matches
+    assert math.isnan(counts.pq()[0].item()) and math.isnan(counts.pq()[1].item())  # nothing to score
+
+
+def test_panoptic_quality_by_hand():
+    # segments 5 (left half) and 9 (right half); one void pixel row at the bottom
+    target = labels([[5, 5, 9, 9], [5, 5, 9, 9], [5, 5, 9, 9], [0, 0, 0, 0]])
+    pred = labels([[0, 0, 1, 1], [0, 0, 1, 1], [0, 2, 2, 2], [2, 2, 0, 0]])
+    counts = metrics.panoptic_quality(pred, target)
+    # pred 0 vs 5: 5/6 (its 2 void pixels are removed, not added to the union); pred 1 vs 9: 4/6;
+    # pred 2 matches nothing and has 2 void pixels of 5, not more than half: FP = 1, FN = 0
+    assert counts.true_positives.item() == 2 and counts.false_positives.item() == 1
+    assert counts.iou_sum.item() == pytest.approx(5 / 6 + 4 / 6)
+    assert counts.pq().item() == pytest.approx((9 / 6) / 2.5)
+    # the same prediction 2 mostly on void is no false positive
+    pred_void = labels([[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 1, 2], [2, 2, 2, 2]])
+    assert metrics.panoptic_quality(pred_void, target).false_positives.item() == 0
+
+
+def test_accumulator_reports_p_ari_and_dataset_pq_with_panoptic_targets():
+    pred, target, ignore, crowd = random_panoptic_batch(3, batch=6)
+    meter = SegmentationMetrics()
+    meter.update(pred[:3], target[:3] % 4, panoptic_target=target[:3], panoptic_crowd=crowd[:3])
+    meter.update(pred[3:], target[3:] % 4, panoptic_target=target[3:], panoptic_crowd=crowd[3:])
+    results = meter.compute()
+    counts = metrics.panoptic_quality(pred, target, crowd=crowd)
+    total = metrics.PanopticCounts(*(value.sum() for value in (counts.iou_sum, counts.true_positives,
+                                                               counts.false_positives, counts.false_negatives)))
+    assert results["pq"] == pytest.approx(100 * total.pq().item())  # summed over the data set
+    assert results["p_ari"] == pytest.approx(100 * metrics.panoptic_ari(pred, target).mean().item())
+    plain = SegmentationMetrics()
+    plain.update(pred, target % 4)
+    assert "pq" not in plain.compute() and "p_ari" not in plain.compute()

@@ -1,7 +1,8 @@
 """Datasets and transforms of SPOT's training and evaluation protocol.
 
-Readers for the paper's datasets (COCO 2017, PASCAL VOC 2012, MOVi-C/E) and a built-in
-procedural dataset (``SyntheticShapes``) for CPU-sized experiments. None imports a model.
+Readers for the paper's datasets (COCO 2017 with its panoptic ground truth, PASCAL VOC 2012,
+MOVi-C/E), any folder of your own images (``ImageFolder``) and a built-in procedural dataset
+(``SyntheticShapes``) for CPU-sized experiments. None imports a model.
 
 Item format (shared by every dataset)
 -------------------------------------
@@ -33,6 +34,7 @@ cropping), masks 320 (COCO, VOC) or 128 (MOVi) with nearest-neighbour resizing.
 from ._common import CorruptImageError
 from .build import DATASETS, build_datasets
 from .coco import COCO2017
+from .folder import ImageFolder
 from .movi import MOVi
 from .synthetic import DIFFICULTIES, SHAPES, SyntheticShapes
 from .transforms import (
@@ -51,6 +53,7 @@ __all__ = [
     "COCO2017",
     "CorruptImageError",
     "DIFFICULTIES",
+    "ImageFolder",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MOVi",

@@ -55,6 +55,28 @@ def load_rgb(path: Path) -> Image.Image:
     return _open_fully(path, "image file").convert("RGB")
 
 
+def load_photo(path: Path) -> Image.Image:
+    """An RGB PIL image from a file of any mode, as a viewer shows it (for your own photos).
+
+    Unlike `load_rgb` (the datasets' exact protocol), the EXIF orientation of camera photos is
+    applied, 16-bit and float images are scaled to 0..255 by their range, and transparent
+    pixels are composed over white.
+    """
+    from PIL import ImageOps
+
+    image = ImageOps.exif_transpose(_open_fully(path, "image file"))
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) / (high - low) * 255.0 if high > low else np.zeros_like(values)
+        image = Image.fromarray(scaled.round().astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, image)
+    return image.convert("RGB")
+
+
 def load_label_png(path: Path) -> np.ndarray:
     """A 2-D integer label map from a palette ('P'), grayscale ('L') or 16-bit PNG.
 

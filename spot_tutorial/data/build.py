@@ -8,6 +8,7 @@ from torch.utils.data import Dataset, Subset
 
 from ..config import SPOTConfig
 from .coco import COCO2017
+from .folder import ImageFolder
 from .movi import MOVi
 from .synthetic import SyntheticShapes
 from .voc import PascalVOC
@@ -16,7 +17,7 @@ from ..errors import DatasetError
 SYNTHETIC_TRAIN_IMAGES = 10_000
 SYNTHETIC_EVAL_IMAGES = 256
 SYNTHETIC_EVAL_SEED = 999_999  # the held-out synthetic scenes; never a training seed in practice
-DATASETS = ("coco", "voc", "movi_c", "movi_e", "synthetic")
+DATASETS = ("coco", "voc", "movi_c", "movi_e", "synthetic", "folder")
 
 
 def first_items(dataset: Dataset, count: int) -> Dataset:
@@ -24,9 +25,20 @@ def first_items(dataset: Dataset, count: int) -> Dataset:
     return Subset(dataset, range(min(count, len(dataset)))) if count > 0 else dataset
 
 
-def build_datasets(config: SPOTConfig, data_path: str | os.PathLike | None = None) -> tuple[Dataset, Dataset]:
-    """(training set, evaluation set with masks) for `config.dataset`."""
+def build_datasets(config: SPOTConfig, data_path: str | os.PathLike | None = None,
+                   mask_path: str | os.PathLike | None = None,
+                   panoptic: bool = False) -> tuple[Dataset, Dataset]:
+    """(training set, evaluation set with masks) for `config.dataset`.
+
+    `mask_path`: for ``dataset='folder'``, the folder of instance-mask PNGs parallel to the
+    images (without it the evaluation set holds images only). `panoptic`: COCO evaluation items
+    also carry the panoptic ground truth (P-ARI, PQ).
+    """
     name = config.dataset
+    if mask_path is not None and name != "folder":
+        raise DatasetError(f"a mask folder (--mask-path) is for --dataset folder, not {name!r}")
+    if panoptic and name != "coco":
+        raise DatasetError(f"panoptic ground truth (--panoptic) exists for COCO only, not {name!r}")
     if name == "synthetic":
         train_set = SyntheticShapes(config.train_images or SYNTHETIC_TRAIN_IMAGES, config.image_size,
                                     seed=config.seed)
@@ -41,7 +53,10 @@ def build_datasets(config: SPOTConfig, data_path: str | os.PathLike | None = Non
     common = dict(image_size=config.image_size, center_crop=config.center_crop)
     if name == "coco":
         train_set = COCO2017(data_path, "train", train=True, random_crop=config.random_crop, **common)
-        eval_set = COCO2017(data_path, "val", mask_size=config.gt_mask_size, **common)
+        eval_set = COCO2017(data_path, "val", mask_size=config.gt_mask_size, panoptic=panoptic, **common)
+    elif name == "folder":  # your own images, the COCO recipe's transforms
+        train_set = ImageFolder(data_path, train=True, random_crop=config.random_crop, exclude=mask_path, **common)
+        eval_set = ImageFolder(data_path, masks=mask_path, mask_size=config.gt_mask_size, **common)
     elif name == "voc":
         train_set = PascalVOC(data_path, "trainaug", train=True, random_crop=config.random_crop, **common)
         eval_set = PascalVOC(data_path, "val", mask_size=config.gt_mask_size, **common)

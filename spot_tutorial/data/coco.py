@@ -8,10 +8,14 @@ covered by two or more annotations is ignored. Images are resized (shorter side)
 cropped; masks are resized (shorter side) to 320 with PIL's nearest filter and centre cropped,
 pixel for pixel as the authors' torchvision transforms on PIL mask images (see ``transforms``).
 
+With ``panoptic=True`` the items also hold the panoptic ground truth (``coco_panoptic``): every
+thing and stuff segment, for the P-ARI and PQ of FT-DINOSAUR's protocol.
+
 Expected layout::
 
     ROOT/annotations/instances_train2017.json   ROOT/train2017/*.jpg
     ROOT/annotations/instances_val2017.json     ROOT/val2017/*.jpg
+    ROOT/annotations/panoptic_val2017.json      ROOT/annotations/panoptic_val2017/*.png  (panoptic=True)
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ._common import check_split, load_rgb, require_dir, require_file
+from .coco_panoptic import PanopticAnnotations
 from .transforms import eval_image_transform, eval_mask_transform, train_transform
 from ..errors import DatasetError
 
@@ -67,6 +72,8 @@ class COCO2017(Dataset):
         train: True returns only augmented images (listed from the image folder, no annotation
             file needed); False returns evaluation items with masks.
         center_crop, random_crop: cropping of the resized images (see ``transforms``).
+        panoptic: evaluation items also hold ``"panoptic_mask"`` (int64 segment ids, 0 =
+            unlabelled) and ``"panoptic_crowd"`` (bool), resized like the instance masks.
 
     Items are dicts, see ``spot_tutorial.data``.
     """
@@ -75,7 +82,7 @@ class COCO2017(Dataset):
 
     def __init__(self, root: Union[str, Path], split: str = "val", image_size: int = 224,
                  mask_size: int = 320, train: bool = False, center_crop: bool = True,
-                 random_crop: bool = False) -> None:
+                 random_crop: bool = False, panoptic: bool = False) -> None:
         check_split("COCO2017", split, self.SPLITS)
         self.root = Path(root).expanduser()
         self.split = split
@@ -84,6 +91,9 @@ class COCO2017(Dataset):
             self.root / f"{split}2017", f"COCO {split} image folder",
             f"Download {split}2017.zip from {COCO_DOWNLOAD_URL} and unzip it into {self.root}.")
         self.coco = None
+        self.panoptic = None
+        if train and panoptic:
+            raise DatasetError("panoptic ground truth is for evaluation: pass train=False with panoptic=True")
         if train:
             self.image_files = sorted(p.name for p in self.image_dir.glob("*.jpg"))
             if not self.image_files:
@@ -92,6 +102,7 @@ class COCO2017(Dataset):
             self.image_transform = train_transform(image_size, random_crop, center_crop)
         else:
             self._load_annotations()
+            self.panoptic = PanopticAnnotations(self.root, split) if panoptic else None
             self.image_transform = eval_image_transform(image_size, center_crop)
             self.mask_transform = eval_mask_transform(mask_size, center_crop)
 
@@ -140,9 +151,17 @@ class COCO2017(Dataset):
             raise DatasetError(f"image {self.image_path(index)} is {image.size[0]}x{image.size[1]} "
                              f"but {self.annotation_file.name} says {instance.shape[1]}x"
                              f"{instance.shape[0]}; the image or the annotation file is wrong")
-        return {
+        item = {
             "image": self.image_transform(image),
             "instance_mask": self.mask_transform(instance),
             "class_mask": self.mask_transform(classes),
             "ignore_mask": self.mask_transform(ignore),
         }
+        if self.panoptic is not None:
+            truth = self.panoptic[image_id]
+            if truth.segments.shape != instance.shape:
+                raise DatasetError(f"the panoptic PNG of image {image_id} is {truth.segments.shape[1]}x"
+                                   f"{truth.segments.shape[0]}, the image {instance.shape[1]}x{instance.shape[0]}")
+            item["panoptic_mask"] = self.mask_transform(truth.segments)
+            item["panoptic_crowd"] = self.mask_transform(truth.crowd)
+        return item

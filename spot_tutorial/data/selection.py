@@ -10,7 +10,9 @@ the checkpoints instead:
 * COCO: the last N images of train2017 (sorted by file name), masks from instances_train2017.json;
 * VOC: the last N images of the ``train`` list (the part of ``trainaug`` that has masks);
 * MOVi: whole videos from the end of the ``train`` folder, at least N frames, so no video is
-  seen both in training and in selection.
+  seen both in training and in selection;
+* an image folder (``dataset='folder'``): the last N images (sorted by relative path) that have
+  a mask PNG in the mask folder; without a mask folder there is nothing to score, and it is refused.
 
 None of this imports a model.
 """
@@ -25,6 +27,7 @@ from torch.utils.data import Dataset, Subset
 
 from ..config import SPOTConfig
 from .coco import COCO2017
+from .folder import ImageFolder
 from .movi import MOVi
 from .synthetic import SyntheticShapes
 from .voc import PascalVOC
@@ -61,11 +64,12 @@ def last_keys(keys: Sequence[Hashable], count: int) -> set:
     return set(held)
 
 
-def holdout_split(config: SPOTConfig, train_set: Dataset,
-                  data_path: str | os.PathLike | None = None) -> tuple[Dataset, Dataset]:
+def holdout_split(config: SPOTConfig, train_set: Dataset, data_path: str | os.PathLike | None = None,
+                  mask_path: str | os.PathLike | None = None) -> tuple[Dataset, Dataset]:
     """(training set without the held-out images, held-out images with masks) for `config`.
 
-    `train_set` is the training set that `build_datasets` returned for the same config.
+    `train_set` is the training set that `build_datasets` returned for the same config;
+    `mask_path` is the mask folder of an image folder (``dataset='folder'``).
     """
     name = config.dataset
     base = train_set.dataset if isinstance(train_set, Subset) else train_set
@@ -82,6 +86,14 @@ def holdout_split(config: SPOTConfig, train_set: Dataset,
     elif name == "voc":
         scored = PascalVOC(data_path, "train", **common)
         train_keys, scored_keys = [base.names[i] for i in indices], scored.names
+    elif name == "folder":
+        if mask_path is None:
+            raise ConfigError("model selection on an image folder scores held-out images against their masks: "
+                              "pass --mask-path (a folder of instance-mask PNGs), or drop --selection-images "
+                              "and --select-by (the model to report is then last.pt)")
+        scored = ImageFolder(data_path, masks=mask_path, **common)
+        train_keys = [base.relative_paths[i] for i in indices]
+        scored_keys = scored.relative_paths
     elif name in ("movi_c", "movi_e"):  # keys are videos: no video in both parts
         scored = MOVi(data_path, "train", frames_per_video=9, seed=config.seed, **common)
         train_keys = [base.frames[i][0] for i in indices]
