@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,17 @@ DATA = Path(__file__).parent / "data"
 def _seed_and_threads():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _restore_spot_environment():
+    """Tests that run a notebook's first cell set SPOT_* variables in this process; put them back,
+    so the notebooks that nbval runs later in the same pytest call start as a user's would."""
+    saved = {key: value for key, value in os.environ.items() if key.startswith("SPOT_")}
+    yield
+    for key in [key for key in os.environ if key.startswith("SPOT_") and key not in saved]:
+        del os.environ[key]
+    os.environ.update(saved)
 
 
 @pytest.fixture

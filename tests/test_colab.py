@@ -101,7 +101,7 @@ def fake_gpu(monkeypatch, name: str, native_bf16: bool):
 
 
 def test_start_on_a_t4_chooses_full_mode_and_fp16(monkeypatch, capsys):
-    monkeypatch.delenv("SPOT_TUTORIAL_MODE", raising=False)
+    monkeypatch.setenv("SPOT_TUTORIAL_MODE", "")  # unset for start(); restored afterwards
     fake_gpu(monkeypatch, "Tesla T4", native_bf16=False)
     env = colab.start("auto")
     printed = capsys.readouterr().out
