@@ -165,7 +165,7 @@ class AutoregressiveDecoder(nn.Module):
 
     def decoder_inputs(self, targets: torch.Tensor,
                        order_ids: Sequence[int]) -> torch.Tensor:
-        """Teacher forcing: per order, [BOS] + the targets in that order, last one dropped."""
+        """Teacher forcing: per order, [BOS] + the targets in that order but the last."""
         self.check_order_ids(order_ids)
         batch = targets.shape[0]
         inputs = []

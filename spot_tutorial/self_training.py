@@ -122,9 +122,9 @@ def distillation_loss(student_logits: torch.Tensor,
     if student_logits.shape != teacher_decoder_masks.shape:
         raise ValueError(
             f"student logits {tuple(student_logits.shape)} and teacher decoder masks "
-            f"{tuple(teacher_decoder_masks.shape)} differ: the student must have as many "
-            "slots as the teacher and the same token grid (same image_size and encoder "
-            "patch size)")
+            f"{tuple(teacher_decoder_masks.shape)} differ: the student must have as "
+            "many slots as the teacher and the same token grid (same image_size and "
+            "encoder patch size)")
     num_slots = student_logits.shape[1]
     with torch.no_grad():
         labels = teacher_labels(teacher_decoder_masks)                  # [B, h, w]

@@ -518,9 +518,8 @@ def decoding_animation(image: torch.Tensor, side: int = 8, order_ids: list[int] 
                 axis.add_patch(Rectangle((c[step] * patch_w - 0.5, r[step] * patch_h - 0.5), patch_w,
                                          patch_h, fill=False, edgecolor="red", linewidth=2.5))
             axis.set_title(f"{order_id}: {SHORT_ORDER_NAMES[order_id]}", fontsize=11)
-        title = ("the orders: white = path, red dot = first token (predicted from [BOS] and the slots)"
-                 if step is None else
-                 f"step {step} of {total}: [BOS] + {step} token(s) given (bright), red = predicted now")
+        title = ("each order's path (white) and first token (red dot)" if step is None else
+                 f"step {step} of {total}: {step} token(s) given, red = predicted now")
         fig.suptitle(title, fontsize=12, fontweight="bold")
         fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9, wspace=0.06, hspace=0.2)
 
