@@ -163,14 +163,16 @@ class AutoregressiveDecoder(nn.Module):
                 + (". It was trained on raster order only: use permutations='standard'"
                    if self.num_orders == 1 else ""))
 
-    def decoder_inputs(self, targets: torch.Tensor, order_ids: Sequence[int]) -> torch.Tensor:
-        """Teacher forcing: per order, [BOS] + targets in that order without the last token."""
+    def decoder_inputs(self, targets: torch.Tensor,
+                       order_ids: Sequence[int]) -> torch.Tensor:
+        """Teacher forcing: per order, [BOS] + the targets in that order but the last."""
         self.check_order_ids(order_ids)
         batch = targets.shape[0]
         inputs = []
         for order_id in order_ids:
             shifted = targets[:, self.orders[order_id][:-1]]              # [B, N-1, D]
-            bos = self.bos_tokens[order_id].expand(batch, -1, -1).to(targets.dtype)  # [B, 1, D]
+            bos = self.bos_tokens[order_id].expand(batch, -1, -1)        # [B, 1, D]
+            bos = bos.to(targets.dtype)
             inputs.append(torch.cat([bos, shifted], dim=1))
         return self.input_proj(torch.cat(inputs, dim=0))                  # [P*B, N, D]
 

@@ -110,18 +110,21 @@ def reorder_slots(student_logits: torch.Tensor, matching: torch.Tensor) -> torch
     return student_logits.gather(1, index)
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_decoder_masks: torch.Tensor
-                      ) -> DistillationOutput:
+def distillation_loss(student_logits: torch.Tensor,
+                      teacher_decoder_masks: torch.Tensor) -> DistillationOutput:
     """SPOT's self-training loss for one batch (the CE term of ``MSE + w * CE``).
 
-    student_logits: [B, K, h, w] the student's last slot-attention logits (``SPOTOutput.slot_logits``).
-    teacher_decoder_masks: [B, K, h, w] the teacher's decoder masks (``SPOTOutput.decoder_masks``).
+    student_logits: [B, K, h, w] the student's last slot-attention logits
+        (``SPOTOutput.slot_logits``).
+    teacher_decoder_masks: [B, K, h, w] the teacher's decoder masks
+        (``SPOTOutput.decoder_masks``).
     """
     if student_logits.shape != teacher_decoder_masks.shape:
         raise ValueError(
             f"student logits {tuple(student_logits.shape)} and teacher decoder masks "
-            f"{tuple(teacher_decoder_masks.shape)} differ: the student must have as many slots as "
-            "the teacher and the same token grid (same image_size and encoder patch size)")
+            f"{tuple(teacher_decoder_masks.shape)} differ: the student must have as "
+            "many slots as the teacher and the same token grid (same image_size and "
+            "encoder patch size)")
     num_slots = student_logits.shape[1]
     with torch.no_grad():
         labels = teacher_labels(teacher_decoder_masks)                  # [B, h, w]

@@ -73,34 +73,37 @@ class SlotAttention(nn.Module):
         batch, length, _ = x.shape  # [B, L, S] -> [B, heads, L, S/heads]
         return x.view(batch, length, self.num_heads, -1).transpose(1, 2)
 
-    def truncate_gradient(self, slots: torch.Tensor, init_slots: torch.Tensor) -> torch.Tensor:
+    def truncate_gradient(self, slots: torch.Tensor,
+                          init_slots: torch.Tensor) -> torch.Tensor:
         """Applied once, before the last iteration (BO-QSA)."""
-        if self.truncate == "bi-level":  # value of `slots`, gradient straight to the init
+        if self.truncate == "bi-level":  # value of `slots`, gradient to the init
             return slots.detach() + init_slots - init_slots.detach()
-        if self.truncate == "fixed-point":  # no gradient through the earlier iterations
+        if self.truncate == "fixed-point":  # no gradient through earlier iterations
             return slots.detach()
         return slots
 
-    def forward(self, inputs: torch.Tensor, init_slots: torch.Tensor) -> SlotAttentionOutput:
+    def forward(self, inputs: torch.Tensor,
+                init_slots: torch.Tensor) -> SlotAttentionOutput:
         batch, num_inputs, _ = inputs.shape     # [B, N, D]
         num_slots = init_slots.shape[1]         # init_slots: [B, K, S]
         inputs = self.norm_inputs(inputs)
-        keys = self._heads(self.project_k(inputs)) * (self.slot_size // self.num_heads) ** -0.5
+        scale = (self.slot_size // self.num_heads) ** -0.5
+        keys = self._heads(self.project_k(inputs)) * scale  # [B, heads, N, S/heads]
         values = self._heads(self.project_v(inputs))  # [B, heads, N, S/heads]
 
         slots = init_slots
         for iteration in range(self.num_iterations):
             if iteration == self.num_iterations - 1:
                 slots = self.truncate_gradient(slots, init_slots)
-            queries = self._heads(self.project_q(self.norm_slots(slots)))  # [B, heads, K, S/heads]
+            queries = self._heads(self.project_q(self.norm_slots(slots)))
             logits = keys @ queries.transpose(-1, -2)                     # [B, heads, N, K]
             # softmax over slots, jointly over heads x slots, per input token
             attn = logits.transpose(1, 2).reshape(batch, num_inputs, -1).softmax(dim=-1)
             attn = attn.view(batch, num_inputs, self.num_heads, num_slots).transpose(1, 2)
             slot_masks = attn.sum(dim=1)                                  # [B, N, K]
-            weights = attn + self.epsilon                                 # weighted mean over inputs
+            weights = attn + self.epsilon             # weighted mean over the inputs
             weights = weights / weights.sum(dim=-2, keepdim=True)
-            updates = (weights.transpose(-1, -2) @ values)                # [B, heads, K, S/heads]
+            updates = weights.transpose(-1, -2) @ values      # [B, heads, K, S/heads]
             updates = updates.transpose(1, 2).reshape(batch * num_slots, self.slot_size)
             slots = self.gru(updates, slots.reshape(batch * num_slots, self.slot_size))
             slots = slots.view(batch, num_slots, self.slot_size)

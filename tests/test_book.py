@@ -113,3 +113,25 @@ def test_equations_render_offline_with_mathjax_served_by_the_book(html):
     assert scripts and all(not src.startswith(("http:", "https:", "//")) for src in scripts), scripts
     assert all((html / src).is_file() for src in scripts)             # served with the book
     assert "References" in page and "Kakogeorgiou" in page            # the bibliography is built
+
+
+# The lessons' animations play without a kernel: frames embedded in the page, no widget left empty.
+ANIMATED = ["01_slot_attention", "02_decoder_attention_masks", "03_patch_order_permutations"]
+
+
+@pytest.mark.parametrize("name", ANIMATED)
+def test_former_explorer_pages_embed_their_animation_frames(html, name):
+    text = (html / "notebooks" / f"{name}.html").read_text(encoding="utf-8")
+    frames = re.findall(r'frames\[\d+\] = "data:image/png;base64,[A-Za-z0-9+/=]{200,}"', text)
+    assert len(frames) >= 5, f"{name}.html embeds {len(frames)} animation frames"
+    assert 'class="anim-slider"' in text and "new Animation(frames" in text
+    assert "font-awesome" not in text, "the player's icons must not come from a CDN"
+
+
+def test_no_page_has_an_empty_widget_output(html):
+    pages = sorted(html.rglob("*.html"))
+    assert len(pages) >= len(PROSE) + len(NOTEBOOKS)
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert "application/vnd.jupyter.widget-view+json" not in text, f"{page.name}: a widget view"
+        assert "widget-state+json" not in text and "embed-amd" not in text, f"{page.name}: widget state"
