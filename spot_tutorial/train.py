@@ -36,7 +36,6 @@ import random
 import shutil
 import time
 import warnings
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -367,6 +366,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 def seed_everything(seed: int) -> None:
+    """Python, numpy and torch random generators (torch seeds every CUDA device too)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -40,16 +40,15 @@ from __future__ import annotations
 
 import io
 import os
-import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-import numpy as np
 import torch
 
 from .config import SPOTConfig, get_preset
+from .train import seed_everything  # noqa: F401 - one seeding helper, used by the notebooks too
 
 MODES = ("tutorial", "full")
 MODE_ENV = "SPOT_TUTORIAL_MODE"
@@ -89,13 +88,6 @@ def detect_mode(default: Optional[str] = None) -> str:
             raise ValueError(f"{MODE_ENV}={value!r}; choose one of {MODES}")
         return value
     return "full" if torch.cuda.is_available() else "tutorial"
-
-
-def seed_everything(seed: int) -> None:
-    """Python, numpy and torch random generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def tutorial_checkpoint_dir() -> Path:

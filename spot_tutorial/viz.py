@@ -9,8 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 # 24 well-separated colours (one per slot), RGB in [0, 1]
 PALETTE = np.array([
