@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--data-workers", type=int, default=None,
                        help="processes that render the training images (default: 1 when the machine "
                             "has 2 or more cores, else 0)")
+    quick.add_argument("--prerender", action="store_true",
+                       help="render the training scenes once before training (about 5 s, 120 MB) instead of "
+                            "in a data-loading process; combine with --threads 2")
     quick.add_argument("--no-progress", action="store_true", help="no progress bars")
     quick.set_defaults(func=cmd_quickstart)
 
@@ -258,7 +261,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
                    minutes=DEFAULT_MINUTES if args.minutes is None else args.minutes,
                    student_minutes=args.student_minutes, seed=args.seed, train_images=args.train_images,
                    eval_images=args.eval_images, device=args.device, threads=args.threads,
-                   data_workers=args.data_workers, progress=not args.no_progress)
+                   data_workers=args.data_workers, progress=not args.no_progress, prerender=args.prerender)
     return 0
 
 

@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .config import SPOTConfig, get_preset
+from .data import RenderedScenes, build_datasets
 from .evaluate import results_table
 from .metrics import SegmentationMetrics
 from .train import TrainResult, Trainer, student_config
@@ -189,13 +190,17 @@ def check_quickstart_arguments(minutes: float, student_minutes: float, data_work
 def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float = DEFAULT_MINUTES,
                    student_minutes: float | None = None, seed: int = 0, train_images: int = 0,
                    eval_images: int = 0, device: str = "cpu", threads: int = 1, data_workers: int | None = None,
-                   progress: bool = True, verbose: bool = True, **config_overrides: Any) -> QuickstartResult:
+                   progress: bool = True, verbose: bool = True, prerender: bool = False,
+                   **config_overrides: Any) -> QuickstartResult:
     """Teacher, then student, then the comparison; returns (and writes) the report.
 
     `minutes`: training wall time of the teacher; `student_minutes`: of the student (default:
     `default_student_minutes(minutes)`: 2.5 with the default 6). `threads`: torch CPU threads
     (1 is fastest for this small model on 2 cores). `data_workers`: data-loading processes
-    (default: `default_data_workers()`, 1 on a machine with two or more cores).
+    (default: `default_data_workers()`, 1 on a machine with two or more cores). `prerender`: render
+    the training scenes once, before training (`data.RenderedScenes`, about 5 s and 120 MB), instead
+    of in a data-loading process; no data worker is started, so give the model the freed core
+    (``threads=2``). Measured in benchmarks/RESULTS.md; not yet the default.
     `config_overrides`: any SPOTConfig field, e.g. ``num_slots=6``.
     """
     started = time.perf_counter()
@@ -206,14 +211,18 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
     output_dir.mkdir(parents=True, exist_ok=True)
     if threads > 0:
         torch.set_num_threads(threads)
-    config_overrides.setdefault("num_workers", data_workers)
+    config_overrides.setdefault("num_workers", 0 if prerender else data_workers)
     teacher_config = quickstart_config(minutes, seed, train_images, eval_images, **config_overrides)
+    datasets = None
+    if prerender:  # the same scenes, rendered once; both stages read them
+        train_set, eval_set = build_datasets(teacher_config)
+        datasets = (RenderedScenes(train_set), eval_set)
     say = print if verbose else (lambda *args, **kwargs: None)
 
     say(f"[quickstart] stage 1: training the teacher for {minutes:g} min on synthetic shapes ...")
     stage_start = time.perf_counter()
     teacher_trainer = Trainer(teacher_config, stage=1, output_dir=output_dir / "teacher", device=device,
-                              overwrite=True, progress=progress)
+                              overwrite=True, progress=progress, datasets=datasets)
     teacher = teacher_trainer.fit()
     teacher_seconds = time.perf_counter() - stage_start
 
@@ -222,7 +231,7 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
     student_cfg = student_config(teacher_config).replace(max_minutes=student_minutes,
                                                         **QUICKSTART_STUDENT_SETTINGS)
     student = Trainer(student_cfg, stage=2, output_dir=output_dir / "student", teacher=teacher.last_checkpoint,
-                      device=device, overwrite=True, progress=progress).fit()
+                      device=device, overwrite=True, progress=progress, datasets=datasets).fit()
     student_seconds = time.perf_counter() - stage_start
 
     eval_set = teacher_trainer.eval_set
@@ -248,7 +257,7 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
         "total_seconds": round(time.perf_counter() - started, 1),
         "config": {"teacher": teacher_config.to_dict(), "student": student_cfg.to_dict()},
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": device,
-                        "data_workers": teacher_config.num_workers, "cpus": available_cpus(),
+                        "data_workers": teacher_config.num_workers, "prerendered": prerender, "cpus": available_cpus(),
                         "python": platform.python_version(), "machine": platform.machine()},
         "table": table,
     }

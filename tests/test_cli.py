@@ -111,6 +111,17 @@ def test_quickstart_runs_end_to_end_as_a_module(tmp_path):
     assert (tmp_path / "teacher" / "last.pt").is_file() and (tmp_path / "student" / "last.pt").is_file()
 
 
+def test_quickstart_with_prerendered_scenes_trains_both_stages_without_a_data_worker(tmp_path):
+    from spot_tutorial.quickstart import run_quickstart
+
+    result = run_quickstart(tmp_path, minutes=0.02, student_minutes=0.02, train_images=64, eval_images=8,
+                            threads=1, prerender=True, progress=False, verbose=False)
+    report = result.report
+    assert report["environment"]["prerendered"] and report["environment"]["data_workers"] == 0
+    assert report["teacher"]["steps"] > 0 and report["student"]["steps"] > 0
+    assert report["results"]["teacher slot masks"]["num_images"] == 8
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--minutes", "0"], "needs minutes > 0"),
     (["--minutes", "1", "--student-minutes", "-1"], "needs student minutes > 0"),

@@ -147,3 +147,16 @@ def test_errors():
     with pytest.raises(IndexError):
         SyntheticShapes(3)[3]
     assert len(list(SyntheticShapes(3))) == 3
+
+
+def test_rendered_scenes_are_the_scenes_to_half_a_grey_level():
+    from spot_tutorial.data import RenderedScenes
+
+    scenes = SyntheticShapes(12, 64, difficulty="textured", seed=3)
+    rendered = RenderedScenes(scenes)
+    assert len(rendered) == 12 and rendered.pixels.dtype == torch.uint8
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    for index in (0, 5, 11):
+        difference = (rendered[index]["image"] - scenes[index]["image"]) * std   # back to [0, 1] units
+        assert difference.abs().max() <= 0.5 / 255 + 1e-6
+    assert not torch.equal(rendered[0]["image"], rendered[1]["image"])

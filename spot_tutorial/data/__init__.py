@@ -36,7 +36,7 @@ from .build import DATASETS, build_datasets
 from .coco import COCO2017
 from .folder import ImageFolder
 from .movi import MOVi
-from .synthetic import DIFFICULTIES, SHAPES, SyntheticShapes
+from .synthetic import DIFFICULTIES, SHAPES, RenderedScenes, SyntheticShapes
 from .transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -58,6 +58,7 @@ __all__ = [
     "IMAGENET_STD",
     "MOVi",
     "PascalVOC",
+    "RenderedScenes",
     "SHAPES",
     "SyntheticShapes",
     "denormalize",
