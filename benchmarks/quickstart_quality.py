@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from spot_tutorial.cli import thread_count
 from spot_tutorial.quickstart import (DEFAULT_MINUTES, DEFAULT_STUDENT_MINUTES, default_student_minutes,
                                       run_quickstart)
 
@@ -43,7 +44,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
     result = run_quickstart(output_dir=Path(args.output_dir) / f"seed_{seed}", minutes=args.minutes,
                             student_minutes=args.student_minutes, seed=seed, device="cpu",
                             threads=args.threads, data_workers=args.data_workers, progress=False,
-                            verbose=False)
+                            verbose=False, prerender=args.prerender, **args.overrides)
     report = result.report
     baseline = next(name for name in report["results"] if name.startswith("grid"))
     return {
@@ -54,6 +55,9 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
         "student": {k: report["student"][k] for k in ("steps", "train_seconds", "images_per_second")},
         "decoder_orders": report["config"]["teacher"]["eval_permutations"],
         "data_workers": report["environment"]["data_workers"],
+        "prerendered": report["environment"]["prerendered"],
+        "threads": report["environment"]["threads"],
+        "thread_step_ms": report["environment"]["thread_step_ms"],
         "num_slots": report["config"]["teacher"]["num_slots"],
         "batch_size": {stage: report["config"][stage]["batch_size"] for stage in ("teacher", "student")},
         "results": {name: {m: round(report["results"][name][m], 2) for m in METRICS}
@@ -89,9 +93,15 @@ def main() -> None:
     parser.add_argument("--student-minutes", type=float, default=None,
                         help=f"default: the quickstart's ({DEFAULT_STUDENT_MINUTES:g} with the default "
                              "--minutes, in proportion otherwise)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=thread_count, default="auto",
+                        help="torch threads per run: the quickstart's default 'auto', or a number")
+    parser.add_argument("--prerender", action=argparse.BooleanOptionalAction, default=True,
+                        help="the quickstart's default; --no-prerender renders in data-loading processes")
     parser.add_argument("--data-workers", type=int, default=None,
-                        help="data-loading processes per run (default: the quickstart's, 1 on 2+ cores)")
+                        help="with --no-prerender: data-loading processes per run (default: the "
+                             "quickstart's, 1 on 2+ cores)")
+    parser.add_argument("--overrides", type=json.loads, default={},
+                        help='teacher settings on top of the recipe, as JSON, e.g. \'{"lr_main": 4e-4}\'')
     parser.add_argument("--output-dir", default="outputs/quickstart_quality")
     parser.add_argument("--label", default=None, help="key of this invocation in the results file")
     parser.add_argument("--jobs", type=int, default=1,
@@ -116,6 +126,7 @@ def main() -> None:
                        else args.student_minutes)
     label = args.label or f"minutes={args.minutes:g}/{student_minutes:g}"
     stored[label] = {"runs": runs, "table": table, "threads": args.threads, "jobs": args.jobs,
+                     "prerender": args.prerender, "overrides": args.overrides,
                      "data_workers": runs[0]["data_workers"],
                      "minutes": {"teacher": args.minutes, "student": student_minutes},
                      "metrics": "mBO/mIoU in the authors' convention (predicted segments keep their "

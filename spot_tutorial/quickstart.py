@@ -62,6 +62,38 @@ def default_data_workers() -> int:
     return 1 if available_cpus() >= 2 else 0
 
 
+def fastest_thread_count(config: SPOTConfig, images: torch.Tensor, candidates: tuple[int, ...] = (1, 2),
+                         steps: int = 12) -> tuple[int, dict[int, float]]:
+    """The torch thread count that trains this model fastest on this machine, right now.
+
+    Times `steps` teacher steps of a throw-away copy of the model (same configuration, its own
+    weights and optimiser, so the real run is untouched) with each candidate count, after two
+    warm-up steps, and returns the fastest with the median milliseconds of each. About a second
+    in all. Two threads win on an idle machine with two free cores; one wins where the second
+    "core" is a hyper-thread of the first (a Colab CPU runtime) or is busy with other work, because
+    every small operation of a two-thread step waits for the slower of its threads.
+    """
+    from .train import adam, apply_gradients, build_model
+
+    timings: dict[int, float] = {}
+    with torch.random.fork_rng(devices=[]):  # the real run's random numbers stay untouched
+        torch.manual_seed(config.seed)
+        model = build_model(config, pretrained=False).train()
+        optimizer = adam([p for p in model.parameters() if p.requires_grad], config.lr_main)
+        for threads in [n for n in candidates if n <= available_cpus()] or [1]:
+            torch.set_num_threads(threads)
+            times = []
+            for index in range(steps + 2):
+                start = time.perf_counter()
+                apply_gradients(model, optimizer, model(images).loss, clip=config.clip)
+                if index >= 2:
+                    times.append(time.perf_counter() - start)
+            timings[threads] = 1e3 * sorted(times)[len(times) // 2]
+    fastest = min(timings, key=timings.get)
+    torch.set_num_threads(fastest)
+    return fastest, timings
+
+
 def default_student_minutes(minutes: float) -> float:
     """The student's minutes when only the teacher's are given: the default split, in proportion."""
     return minutes * DEFAULT_STUDENT_MINUTES / DEFAULT_MINUTES
@@ -76,9 +108,9 @@ class QuickstartResult:
 
 
 # The quickstart recipe on top of the synthetic preset (4 seeds each: benchmarks/RESULTS.md):
-# - lr 5e-4, near the paper's 4e-4. Larger steps train the decoder faster but hurt the slot
-#   masks: teacher slot-mask mBO^i after 4000 steps, seed 0 (seed 1): lr 2e-3 -> 30,
-#   1e-3 -> 52 (44), 5e-4 -> 53 (47);
+# - lr 3.5e-4 (see the last point), near the paper's 4e-4. Larger steps train the decoder faster
+#   but hurt the slot masks: teacher slot-mask mBO^i after 4000 steps, seed 0 (seed 1): lr 2e-3
+#   -> 30, 1e-3 -> 52 (44), 5e-4 -> 53 (47);
 # - the teacher iterates slot attention 5 times, not the paper's 3. With 3, half of the
 #   seeds give one slot the ring of boundary patches around the objects in this short run
 #   (slot-mask mBO^i 40.5 and 40.7 against 52.2-52.4); with 5, 47.4-54.1 on the same seeds;
@@ -90,8 +122,12 @@ class QuickstartResult:
 # - batches of 16, not 32: in a fixed time the tiny model gains more from more updates (about
 #   8000 steps, 350 images/s) than from bigger batches (5300 steps, 470 images/s). Teacher slot /
 #   decoder mBO^i over 8 seeds: 55.9 +- 2.7 / 49.6 +- 1.9 against 54.1 +- 3.4 / 48.0 +- 3.2,
-#   and every seed meets the quickstart's targets (>= 50 / >= 45); with 32, 6 of 8 did.
-QUICKSTART_SETTINGS = dict(lr_main=5e-4, num_iterations=5, batch_size=16, eval_permutations="all",
+#   and every seed meets the quickstart's targets (>= 50 / >= 45); with 32, 6 of 8 did;
+# - the training scenes rendered once into memory (`prerender`) and the model on the freed core:
+#   about 10,000-12,600 teacher steps instead of 8000. At lr 5e-4 the extra steps made the decoder
+#   stronger and cost the slot masks on half of the seeds (48.9 and 48.3 mBO^i on seeds 2 and 3,
+#   against 57.1 and 50.7); at lr 3.5e-4, the same total of "lr x steps", they give 56.5 and 56.2.
+QUICKSTART_SETTINGS = dict(lr_main=3.5e-4, num_iterations=5, batch_size=16, eval_permutations="all",
                            epochs=NEVER, eval_every=NEVER, checkpoint_every=0, log_every=50)
 # The student trains for 2.5 minutes (about 1800 steps, a quarter of the teacher's) with the
 # paper's 3 iterations. At 5e-4 its new decoder is still far from trained then (decoder-mask
@@ -175,7 +211,8 @@ def stage_summary(result: TrainResult, seconds: float) -> dict[str, Any]:
             "metrics": result.final_metrics}
 
 
-def check_quickstart_arguments(minutes: float, student_minutes: float, data_workers: int) -> None:
+def check_quickstart_arguments(minutes: float, student_minutes: float, data_workers: int,
+                               threads: int | str = 1) -> None:
     """Both stages are time-budgeted, so each needs minutes > 0 (0 would mean no budget at all)."""
     for name, value in (("minutes", minutes), ("student minutes", student_minutes)):
         if not value > 0:
@@ -185,32 +222,38 @@ def check_quickstart_arguments(minutes: float, student_minutes: float, data_work
     if not (isinstance(data_workers, int) and data_workers >= 0):
         raise ConfigError(f"data_workers must be an integer >= 0 (0 renders the images in the training "
                          f"process), got {data_workers!r}")
+    if threads != "auto" and not (isinstance(threads, int) and threads >= 0):
+        raise ConfigError(f"threads must be 'auto' or an integer >= 0 (0: PyTorch's default), got {threads!r}")
 
 
 def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float = DEFAULT_MINUTES,
                    student_minutes: float | None = None, seed: int = 0, train_images: int = 0,
-                   eval_images: int = 0, device: str = "cpu", threads: int = 1, data_workers: int | None = None,
-                   progress: bool = True, verbose: bool = True, prerender: bool = False,
+                   eval_images: int = 0, device: str = "cpu", threads: int | str = "auto",
+                   data_workers: int | None = None, progress: bool = True, verbose: bool = True,
+                   prerender: bool = True,
                    **config_overrides: Any) -> QuickstartResult:
     """Teacher, then student, then the comparison; returns (and writes) the report.
 
     `minutes`: training wall time of the teacher; `student_minutes`: of the student (default:
-    `default_student_minutes(minutes)`: 2.5 with the default 6). `threads`: torch CPU threads
-    (1 is fastest for this small model on 2 cores). `data_workers`: data-loading processes
-    (default: `default_data_workers()`, 1 on a machine with two or more cores). `prerender`: render
-    the training scenes once, before training (`data.RenderedScenes`, about 5 s and 120 MB), instead
-    of in a data-loading process; no data worker is started, so give the model the freed core
-    (``threads=2``). Measured in benchmarks/RESULTS.md; not yet the default.
+    `default_student_minutes(minutes)`: 2.5 with the default 6). `prerender` (default): render the
+    training scenes once, before training (`data.RenderedScenes`, about 5 s and 120 MB), so that no
+    data-loading process re-renders them every epoch and the model can use the freed core;
+    ``prerender=False`` renders them in `data_workers` processes (default `default_data_workers()`:
+    1 on a machine with two or more cores). `threads`: torch CPU threads, or "auto": with
+    prerendered scenes on the CPU, the faster of 1 and 2 on this machine
+    (`fastest_thread_count`), otherwise 1; 0 keeps PyTorch's default.
     `config_overrides`: any SPOTConfig field, e.g. ``num_slots=6``.
     """
     started = time.perf_counter()
     student_minutes = default_student_minutes(minutes) if student_minutes is None else student_minutes
+    workers_asked = data_workers
     data_workers = default_data_workers() if data_workers is None else data_workers
-    check_quickstart_arguments(minutes, student_minutes, data_workers)
+    check_quickstart_arguments(minutes, student_minutes, data_workers, threads)
+    if prerender and workers_asked:
+        raise ConfigError(f"data_workers={workers_asked} renders scenes every epoch, but the scenes are "
+                          "prerendered (the default): pass prerender=False (--no-prerender) to use data workers")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if threads > 0:
-        torch.set_num_threads(threads)
     config_overrides.setdefault("num_workers", 0 if prerender else data_workers)
     teacher_config = quickstart_config(minutes, seed, train_images, eval_images, **config_overrides)
     datasets = None
@@ -218,6 +261,16 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
         train_set, eval_set = build_datasets(teacher_config)
         datasets = (RenderedScenes(train_set), eval_set)
     say = print if verbose else (lambda *args, **kwargs: None)
+    thread_timings: dict[int, float] = {}
+    if threads == "auto" and prerender and device == "cpu":
+        images = torch.stack([datasets[0][i]["image"] for i in range(teacher_config.batch_size)])
+        threads, thread_timings = fastest_thread_count(teacher_config, images)
+        say(f"[quickstart] {threads} torch thread(s): a teacher step took "
+            + ", ".join(f"{ms:.0f} ms with {n}" for n, ms in thread_timings.items()))
+    elif threads == "auto":
+        threads = 1
+    if threads > 0:
+        torch.set_num_threads(threads)
 
     say(f"[quickstart] stage 1: training the teacher for {minutes:g} min on synthetic shapes ...")
     stage_start = time.perf_counter()
@@ -257,6 +310,7 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
         "total_seconds": round(time.perf_counter() - started, 1),
         "config": {"teacher": teacher_config.to_dict(), "student": student_cfg.to_dict()},
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": device,
+                        "thread_step_ms": {str(n): round(ms, 1) for n, ms in thread_timings.items()},
                         "data_workers": teacher_config.num_workers, "prerendered": prerender, "cpus": available_cpus(),
                         "python": platform.python_version(), "machine": platform.machine()},
         "table": table,

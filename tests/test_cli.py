@@ -88,8 +88,7 @@ def test_grid_baseline_masks():
 def test_quickstart_runs_end_to_end_as_a_module(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "spot_tutorial", "quickstart", "--minutes", "0.03",
-               "--train-images", "128", "--eval-images", "8", "--output-dir", str(tmp_path), "--no-progress",
-               "--data-workers", "1"]
+               "--train-images", "128", "--eval-images", "8", "--output-dir", str(tmp_path), "--no-progress"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "teacher decoder masks" in done.stdout and "grid 2x2 (baseline)" in done.stdout
@@ -104,22 +103,48 @@ def test_quickstart_runs_end_to_end_as_a_module(tmp_path):
     # each stage trains with its own batch size (the student does not inherit the teacher's)
     assert report["config"]["teacher"]["batch_size"] == QUICKSTART_SETTINGS["batch_size"]
     assert report["config"]["student"]["batch_size"] == QUICKSTART_STUDENT_SETTINGS["batch_size"]
-    # the images were rendered in a data-loading process, in both stages
-    assert report["environment"]["data_workers"] == 1
-    assert report["config"]["teacher"]["num_workers"] == report["config"]["student"]["num_workers"] == 1
+    # by default the scenes are rendered once, and the faster of 1 and 2 threads was timed and used
+    assert report["environment"]["prerendered"] and report["environment"]["data_workers"] == 0
+    assert report["config"]["teacher"]["num_workers"] == report["config"]["student"]["num_workers"] == 0
+    timings = report["environment"]["thread_step_ms"]
+    assert "1" in timings and all(ms > 0 for ms in timings.values())
+    assert report["environment"]["threads"] == int(min(timings, key=timings.get))
+    assert "torch thread(s): a teacher step took" in done.stdout
     assert (tmp_path / "masks.png").stat().st_size > 1000
     assert (tmp_path / "teacher" / "last.pt").is_file() and (tmp_path / "student" / "last.pt").is_file()
 
 
-def test_quickstart_with_prerendered_scenes_trains_both_stages_without_a_data_worker(tmp_path):
+def test_quickstart_without_prerendering_renders_in_a_data_worker_in_both_stages(tmp_path):
     from spot_tutorial.quickstart import run_quickstart
 
     result = run_quickstart(tmp_path, minutes=0.02, student_minutes=0.02, train_images=64, eval_images=8,
-                            threads=1, prerender=True, progress=False, verbose=False)
+                            prerender=False, data_workers=1, progress=False, verbose=False)
     report = result.report
-    assert report["environment"]["prerendered"] and report["environment"]["data_workers"] == 0
+    assert not report["environment"]["prerendered"] and report["environment"]["data_workers"] == 1
+    assert report["config"]["teacher"]["num_workers"] == report["config"]["student"]["num_workers"] == 1
+    assert report["environment"]["threads"] == 1 and report["environment"]["thread_step_ms"] == {}
     assert report["teacher"]["steps"] > 0 and report["student"]["steps"] > 0
     assert report["results"]["teacher slot masks"]["num_images"] == 8
+
+
+def test_quickstart_refuses_data_workers_with_prerendered_scenes(tmp_path):
+    from spot_tutorial.errors import ConfigError
+    from spot_tutorial.quickstart import run_quickstart
+
+    with pytest.raises(ConfigError, match="--no-prerender"):
+        run_quickstart(tmp_path, minutes=0.02, data_workers=1, progress=False, verbose=False)
+
+
+def test_threads_option_takes_auto_or_a_count():
+    from spot_tutorial.cli import build_parser
+
+    parse = lambda *argv: build_parser().parse_args(["quickstart", *argv])  # noqa: E731
+    assert parse().threads == "auto" and parse().prerender is True
+    assert parse("--threads", "2").threads == 2 and parse("--threads", "AUTO").threads == "auto"
+    assert parse("--no-prerender").prerender is False
+    for bad in ("-1", "two"):
+        with pytest.raises(SystemExit):
+            parse("--threads", bad)
 
 
 @pytest.mark.parametrize("argv, message", [
