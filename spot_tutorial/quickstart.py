@@ -63,32 +63,34 @@ def default_data_workers() -> int:
 
 
 def fastest_thread_count(config: SPOTConfig, images: torch.Tensor, candidates: tuple[int, ...] = (1, 2),
-                         steps: int = 12) -> tuple[int, dict[int, float]]:
+                         steps: int = 10, rounds: int = 2) -> tuple[int, dict[int, float]]:
     """The torch thread count that trains this model fastest on this machine, right now.
 
-    Times `steps` teacher steps of a throw-away copy of the model (same configuration, its own
-    weights and optimiser, so the real run is untouched) with each candidate count, after two
-    warm-up steps, and returns the fastest with the median milliseconds of each. About a second
-    in all. Two threads win on an idle machine with two free cores; one wins where the second
-    "core" is a hyper-thread of the first (a Colab CPU runtime) or is busy with other work, because
-    every small operation of a two-thread step waits for the slower of its threads.
+    Times teacher steps of a throw-away copy of the model (same configuration, its own weights and
+    optimiser, so the real run is untouched): `rounds` rounds that try each candidate in turn, each
+    try `steps` steps after two warm-up steps; a candidate's time is its best round's median (ms).
+    About two seconds in all. Two threads win on an idle machine with two free cores; one wins
+    where the second "core" is a hyper-thread of the first (a Colab CPU runtime) or is busy with
+    other work, because every small operation of a two-thread step waits for its slower thread.
     """
     from .train import adam, apply_gradients, build_model
 
-    timings: dict[int, float] = {}
+    candidates = tuple(n for n in candidates if n <= available_cpus()) or (1,)
+    timings = {n: float("inf") for n in candidates}
     with torch.random.fork_rng(devices=[]):  # the real run's random numbers stay untouched
         torch.manual_seed(config.seed)
         model = build_model(config, pretrained=False).train()
         optimizer = adam([p for p in model.parameters() if p.requires_grad], config.lr_main)
-        for threads in [n for n in candidates if n <= available_cpus()] or [1]:
-            torch.set_num_threads(threads)
-            times = []
-            for index in range(steps + 2):
-                start = time.perf_counter()
-                apply_gradients(model, optimizer, model(images).loss, clip=config.clip)
-                if index >= 2:
-                    times.append(time.perf_counter() - start)
-            timings[threads] = 1e3 * sorted(times)[len(times) // 2]
+        for _ in range(rounds):
+            for threads in candidates:
+                torch.set_num_threads(threads)
+                times = []
+                for index in range(steps + 2):
+                    start = time.perf_counter()
+                    apply_gradients(model, optimizer, model(images).loss, clip=config.clip)
+                    if index >= 2:
+                        times.append(time.perf_counter() - start)
+                timings[threads] = min(timings[threads], 1e3 * sorted(times)[len(times) // 2])
     fastest = min(timings, key=timings.get)
     torch.set_num_threads(fastest)
     return fastest, timings
