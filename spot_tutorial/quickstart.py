@@ -109,7 +109,7 @@ class QuickstartResult:
     figure_path: Path
 
 
-# The quickstart recipe on top of the synthetic preset (4 seeds each: benchmarks/RESULTS.md):
+# The quickstart recipe on top of the synthetic preset (4 or 8 seeds each: benchmarks/RESULTS.md):
 # - lr 5e-4, near the paper's 4e-4. Larger steps train the decoder faster but hurt the slot
 #   masks: teacher slot-mask mBO^i after 4000 steps, seed 0 (seed 1): lr 2e-3 -> 30,
 #   1e-3 -> 52 (44), 5e-4 -> 53 (47);
@@ -126,12 +126,14 @@ class QuickstartResult:
 #   decoder mBO^i over 8 seeds: 55.9 +- 2.7 / 49.6 +- 1.9 against 54.1 +- 3.4 / 48.0 +- 3.2,
 #   and every seed met the quickstart's targets then (>= 50 / >= 45); with 32, 6 of 8 did;
 # - the training scenes rendered once into memory (`prerender`) and the model on the freed core
-#   (about 12,000 teacher steps instead of 8000): see benchmarks/RESULTS.md for what the extra
-#   steps change. lr 3.5e-4 for the longer runs was tried and dropped: it kept the teacher's slot
-#   masks high but weakened its decoder masks, and with them the student.
+#   (`fastest_thread_count`): 13,600 teacher steps on average instead of 8000 (1.71x), 3000
+#   student steps instead of 1800. Over 8 seeds every row gains: teacher slot / decoder 56.3 /
+#   52.8, student slot / decoder 50.0 / 49.1 mBO^i (before: 55.9 / 49.6, 42.8 / 48.3). lr 3.5e-4
+#   for the longer runs was tried and dropped: it kept the teacher's slot masks high but weakened
+#   its decoder masks, and with them the student.
 QUICKSTART_SETTINGS = dict(lr_main=5e-4, num_iterations=5, batch_size=16, eval_permutations="all",
                            epochs=NEVER, eval_every=NEVER, checkpoint_every=0, log_every=50)
-# The student trains for 2.5 minutes (about 1800 steps, a quarter of the teacher's) with the
+# The student trains for 2.5 minutes (about 3000 steps, a quarter of the teacher's) with the
 # paper's 3 iterations. At 5e-4 its new decoder is still far from trained then (decoder-mask
 # mBO^i ~25 on seeds 0 and 1, measured without the data worker), at 2e-3 it catches up (41-47).
 # With 5 iterations it makes fewer steps and ends lower (decoder masks 36.8 and 36.3 against
