@@ -133,8 +133,35 @@ def test_stored_tutorial_checkpoints_load_with_their_recipe(kind):
     assert path.stat().st_size < 2_000_000
     model = load_model(path)
     recipe = tutorial.tutorial_recipe(kind)
-    for name in ("num_slots", "image_size", "init_method", "truncate", "train_permutations", "max_steps"):
+    for name in ("num_slots", "image_size", "init_method", "truncate", "train_permutations", "max_steps",
+                 "lr_main", "batch_size", "num_iterations", "eval_permutations", "seed", "train_images"):
         assert getattr(model.config, name) == getattr(recipe, name), name
+    # the stored training logs behind the book's curves: one record per 50 steps, evaluations per epoch
+    logs = path.parent / "logs" / kind
+    records = [json.loads(line) for line in (logs / "log.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if r.get("kind") == "train"]
+    assert steps[-1] == recipe.max_steps and len(steps) == recipe.max_steps // recipe.log_every + 1
+    assert len((logs / "eval.csv").read_text().splitlines()) >= 3
+
+
+def test_tutorial_models_follow_the_quickstart_recipe():
+    """One recipe: the stored models are trained like `spot quickstart`, for steps instead of minutes."""
+    from spot_tutorial import tutorial
+    from spot_tutorial.quickstart import QUICKSTART_STUDENT_SETTINGS, quickstart_config
+    from spot_tutorial.train import student_config
+
+    budget = ("max_minutes", "max_steps", "eval_every", "epochs")
+    teacher, quick = tutorial.tutorial_recipe("teacher"), quickstart_config(6.0)
+    differ = {k for k, v in teacher.to_dict().items() if quick.to_dict()[k] != v}
+    assert differ <= {*budget, "log_every"}, differ
+    assert teacher.max_minutes == 0 and teacher.max_steps == tutorial.TUTORIAL_STEPS["teacher"]
+    raster = tutorial.tutorial_recipe("raster")
+    assert raster.train_permutations == raster.eval_permutations == "standard"
+    assert raster.replace(train_permutations="random", eval_permutations="all") == teacher
+    student = tutorial.tutorial_recipe("student")
+    expected = student_config(quick).replace(**QUICKSTART_STUDENT_SETTINGS)
+    differ = {k for k, v in student.to_dict().items() if expected.to_dict()[k] != v}
+    assert differ <= {*budget, "log_every"}, differ
 
 
 def test_explorer_redraws_when_a_control_changes():
