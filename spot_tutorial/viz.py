@@ -560,11 +560,12 @@ def architecture_figure(stage2: bool = True):
     attention -> slots -> autoregressive decoder -> reconstruction, MSE against the features; slot
     masks and decoder masks) and, with `stage2`, the self-training of stage 2 (the teacher's decoder
     masks -> hard labels -> Hungarian matching -> cross-entropy on the student's slot attention).
-    Every label is a text artist with gid 'label' (the tests check that none overlap)."""
+    Every label is a text artist with gid 'label' (the tests check that no label overlaps another
+    label or an arrow)."""
     import matplotlib.pyplot as plt
 
-    bottom = 0.0 if stage2 else 2.8          # drawing units; the figure is 11 inches wide
-    fig = plt.figure(figsize=(11.0, 11.0 * (10.6 - bottom) / 16.4))
+    bottom = 0.0 if stage2 else 2.8          # drawing units; the figure is 10 inches wide
+    fig = plt.figure(figsize=(10.0, 10.0 * (10.6 - bottom) / 16.4))
     axis = fig.add_axes((0, 0, 1, 1))
     axis.set_xlim(-0.2, 16.2)
     axis.set_ylim(bottom, 10.6)
@@ -587,7 +588,7 @@ def architecture_figure(stage2: bool = True):
     from matplotlib.patches import FancyBboxPatch
     axis.add_patch(FancyBboxPatch((3.3, dec_y), 12.6, dec_h, boxstyle="round,pad=0.02,rounding_size=0.2",
                                   facecolor=_DECODER, edgecolor="#2f6f2f", linewidth=1.6, alpha=0.55))
-    axis.text(3.5, dec_y + 0.3, "autoregressive transformer decoder: L blocks, teacher forcing",
+    axis.text(3.5, dec_y + 0.3, "autoregressive transformer decoder (L blocks)",
               ha="left", va="center", fontsize=12, style="italic", gid="label")
     inner_y, inner_h = dec_y + 0.75, 1.3
     _box(axis, 3.5, inner_y, 3.9, inner_h, "input in patch order $\\pi$:\n"
@@ -621,13 +622,13 @@ def architecture_figure(stage2: bool = True):
     # stage 2: self-training, the trained stage-1 model as a frozen teacher
     axis.add_patch(FancyBboxPatch((0.0, 0.1), 15.9, 2.75, boxstyle="round,pad=0.02,rounding_size=0.2",
                                   facecolor=_STAGE2, edgecolor="#5b3f8c", linewidth=1.4, alpha=0.45))
-    axis.text(0.2, 2.55, "stage 2, self-training: a new student model (same architecture) learns "
-              "from the frozen stage-1 model", ha="left", va="center", fontsize=12, style="italic",
+    axis.text(0.2, 2.55, "stage 2, self-training: a new student (same architecture) learns from "
+              "the frozen stage-1 model", ha="left", va="center", fontsize=12, style="italic",
               gid="label")
     _box(axis, 10.9, 1.25, 4.8, 0.95, "teacher's decoder masks $\\rightarrow$ labels\n"
          "$y_n = \\arg\\max_j M_{nj}$", "white", fontsize=11)
-    _box(axis, 10.9, 0.2, 4.8, 0.9, "student's slot masks $\\rightarrow$ $z_n = \\arg\\max_j A_{nj}$",
-         "white", fontsize=11)
+    _box(axis, 10.9, 0.2, 4.8, 0.95, "student's slot masks $\\rightarrow$ labels\n"
+         "$z_n = \\arg\\max_j A_{nj}$", "white", fontsize=11)
     _box(axis, 5.7, 0.45, 4.4, 1.5, "Hungarian matching $\\sigma$\nof teacher and student slots,\n"
          "cost $1 - \\mathrm{IoU}(y{=}t,\\ z{=}j)$", _STAGE2, fontsize=11)
     _box(axis, 0.2, 0.45, 4.7, 1.5, "cross-entropy of the student's\nslot-attention logits (reordered\n"

@@ -45,6 +45,13 @@ def test_architecture_figure_has_every_part_and_no_label_overlaps(stage2):
     for i, (first, extent) in enumerate(labels):
         for second, other in labels[i + 1:]:
             assert not extent.overlaps(other), f"labels overlap: {first!r} and {second!r}"
+    axis = fig.axes[0]
+    for arrow in (text for text in axis.texts if text.get_gid() != "label"):   # the arrows
+        start, end = axis.transData.transform([arrow.xyann, arrow.xy])
+        for t in [i / 50 for i in range(51)]:
+            point = start + t * (end - start)
+            for label, extent in labels:
+                assert not extent.shrunk(0.98, 0.9).contains(*point), f"an arrow crosses {label!r}"
     canvas = fig.bbox
     for label, extent in labels:
         assert canvas.x0 <= extent.x0 and extent.x1 <= canvas.x1, f"{label!r} leaves the figure"
@@ -58,10 +65,10 @@ def test_architecture_figure_has_every_part_and_no_label_overlaps(stage2):
 
 
 def test_the_book_shows_the_architecture_figure_the_function_draws():
-    """book/_static/architecture.png is `architecture_figure().savefig(path, dpi=110)`: same size."""
+    """book/_static/architecture.png is `architecture_figure().savefig(path, dpi=130)`: same size."""
     stored = Image.open(ROOT / "book" / "_static" / "architecture.png")
     fig = viz.architecture_figure()
-    width, height = fig.get_size_inches() * 110
+    width, height = fig.get_size_inches() * 130
     assert stored.size == (round(width), round(height))
     assert "architecture.png" in (ROOT / "book" / "paper.md").read_text()
 
