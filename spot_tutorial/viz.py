@@ -714,7 +714,8 @@ def training_curves(runs: dict[str, str | Path | TrainingLog], metric: str = "mb
     for index, (name, log) in enumerate(logs.items()):
         colour = PALETTE[[3, 0, 1, 4, 5, 10][index % 6]]
         if loss_key not in log.train:
-            raise InputError(f"run {name!r} logged no {loss_key!r}; choose loss_key among {sorted(log.train)}")
+            raise InputError(f"run {name!r} logged no {loss_key!r}; "
+                             f"choose loss_key among {sorted(log.train)}")
         loss_axis.plot(log.train_steps, log.train[loss_key], color=colour, label=name, linewidth=1.6)
         if not evaluated:
             continue

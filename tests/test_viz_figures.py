@@ -116,7 +116,8 @@ def test_training_curves_plot_the_loss_and_both_kinds_of_masks(short_run):
     assert len(loss_axis.get_lines()) == 2
     assert list(loss_axis.get_lines()[0].get_xdata()) == [1, 2, 4, 6, 8, 10, 12]
     labels = [line.get_label() for line in metric_axis.get_lines()]
-    assert labels == ["teacher, slot masks", "teacher, decoder masks", "again, slot masks", "again, decoder masks"]
+    assert labels == ["teacher, slot masks", "teacher, decoder masks",
+                      "again, slot masks", "again, decoder masks"]
     assert list(metric_axis.get_lines()[1].get_xdata()) == [4, 8, 12]
     assert "mbo_i" in metric_axis.get_ylabel()
 
