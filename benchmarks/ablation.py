@@ -598,7 +598,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     bars = (("slot", "standard", "slot masks", "#4C72B0"),
             ("decoder", "standard", "decoder masks, raster order", "#DD8452"),
             ("decoder", "all", "decoder masks, all 9 orders", "#55A868"))
-    fig, axes = plt.subplots(len(metrics), len(datasets), figsize=(6.5 * len(datasets), 7.5), squeeze=False)
+    # sized for the book's text column (about 700 px): type of 10-12 pt stays readable there
+    fig, axes = plt.subplots(len(metrics), len(datasets), figsize=(4.8 * len(datasets), 7.4), squeeze=False)
     for col, dataset in enumerate(datasets):
         variants = [v for v in VARIANTS if _find(rows, dataset, v, "slot", "standard")]
         x = np.arange(len(variants))
@@ -615,18 +616,20 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
                 ax.axhline(grid[f"{metric}_mean"], color="0.3", linestyle="--", linewidth=1,
                            label=GRID_LABEL)
             ax.set_xticks(x)
-            ax.set_xticklabels([v.split("_")[0] for v in variants])
-            ax.set_ylabel(METRIC_NAMES[metric] + " (x100)")
+            ax.set_xticklabels([v.split("_")[0] for v in variants], fontsize=11)
+            ax.tick_params(axis="y", labelsize=10)
+            ax.set_ylabel(METRIC_NAMES[metric] + " (x100)", fontsize=11)
             ax.set_ylim(0, 100)
             if row_index == 0:
-                ax.set_title(DATASETS[dataset]["label"], fontsize=10)
+                ax.set_title(DATASETS[dataset]["label"], fontsize=11)
             ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(fontsize=8, loc="upper left")
+    axes[0, 0].legend(fontsize=9.5, loc="upper left")
     names = [f"({v[0]}) {SHORT_LABELS[v]}" for v in VARIANTS]
-    half = (len(names) + 1) // 2  # the key to the letters, on two lines that fit the figure
-    fig.text(0.5, 0.005, "   ".join(names[:half]) + "\n" + "   ".join(names[half:]), ha="center", fontsize=8)
-    fig.suptitle("SPOT ablation in miniature (CPU, synthetic data): mean ± std over seeds")
-    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    third = (len(names) + 2) // 3  # the key to the letters, on three lines that fit the figure
+    key = "\n".join("   ".join(names[i:i + third]) for i in range(0, len(names), third))
+    fig.text(0.5, 0.005, key, ha="center", fontsize=9.5)
+    fig.suptitle("SPOT ablation in miniature (CPU, synthetic data): mean ± std over seeds", fontsize=12)
+    fig.tight_layout(rect=(0, 0.09, 1, 0.97))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,9 +1,13 @@
 """Figures: images with predicted masks drawn over them (no training, no metrics here).
 
-Every figure of the book is produced by these functions from a `SPOTOutput` or from masks.
+Every figure of the book is produced by these functions: from a `SPOTOutput` or from masks,
+the architecture diagram (drawn, no model needed), and training curves from a run's log.jsonl.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -524,3 +528,211 @@ def decoding_animation(image: torch.Tensor, side: int = 8, order_ids: list[int] 
 
     return animate(draw, frames, figsize=(2.6 * columns, 2.5 * rows + 0.5), dpi=dpi, interval_ms=900,
                    summary=f"Animation: decoding in {len(order_ids)} orders ({len(frames)} frames)")
+
+
+# ----------------------------------------------------------------------------------------------
+# The architecture (the paper's Figure 2 in our own drawing) and training curves
+_FROZEN, _SLOTS, _DECODER, _LOSS, _STAGE2 = "#dfe7f2", "#fde3c8", "#d9f0d3", "#f6d5d5", "#e6dcf3"
+
+
+def _box(axis, x: float, y: float, width: float, height: float, text: str, colour: str,
+         fontsize: float = 12, **text_kwargs):
+    """A rounded box with centred text; returns the box patch."""
+    from matplotlib.patches import FancyBboxPatch
+
+    patch = FancyBboxPatch((x, y), width, height, boxstyle="round,pad=0.02,rounding_size=0.12",
+                           facecolor=colour, edgecolor="#333333", linewidth=1.2)
+    axis.add_patch(patch)
+    axis.text(x + width / 2, y + height / 2, text, ha="center", va="center", fontsize=fontsize,
+              gid="label", **text_kwargs)
+    return patch
+
+
+def _arrow(axis, start: tuple[float, float], end: tuple[float, float], dashed: bool = False,
+           colour: str = "#333333") -> None:
+    axis.annotate("", xy=end, xytext=start,
+                  arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.4, shrinkA=0, shrinkB=0,
+                                  linestyle="--" if dashed else "-", mutation_scale=14))
+
+
+def architecture_figure(stage2: bool = True):
+    """SPOT drawn as boxes and arrows: stage 1 (image -> frozen ViT -> patch features -> slot
+    attention -> slots -> autoregressive decoder -> reconstruction, MSE against the features; slot
+    masks and decoder masks) and, with `stage2`, the self-training of stage 2 (the teacher's decoder
+    masks -> hard labels -> Hungarian matching -> cross-entropy on the student's slot attention).
+    Every label is a text artist with gid 'label' (the tests check that no label overlaps another
+    label or an arrow)."""
+    import matplotlib.pyplot as plt
+
+    bottom = 0.0 if stage2 else 2.8          # drawing units; the figure is 10 inches wide
+    fig = plt.figure(figsize=(10.0, 10.0 * (10.6 - bottom) / 16.4))
+    axis = fig.add_axes((0, 0, 1, 1))
+    axis.set_xlim(-0.2, 16.2)
+    axis.set_ylim(bottom, 10.6)
+    axis.axis("off")
+    row_a = 8.0                              # image, ViT, features, slot attention, slots
+
+    # stage 1, first row: the encoder side
+    _box(axis, 0.0, row_a, 2.0, 1.1, "image\n[B, 3, H, W]", "white")
+    _box(axis, 2.45, row_a, 3.0, 1.1, "frozen ViT encoder\n(DINO ViT-B/16)", _FROZEN)
+    _box(axis, 5.9, row_a, 2.4, 1.1, "patch features $F$\n[B, N, D]", _FROZEN)
+    _box(axis, 8.9, row_a, 2.6, 1.1, "slot attention\n(3 iterations)", _SLOTS)
+    _box(axis, 12.1, row_a, 2.0, 1.1, "slots\n[B, K, S]", _SLOTS)
+    _box(axis, 8.9, row_a + 1.45, 2.6, 0.95, "slot masks $A$\n[B, K, h, w]", _SLOTS, fontsize=11)
+    for x0, x1 in ((2.0, 2.45), (5.45, 5.9), (8.3, 8.9), (11.5, 12.1)):
+        _arrow(axis, (x0, row_a + 0.55), (x1, row_a + 0.55))
+    _arrow(axis, (10.2, row_a + 1.1), (10.2, row_a + 1.45))
+
+    # stage 1, second row: the autoregressive decoder (one of its L blocks, drawn open)
+    dec_y, dec_h = row_a - 3.2, 2.3
+    from matplotlib.patches import FancyBboxPatch
+    axis.add_patch(FancyBboxPatch((3.3, dec_y), 12.6, dec_h, boxstyle="round,pad=0.02,rounding_size=0.2",
+                                  facecolor=_DECODER, edgecolor="#2f6f2f", linewidth=1.6, alpha=0.55))
+    axis.text(3.5, dec_y + 0.3, "autoregressive transformer decoder (L blocks)",
+              ha="left", va="center", fontsize=12, style="italic", gid="label")
+    inner_y, inner_h = dec_y + 0.75, 1.3
+    _box(axis, 3.5, inner_y, 3.9, inner_h, "input in patch order $\\pi$:\n"
+         "[BOS$_\\pi$], $f_{\\pi(1)}, \\dots, f_{\\pi(N-1)}$\n(one of 9 orders per batch)", "white",
+         fontsize=11)
+    _box(axis, 7.9, inner_y, 2.3, inner_h, "causal\nself-attention", _DECODER)
+    _box(axis, 10.7, inner_y, 2.6, inner_h, "cross-attention\nto the slots", _DECODER)
+    _box(axis, 13.8, inner_y, 1.9, inner_h, "MLP", _DECODER)
+    for x0, x1 in ((7.4, 7.9), (10.2, 10.7), (13.3, 13.8)):
+        _arrow(axis, (x0, inner_y + inner_h / 2), (x1, inner_y + inner_h / 2))
+    _arrow(axis, (6.6, row_a), (6.6, inner_y + inner_h))              # F -> shifted decoder input
+    _arrow(axis, (13.1, row_a), (12.0, inner_y + inner_h))            # slots -> cross-attention
+
+    # stage 1, third row: outputs and the loss
+    row_c = dec_y - 1.55
+    _box(axis, 3.3, row_c, 3.9, 1.1, "reconstruction $\\hat F$  [B, N, D]\n(raster order via $\\pi^{-1}$)",
+         _DECODER, fontsize=11)
+    _box(axis, 0.0, dec_y + 0.4, 2.6, 1.5, "MSE loss\n$\\mathcal{L}_{rec} = \\|F - \\hat F\\|^2$\n"
+         "(mean)", _LOSS, fontsize=11)
+    _box(axis, 9.4, row_c - 0.25, 6.5, 1.35, "decoder masks $M$  [B, K, h, w]:\n"
+         "the last block's cross-attention, mean over\nheads, back to raster order via $\\pi^{-1}$",
+         _DECODER, fontsize=11)
+    _arrow(axis, (5.25, dec_y), (5.25, row_c + 1.1))                  # decoder -> reconstruction
+    _arrow(axis, (3.3, row_c + 0.55), (1.3, dec_y + 0.4))             # reconstruction -> MSE
+    _arrow(axis, (6.1, row_a), (2.1, dec_y + 1.9), dashed=True)        # target features -> MSE
+    axis.text(3.15, row_a - 0.75, "target", fontsize=11, style="italic", ha="center", gid="label")
+    _arrow(axis, (12.0, inner_y), (12.0, row_c + 1.1))                # cross-attention -> masks
+    if not stage2:
+        return fig
+
+    # stage 2: self-training, the trained stage-1 model as a frozen teacher
+    axis.add_patch(FancyBboxPatch((0.0, 0.1), 15.9, 2.75, boxstyle="round,pad=0.02,rounding_size=0.2",
+                                  facecolor=_STAGE2, edgecolor="#5b3f8c", linewidth=1.4, alpha=0.45))
+    axis.text(0.2, 2.55, "stage 2, self-training: a new student (same architecture) learns from "
+              "the frozen stage-1 model", ha="left", va="center", fontsize=12, style="italic",
+              gid="label")
+    _box(axis, 10.9, 1.25, 4.8, 0.95, "teacher's decoder masks $\\rightarrow$ labels\n"
+         "$y_n = \\arg\\max_j M_{nj}$", "white", fontsize=11)
+    _box(axis, 10.9, 0.2, 4.8, 0.95, "student's slot masks $\\rightarrow$ labels\n"
+         "$z_n = \\arg\\max_j A_{nj}$", "white", fontsize=11)
+    _box(axis, 5.7, 0.45, 4.4, 1.5, "Hungarian matching $\\sigma$\nof teacher and student slots,\n"
+         "cost $1 - \\mathrm{IoU}(y{=}t,\\ z{=}j)$", _STAGE2, fontsize=11)
+    _box(axis, 0.2, 0.45, 4.7, 1.5, "cross-entropy of the student's\nslot-attention logits (reordered\n"
+         "by $\\sigma$) against $y$: $\\mathcal{L}_{rec} + w\\,\\mathcal{L}_{CE}$", _LOSS, fontsize=11)
+    _arrow(axis, (10.9, 1.72), (10.1, 1.45))
+    _arrow(axis, (10.9, 0.65), (10.1, 0.95))
+    _arrow(axis, (5.7, 1.2), (4.9, 1.2))
+    _arrow(axis, (14.6, row_c - 0.25), (14.6, 2.2), colour="#5b3f8c")           # decoder masks -> teacher
+    return fig
+
+
+@dataclass
+class TrainingLog:
+    """A run's log.jsonl, as written by `spot_tutorial.train.Trainer`: the train records'
+    values by step (`train[key]` is a list aligned with `train_steps`) and the periodic
+    evaluations (`evaluations[masks][metric]`, aligned with `eval_steps`)."""
+
+    train_steps: list[int]
+    train: dict[str, list[float]]
+    eval_steps: list[int]
+    evaluations: dict[str, dict[str, list[float]]]
+
+
+def read_training_log(run: str | Path) -> TrainingLog:
+    """Read the log.jsonl of a run folder (or the file itself). A resumed run may log a step
+    twice; the later record wins, as it belongs to the run that went on."""
+    import json
+
+    from .errors import InputError
+
+    path = Path(run)
+    path = path / "log.jsonl" if path.is_dir() else path
+    if not path.is_file():
+        raise InputError(f"no training log at {path}: pass a run folder written by `spot train` "
+                         "(it holds log.jsonl) or the path of a log.jsonl")
+    train_records: dict[int, dict] = {}
+    eval_records: dict[int, dict] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(f"{path}, line {number}: not JSON ({error}); is this a log.jsonl of "
+                             "`spot train`?") from error
+        kind = record.get("kind")
+        if kind == "train":
+            train_records[record["step"]] = record
+        elif kind == "eval":
+            eval_records[record["step"]] = record
+    if not train_records:
+        raise InputError(f"{path} holds no training records (lines with \"kind\": \"train\")")
+    train_steps = sorted(train_records)
+    keys = [key for key in train_records[train_steps[-1]] if key not in ("kind", "step", "epoch")]
+    train = {key: [train_records[step].get(key, float("nan")) for step in train_steps] for key in keys}
+    eval_steps = sorted(eval_records)
+    evaluations: dict[str, dict[str, list[float]]] = {}
+    for step in eval_steps:
+        for masks, metrics in eval_records[step].items():
+            if isinstance(metrics, dict):
+                for metric, value in metrics.items():
+                    evaluations.setdefault(masks, {}).setdefault(metric, []).append(value)
+    return TrainingLog(train_steps, train, eval_steps, evaluations)
+
+
+def training_curves(runs: dict[str, str | Path | TrainingLog], metric: str = "mbo_i",
+                    loss_key: str = "mse"):
+    """Training curves of one or more runs (name -> run folder, log.jsonl or TrainingLog).
+
+    Left: `loss_key` against the step ('mse': the reconstruction loss, the same quantity in both
+    stages; 'loss' adds the weighted distillation term of stage 2). Right, when the runs
+    evaluated during training: `metric` of the slot masks (solid) and decoder masks (dashed) at
+    each evaluation. One colour per run."""
+    import matplotlib.pyplot as plt
+
+    from .errors import InputError
+
+    logs = {name: run if isinstance(run, TrainingLog) else read_training_log(run)
+            for name, run in runs.items()}
+    evaluated = any(log.eval_steps for log in logs.values())
+    fig, axes = plt.subplots(1, 2 if evaluated else 1, figsize=(11 if evaluated else 6, 3.8), squeeze=False)
+    loss_axis = axes[0, 0]
+    for index, (name, log) in enumerate(logs.items()):
+        colour = PALETTE[[3, 0, 1, 4, 5, 10][index % 6]]
+        if loss_key not in log.train:
+            raise InputError(f"run {name!r} logged no {loss_key!r}; "
+                             f"choose loss_key among {sorted(log.train)}")
+        loss_axis.plot(log.train_steps, log.train[loss_key], color=colour, label=name, linewidth=1.6)
+        if not evaluated:
+            continue
+        for masks, style in (("slot", "-"), ("decoder", "--")):
+            values = log.evaluations.get(masks, {}).get(metric)
+            if values:
+                axes[0, 1].plot(log.eval_steps, values, style, marker="o", markersize=4, color=colour,
+                                label=f"{name}, {masks} masks", linewidth=1.6)
+    loss_axis.set_xlabel("step")
+    loss_axis.set_ylabel(f"training {loss_key}")
+    loss_axis.set_yscale("log")
+    loss_axis.legend(fontsize=9)
+    loss_axis.grid(alpha=0.3)
+    if evaluated:
+        axes[0, 1].set_xlabel("step")
+        axes[0, 1].set_ylabel(f"{metric} (x100), held-out images")
+        axes[0, 1].legend(fontsize=9)
+        axes[0, 1].grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -52,9 +52,10 @@ def png_outputs(name: str) -> int:
 
 
 def local_images(page: Path) -> list[Path]:
-    """Images of a page stored in the build (not the remote Colab badge, not theme icons)."""
+    """Figures of a page stored in the build (not the Colab badge, not theme icons)."""
     sources = re.findall(r'<img[^>]*\ssrc="([^"]+)"', page.read_text(encoding="utf-8"))
-    return [(page.parent / src).resolve() for src in sources if "_images/" in src]
+    return [(page.parent / src).resolve() for src in sources
+            if "_images/" in src and "colab-badge" not in src]
 
 
 def test_every_chapter_is_built(html):
@@ -135,3 +136,48 @@ def test_no_page_has_an_empty_widget_output(html):
         text = page.read_text(encoding="utf-8")
         assert "application/vnd.jupyter.widget-view+json" not in text, f"{page.name}: a widget view"
         assert "widget-state+json" not in text and "embed-amd" not in text, f"{page.name}: widget state"
+
+
+# Wide tables and long code lines scroll in their own box; the architecture figure is drawn by code;
+# nothing on a page is fetched from the network.
+def test_tables_scroll_and_keep_numbers_on_one_line(html):
+    css = (html / "_static" / "tables.css").read_text()
+    rules = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    number_cells = r"td\.text-right,\s*\.bd-article table th\.text-right\s*\{\s*white-space:\s*nowrap"
+    assert re.search(number_cells, rules)
+    assert re.search(r"pst-scrollable-table-container\s*\{[^}]*overflow-x:\s*auto", rules)
+    assert re.search(r"\.bd-article pre\s*\{[^}]*overflow-x:\s*auto", rules)
+    for page in [html / f"{name}.html" for name in PROSE] + [html / "notebooks" / f"{name}.html"
+                                                             for name in NOTEBOOKS]:
+        text = page.read_text(encoding="utf-8")
+        assert '_static/tables.css' in text, f"{page.name} does not load tables.css"
+        tables = text.count("<table")
+        wrapped = len(re.findall(r'<div class="pst-scrollable-table-container">\s*<table', text))
+        in_outputs = len(re.findall(r'class="output[^"]*"[^>]*>\s*(?:<div[^>]*>\s*)*<table', text))
+        outside = tables - wrapped - in_outputs
+        assert outside == 0, f"{page.name}: {outside} tables outside a scroll box"
+    ablation = (html / "ablation.html").read_text(encoding="utf-8")
+    assert ablation.count("pst-scrollable-table-container") >= 4
+    assert re.search(r'<td class="text-right"><p>19\.9 ± 6\.7</p>', ablation)   # a number cell: nowrap
+
+
+def test_the_architecture_figure_is_in_the_paper_chapter_and_lesson_1(html):
+    page = html / "paper.html"
+    images = [image for image in local_images(page) if image.name.startswith("architecture")]
+    assert len(images) == 1 and images[0].stat().st_size > 50_000
+    assert "architecture_figure" in page.read_text(encoding="utf-8")
+    lesson = (html / "notebooks" / "01_slot_attention.html").read_text(encoding="utf-8")
+    assert re.search(r"architecture_figure(</span>)?<span[^>]*>\(\)", lesson), "lesson 1 does not draw it"
+
+
+def test_no_page_loads_an_image_from_the_network(html):
+    for page in sorted(html.rglob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        remote = re.findall(r'<img[^>]*\ssrc="((?:https?:)?//[^"]+)"', text)
+        assert not remote, f"{page.name} loads {remote}"
+    for name in NOTEBOOKS:
+        text = (html / "notebooks" / f"{name}.html").read_text(encoding="utf-8")
+        badge = re.search(r'<img alt="Open In Colab" src="([^"]+)"', text)
+        assert badge, f"{name}: no Colab badge"
+        source = badge.group(1)
+        assert source.endswith("colab-badge.svg") and (html / "notebooks" / source).resolve().is_file()
