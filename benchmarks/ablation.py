@@ -189,8 +189,7 @@ def datasets_for(dataset: str, seed: int, budget: dict[str, Any]):
 
 def run_config(spec: dict[str, Any]):
     """The SPOTConfig of a run: the synthetic preset, a fixed number of steps, the variant's changes."""
-    from spot_tutorial.config import get_preset
-    from spot_tutorial.train import student_config
+    from spot_tutorial.config import get_preset, student_config
 
     budget, info = spec["budget"], VARIANTS[spec["variant"]]
     never = 10**6

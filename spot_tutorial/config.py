@@ -272,12 +272,26 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESETS["synthetic"] = PRESETS["tiny"]
 
 # Stage-2 (student) schedule where it differs from stage 1, per dataset; applied on top of the
-# teacher's configuration by `spot_tutorial.train.student_config`. MOVi, as in the authors'
+# teacher's configuration by `student_config`. MOVi, as in the authors'
 # stage-2 MOVi command: 30 epochs, lr 2e-4 -> 1.5e-4. COCO and VOC keep their stage-1 schedule.
 STAGE2_SETTINGS: dict[str, dict[str, Any]] = {
     "movi_c": dict(epochs=30, lr_main=2e-4, lr_min=1.5e-4),
     "movi_e": dict(epochs=30, lr_main=2e-4, lr_min=1.5e-4),
 }
+
+
+# Stage 2 student, as in the paper: learned slot embeddings, bi-level truncation, ViT blocks
+# with index >= 8 trained (the frozen target copy is built by SPOT.from_config).
+STUDENT_SETTINGS = dict(init_method="embedding", truncate="bi-level", finetune_blocks_after=8)
+
+
+def student_config(config: SPOTConfig) -> SPOTConfig:
+    """The stage-2 student's configuration for a stage-1 (teacher) configuration.
+
+    The student settings above, plus the dataset's stage-2 schedule where it has its own
+    (`STAGE2_SETTINGS`: MOVi trains 30 epochs with lr 2e-4 -> 1.5e-4).
+    """
+    return config.replace(**STUDENT_SETTINGS, **STAGE2_SETTINGS.get(config.dataset, {}))
 
 
 def get_preset(name: str, **overrides: Any) -> SPOTConfig:

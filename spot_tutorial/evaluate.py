@@ -31,9 +31,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import OrderSpec
+from .devices import resolve_device
 from .errors import DatasetError, InputError
 from .metrics import SegmentationMetrics
 from .model import SPOT
+from . import viz
 from .viz import IMAGENET_MEAN, IMAGENET_STD
 
 MASK_KINDS = ("slot", "decoder")
@@ -319,7 +321,7 @@ def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, da
     from .config import PRESETS, get_preset
     from .data import build_datasets
 
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    device = resolve_device(device)
     precision = "bf16" if bf16 else "fp32"
     precision_context(device, precision)  # refuses an unsupported device before any work
     preset = dataset if dataset in PRESETS else "coco"  # an image folder: the COCO recipe
@@ -400,17 +402,7 @@ def evaluation_protocol(config, checkpoint, permutations: OrderSpec, order_ids, 
 def save_mask_figure(model: SPOT, dataset, count: int, permutations: OrderSpec, device: torch.device,
                      path: Path) -> None:
     """Ground truth, slot masks and decoder masks over the first `count` images."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from .viz import mask_figure
-
-    items = [dataset[i] for i in range(min(count, len(dataset)))]
-    images = torch.stack([item["image"] for item in items])
+    images, masks = viz.figure_images(dataset, count)
     output = model.eval()(images.to(device), permutations=permutations)
-    masks = {"ground truth": torch.stack([item["instance_mask"] for item in items]),
-             "slot masks": output.slot_masks.float().cpu(), "decoder masks": output.decoder_masks.float().cpu()}
-    fig = mask_figure(images, masks, max_images=count)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    masks.update({"slot masks": output.slot_masks.float().cpu(), "decoder masks": output.decoder_masks.float().cpu()})
+    viz.save_mask_figure(path, images, masks, max_images=count, dpi=100)

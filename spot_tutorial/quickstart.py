@@ -28,11 +28,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from .config import SPOTConfig, get_preset
+from .config import SPOTConfig, get_preset, student_config
 from .data import RenderedScenes, build_datasets
 from .evaluate import results_table
 from .metrics import SegmentationMetrics
-from .train import TrainResult, Trainer, student_config
+from .train import TrainResult, Trainer
 from .errors import ConfigError
 
 DEFAULT_OUTPUT_DIR = "outputs/quickstart"
@@ -135,26 +135,17 @@ def grid_baseline(eval_set, num_slots: int, batch_size: int = 64) -> dict[str, f
 def save_mask_figure(path: Path, teacher_checkpoint: Path, student_checkpoint: Path, eval_set,
                      count: int = 6, seed: int = 0) -> Path:
     """Ground truth and the four kinds of masks for the first `count` evaluation images."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from .checkpoints import load_model
-    from .viz import mask_figure
+    from .viz import figure_images, save_mask_figure as write_figure
 
-    items = [eval_set[i] for i in range(min(count, len(eval_set)))]
-    images = torch.stack([item["image"] for item in items])
-    masks: dict[str, torch.Tensor] = {"ground truth": torch.stack([item["instance_mask"] for item in items])}
+    images, masks = figure_images(eval_set, count)
     with torch.no_grad():
         for name, checkpoint in (("teacher", teacher_checkpoint), ("student", student_checkpoint)):
             torch.manual_seed(seed)
             output = load_model(checkpoint)(images)  # eval mode, the config's eval orders
             masks[f"{name} slot"] = output.slot_masks
             masks[f"{name} decoder"] = output.decoder_masks
-    figure = mask_figure(images, masks, max_images=count)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return write_figure(path, images, masks, max_images=count, dpi=100)
 
 
 def describe_orders(spec) -> str:

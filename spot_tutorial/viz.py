@@ -115,6 +115,32 @@ def mask_figure(images: torch.Tensor, masks_by_name: dict[str, torch.Tensor], ma
     return fig
 
 
+def figure_images(dataset, count: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The first `count` images of a dataset [B, 3, H, W] and their ground truth for `mask_figure`:
+    ``{"ground truth": [B, H, W]}``, or an empty dict for images without instance masks."""
+    items = [dataset[i] for i in range(min(count, len(dataset)))]
+    images = torch.stack([item["image"] for item in items])
+    if "instance_mask" not in items[0]:
+        return images, {}
+    return images, {"ground truth": torch.stack([item["instance_mask"] for item in items])}
+
+
+def save_mask_figure(path, images: torch.Tensor, masks_by_name: dict[str, torch.Tensor],
+                     max_images: int = 8, dpi: int = 100):
+    """`mask_figure` written to `path` (PNG) with the Agg backend (no display needed); returns `path`.
+
+    The one place where training, evaluation and the quickstart write their mask figures.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure = mask_figure(images, masks_by_name, max_images=max_images)
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
+    return path
+
+
 def slot_figure(image: torch.Tensor, masks: torch.Tensor, normalized: bool = True, title: str = ""):
     """One image and each of its K soft masks [K, h, w] as a grey map."""
     import matplotlib.pyplot as plt
