@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -32,11 +31,12 @@ from tqdm.auto import tqdm
 
 from .config import OrderSpec
 from .devices import resolve_device
+from .precision import autocast, cuda_has_native_bf16
 from .errors import DatasetError, InputError
 from .metrics import SegmentationMetrics
 from .model import SPOT
 from . import viz
-from .viz import IMAGENET_MEAN, IMAGENET_STD
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 MASK_KINDS = ("slot", "decoder")
 PRECISIONS = ("fp32", "bf16")
@@ -46,18 +46,14 @@ def precision_context(device: torch.device, precision: str = "fp32"):
     """fp32: no autocast at all. bf16: bf16 autocast on CUDA or on the CPU."""
     if precision not in PRECISIONS:
         raise InputError(f"precision={precision!r}; choose one of {PRECISIONS}")
-    if precision == "fp32":
-        return nullcontext()
-    if device.type not in ("cuda", "cpu"):
+    if precision != "fp32" and device.type not in ("cuda", "cpu"):
         raise InputError(f"bf16 autocast runs on CUDA or the CPU, not on {device.type!r}; use fp32")
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    return autocast(device, precision)
 
 
 def effective_precision(device: torch.device, precision: str = "fp32", amp: bool = False) -> str:
     """The precision a run really uses: `amp` is the older switch for bf16 on CUDA only, and it
     falls back to fp32 on a GPU without native bf16 (e.g. a T4)."""
-    from .precision import cuda_has_native_bf16
-
     if precision == "bf16":
         return "bf16"
     return "bf16" if amp and device.type == "cuda" and cuda_has_native_bf16() else "fp32"

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .data.transforms import denormalize
 
 # 24 well-separated colours (one per slot), RGB in [0, 1]
 PALETTE = np.array([
@@ -24,9 +24,7 @@ def to_rgb(images: torch.Tensor, normalized: bool = True) -> np.ndarray:
     """[B, 3, H, W] tensor -> [B, H, W, 3] float array in [0, 1] (undoing ImageNet normalisation)."""
     images = images.detach().float().cpu()
     if normalized:
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-        images = images * std + mean
+        images = denormalize(images)
     return images.clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 
