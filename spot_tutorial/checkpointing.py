@@ -4,9 +4,10 @@
 atomically, loaded safely; also the authors' checkpoints). This module is the *run* on top of
 it: a run folder holds
 
-    last.pt      the model, the optimiser, the run's `Progress` (step, epoch, batch within the
-                 epoch, schedule length), every process's random states, the stage and its
-                 teacher: everything needed to continue bit for bit after a crash or a kill
+    last.pt      the model, the optimiser, the fp16 gradient scaler, the run's `Progress` (step,
+                 epoch, batch within the epoch, schedule length), every process's random states,
+                 the stage and its teacher: everything needed to continue bit for bit after a
+                 crash or a kill
     best.pt      with model selection only: the model that scored best on held-out training
                  images (`check_selection`), with its scores
     config.json, log.jsonl, eval.csv, summary.json, tensorboard/, figures/   (`run_logging`)
@@ -26,15 +27,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoints import FORMAT, FORMAT_VERSION, load_state_strict
-from .config import SPOTConfig
+from .checkpoints import checkpoint_config, config_payload, load_state_strict
+from .config import RUNTIME_FIELDS, SPOTConfig
 from .errors import ConfigError
 
 LAST, BEST = "last.pt", "best.pt"
 RUN_FILES = (LAST, BEST, "config.json", "log.jsonl", "eval.csv", "summary.json", "tensorboard", "figures")
-# Fields that may change when a run is resumed: they do not change what is computed.
-RESUMABLE_CHANGES = ("num_workers", "log_every", "checkpoint_every", "eval_every", "max_minutes",
-                     "epochs", "max_steps", "torch_compile", "cpu_bf16")
+# What may change when a run is resumed: the runtime settings (how long and how it goes), never
+# the architecture or the training math (see spot_tutorial.config).
+RESUMABLE_CHANGES = RUNTIME_FIELDS
 SELECTION_METRICS = ("fg_ari", "mbo_i", "mbo_c", "miou")
 
 
@@ -63,20 +64,21 @@ def clear_previous_run(output_dir: Path) -> None:
 
 def run_state(stage: int, config: SPOTConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
               progress: Progress, rng_states: list[dict[str, Any]], teacher: str | None,
-              init_from: str | None) -> dict[str, Any]:
-    """The payload of last.pt: everything a resumed run needs."""
-    return {"format": FORMAT, "version": FORMAT_VERSION, "stage": stage,
-            "config": config.to_dict(), "model": model.state_dict(),
+              init_from: str | None, scaler: "torch.amp.GradScaler | None" = None) -> dict[str, Any]:
+    """The payload of last.pt: everything a resumed run needs (with fp16, the loss scale too)."""
+    return {**config_payload(config), "stage": stage, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "progress": asdict(progress),
+            "scaler": {} if scaler is None else scaler.state_dict(),  # {} unless fp16
             "rng": rng_states, "teacher": teacher, "init_from": init_from}
 
 
 def check_resumable(payload: dict[str, Any], config: SPOTConfig, stage: int, path: Path) -> None:
-    """A run resumes only with what it started with (but for `RESUMABLE_CHANGES`) and its stage."""
-    saved = SPOTConfig.from_dict(payload["config"]).to_dict()
+    """A run resumes with its architecture, its training settings and its stage; only the
+    runtime settings (`RUNTIME_FIELDS`) may differ."""
+    saved = checkpoint_config(payload, str(path)).to_dict()
     ours = config.to_dict()
     changed = [f"{k}: checkpoint {saved[k]!r} vs now {ours[k]!r}" for k in ours
-               if saved[k] != ours[k] and k not in RESUMABLE_CHANGES]
+               if saved[k] != ours[k] and k not in RUNTIME_FIELDS]
     if changed:
         raise ConfigError(f"cannot resume {path} with a different configuration:\n  " + "\n  ".join(changed)
                           + "\nresume with the same preset and overrides (see config.json there)")
@@ -86,10 +88,17 @@ def check_resumable(payload: dict[str, Any], config: SPOTConfig, stage: int, pat
 
 
 def restore_run_state(payload: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
-                      source: str) -> Progress:
-    """Load the weights and the optimiser of a last.pt; returns its `Progress`."""
+                      source: str, scaler: "torch.amp.GradScaler | None" = None) -> Progress:
+    """Load the weights, the optimiser and (fp16) the gradient scaler of a last.pt; returns its `Progress`.
+
+    The scaler's state (loss scale, steps since it last grew) continues where it was; a
+    checkpoint without one (fp32 or bf16 runs, files written before it was saved) leaves the
+    scaler at its initial scale.
+    """
     load_state_strict(model, payload["model"], source=source)
     optimizer.load_state_dict(payload["optimizer"])
+    if scaler is not None and scaler.is_enabled() and payload.get("scaler"):
+        scaler.load_state_dict(payload["scaler"])
     return Progress(**payload["progress"])
 
 
@@ -126,6 +135,4 @@ def selection_improves(results: dict[str, dict[str, float]], select_by: str, pro
 def best_state(stage: int, config: SPOTConfig, model: nn.Module, step: int,
                results: dict[str, dict[str, float]], select_by: str, selected_on: str) -> dict[str, Any]:
     """The payload of best.pt: the selected model and the scores that chose it."""
-    return {"format": FORMAT, "version": FORMAT_VERSION, "stage": stage,
-            "config": config.to_dict(), "model": model.state_dict(),
-            "step": step, "metrics": results, "select_by": select_by, "selected_on": selected_on}
+    return {**config_payload(config), "stage": stage, "model": model.state_dict(), "step": step, "metrics": results, "select_by": select_by, "selected_on": selected_on}

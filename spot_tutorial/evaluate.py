@@ -255,12 +255,13 @@ def load_checkpoint_for_evaluation(path: str | os.PathLike, encoder: str | nn.Mo
     `config` supplies what an authors' file does not store (default: the COCO preset);
     `num_slots` overrides the slot count where the weights allow it (see `load_model`).
     """
-    from .checkpoints import FORMAT, load_model, load_official_checkpoint, official_assumptions, safe_load
+    from .checkpoints import (FORMAT, checkpoint_config, load_model, load_official_checkpoint,
+                              official_assumptions, safe_load)
 
     payload = safe_load(path)
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
         model = load_model(path, num_slots=num_slots)
-        stored = payload["config"].get("num_slots")
+        stored = checkpoint_config(payload, str(path)).num_slots
         source = "checkpoint config" if model.config.num_slots == stored else f"--num-slots (checkpoint config: {stored})"
         return model, {"num_slots": model.config.num_slots, "num_slots_from": source, "assumed": {}}
     model = load_official_checkpoint(payload, encoder, config, num_slots=num_slots)

@@ -212,7 +212,7 @@ class Trainer:
             return
         payload = safe_load(path, map_location="cpu")
         check_resumable(payload, self.config, self.stage, path)
-        self.progress = restore_run_state(payload, self.model, self.optimizer, source=str(path))
+        self.progress = restore_run_state(payload, self.model, self.optimizer, str(path), self.scaler)
         # `epochs` / `max_steps` may have grown
         self.progress.total_steps = planned_steps(self.config, self.sampler.steps_per_epoch)
         rng_states = payload["rng"]
@@ -422,7 +422,8 @@ class Trainer:
         rng_states = self.distributed.gather(capture_rng_state())
         if self.is_main:
             atomic_save(run_state(self.stage, self.config, self.model, self.optimizer, self.progress,
-                                  rng_states, self.teacher_path, self.init_from), self.output_dir / LAST)
+                                  rng_states, self.teacher_path, self.init_from, self.scaler),
+                        self.output_dir / LAST)
             if self.on_checkpoint is not None:
                 self.on_checkpoint(self.progress.step)
 

@@ -10,7 +10,8 @@ from spot_tutorial import SPOT, get_preset
 from spot_tutorial.checkpointing import (RUN_FILES, Progress, check_resumable, check_selection,
                                          clear_previous_run, restore_run_state, run_state,
                                          selection_improves)
-from spot_tutorial.checkpoints import atomic_save, safe_load
+from spot_tutorial.checkpoints import atomic_save, config_payload, safe_load
+from spot_tutorial.config import RUNTIME_FIELDS
 
 
 def test_a_run_state_round_trips_through_a_safe_load(tmp_path):
@@ -38,13 +39,21 @@ def test_a_run_state_round_trips_through_a_safe_load(tmp_path):
         assert torch.equal(saved_adam[key]["exp_avg"], restored_adam[key]["exp_avg"])
 
 
-def test_resume_refuses_other_math_or_another_stage(tmp_path):
+@pytest.mark.parametrize("checkpoint_format", [1, 2])
+def test_resume_refuses_another_architecture_other_math_or_another_stage(tmp_path, checkpoint_format):
     config = get_preset("tiny")
-    payload = {"config": config.to_dict(), "stage": 1}
-    with pytest.raises(ValueError, match="lr_main: checkpoint"):
+    header = {"config": config.to_dict()} if checkpoint_format == 1 else config_payload(config)
+    payload = {**header, "stage": 1}
+    with pytest.raises(ValueError, match="lr_main: checkpoint"):                # training math
         check_resumable(payload, config.replace(lr_main=1.0), stage=1, path=tmp_path)
+    with pytest.raises(ValueError, match="num_slots: checkpoint"):              # architecture
+        check_resumable(payload, config.replace(num_slots=4), stage=1, path=tmp_path)
     with pytest.raises(ValueError, match="--stage 1"):
         check_resumable(payload, config, stage=2, path=tmp_path)
+    runtime = dict(num_workers=3, log_every=7, checkpoint_every=9, eval_every=2, max_minutes=1.0,
+                   epochs=5, max_steps=40, torch_compile=True, cpu_bf16=True)
+    assert set(runtime) == set(RUNTIME_FIELDS)
+    check_resumable(payload, config.replace(**runtime), stage=1, path=tmp_path)  # runtime may change
 
 
 def test_clear_previous_run_removes_run_files_only(tmp_path):
@@ -75,3 +84,36 @@ def test_selection_needs_held_out_images_and_a_known_metric():
         check_selection("slot/mbo_i", get_preset("tiny"))
     with pytest.raises(ValueError, match="fg_ari"):
         check_selection("slot/accuracy", get_preset("tiny", selection_images=8))
+
+
+def _scaler_after_real_steps() -> torch.amp.GradScaler:
+    """A CPU GradScaler whose state moved as in fp16 training: one overflow, then good steps."""
+    from spot_tutorial.optimization import apply_gradients
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=5)
+    model = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for scale in (float("inf"), 1.0, 1.0, 1.0):  # the overflow halves the scale; 3 good steps follow
+        loss = (model(torch.randn(8, 4)) ** 2).mean() * scale
+        apply_gradients(model, optimizer, loss, clip=0.3, scaler=scaler)
+    return scaler
+
+
+def test_the_fp16_loss_scale_is_saved_and_restored(tmp_path):
+    config = get_preset("tiny")
+    model = SPOT.from_config(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scaler = _scaler_after_real_steps()
+    assert scaler.get_scale() == 512.0 and scaler.state_dict()["_growth_tracker"] == 3
+    atomic_save(run_state(1, config, model, optimizer, Progress(), [], None, None, scaler), tmp_path / "last.pt")
+    payload = safe_load(tmp_path / "last.pt")   # weights_only: the scaler state is plain numbers
+    fresh = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=5)
+    restore_run_state(payload, model, optimizer, "last.pt", fresh)
+    assert fresh.state_dict() == scaler.state_dict()
+    # fp32 / bf16 runs (a disabled scaler) and older checkpoints (no "scaler") keep the default
+    assert run_state(1, config, model, optimizer, Progress(), [], None, None,
+                     torch.amp.GradScaler("cpu", enabled=False))["scaler"] == {}
+    payload.pop("scaler")
+    untouched = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    restore_run_state(payload, model, optimizer, "last.pt", untouched)
+    assert untouched.get_scale() == 1024.0

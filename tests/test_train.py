@@ -331,3 +331,26 @@ def test_fused_adam_takes_the_same_steps_as_plain_adam():
                                                      trainable_parameters(build_model(config, pretrained=False))]))
     for fused, plain in zip(*weights):  # rounding only: well under 1% of one step (lr 1e-3)
         torch.testing.assert_close(fused, plain, rtol=0, atol=1e-5)
+
+
+def test_a_resumed_fp16_run_continues_with_its_loss_scale(tmp_path, monkeypatch):
+    """fp16 (GPUs without bf16) trains with a GradScaler; its state is in last.pt. On the CPU the
+    same path runs by asking for fp16 autocast, as `precision.training_precision` does on a T4."""
+    import spot_tutorial.train as train_module
+
+    monkeypatch.setattr(train_module, "training_precision", lambda device, bf16, cpu_bf16: "fp16")
+    straight = Trainer(tiny_config(max_steps=6), output_dir=tmp_path / "straight", progress=False)
+    assert straight.scaler.is_enabled()
+    straight.fit()
+    Trainer(tiny_config(max_steps=3), output_dir=tmp_path / "resumed", progress=False).fit()
+    saved = safe_load(tmp_path / "resumed" / "last.pt")["scaler"]
+    assert saved["_growth_tracker"] == 3  # three good steps since the scale last changed
+    resumed = Trainer(tiny_config(max_steps=6), output_dir=tmp_path / "resumed", resume=True, progress=False)
+    assert resumed.scaler.state_dict() == saved
+    resumed.fit()
+    assert resumed.scaler.state_dict() == straight.scaler.state_dict()
+    final_a = safe_load(tmp_path / "straight" / "last.pt")
+    final_b = safe_load(tmp_path / "resumed" / "last.pt")
+    assert final_a["scaler"] == final_b["scaler"]
+    for name, value in final_a["model"].items():
+        assert torch.equal(value, final_b["model"][name]), name
