@@ -3,11 +3,11 @@
 Our files are plain `torch.save` dictionaries of tensors and JSON-like values, read back with
 `torch.load(..., weights_only=True)` (no arbitrary pickle), and written atomically (temporary
 file + rename) so a crash or a kill never leaves a half-written checkpoint. Every file holds the
-model's architecture next to its weights, which is all `load_model` needs:
+model's architecture next to its weights, which is all `load_model` needs::
 
-    format 2 (now)     {"format": "spot-tutorial", "version": 2, "architecture": {...},
+    format 2 (now):    {"format": "spot-tutorial", "version": 2, "architecture": {...},
                         "settings": {training and runtime settings}, "model": state_dict, ...}
-    format 1 (before)  {"format": "spot-tutorial", "version": 1, "config": {every field}, "model": ...}
+    format 1 (before): {"format": "spot-tutorial", "version": 1, "config": {every field}, "model": ...}
 
 Both load (`checkpoint_config`). A training run's own state on top of this (optimiser, progress,
 random states) is `spot_tutorial.checkpointing`.
