@@ -125,13 +125,12 @@ DATASETS: dict[str, dict[str, Any]] = {
 
 MASK_KINDS = ("slot", "decoder")
 ORDERS = ("standard", "all")
-# The metrics aggregated into the tables, CSV and plot. mBO^i and mIoU come from
-# `AuthorsIoUMetrics` (the authors' protocol, restated independently of spot_tutorial.metrics).
-# The run files also hold the library's own fields (mbo_i, miou, mbo_c); the first runs were
-# scored while the library still removed background pixels from the predicted masks, so those
-# fields mix two protocols across runs and are not aggregated.
-METRICS = ("mbo_i_authors", "miou_authors", "fg_ari")
-METRIC_NAMES = {"mbo_i_authors": "mBO^i", "miou_authors": "mIoU", "fg_ari": "FG-ARI"}
+# The metrics aggregated into the tables, CSV and plot, all from `spot_tutorial.metrics` (the
+# authors' protocol: predicted segments keep their background pixels). Run files written before
+# this script used the library alone also hold `mbo_i_authors` / `miou_authors`, an independent
+# restatement of the same protocol; they equal `mbo_i` / `miou` in every stored model run.
+METRICS = ("mbo_i", "miou", "fg_ari")
+METRIC_NAMES = {"mbo_i": "mBO^i", "miou": "mIoU", "fg_ari": "FG-ARI"}
 EVAL_SEED = 1234  # fixed noise of the teacher's Gaussian slots during evaluation
 
 FULL_BUDGET = dict(steps=2000, student_steps=2000, train_images=10_000, eval_images=256, batch_size=32,
@@ -189,8 +188,7 @@ def datasets_for(dataset: str, seed: int, budget: dict[str, Any]):
 
 def run_config(spec: dict[str, Any]):
     """The SPOTConfig of a run: the synthetic preset, a fixed number of steps, the variant's changes."""
-    from spot_tutorial.config import get_preset
-    from spot_tutorial.train import student_config
+    from spot_tutorial.config import get_preset, student_config
 
     budget, info = spec["budget"], VARIANTS[spec["variant"]]
     never = 10**6
@@ -232,61 +230,15 @@ def train_stage(spec: dict[str, Any], work_dir: str, teacher_checkpoint: Path | 
     return trainer.fit(), config
 
 
-class AuthorsIoUMetrics:
-    """mBO^i and mIoU as the authors' evaluation code computes them (eval_spot.py / ocl_metrics.py).
-
-    There, only ignored (and overlap) pixels are removed from the predicted masks; a predicted
-    segment keeps its pixels on the background, so a segment that spills over the background
-    has a lower IoU with the object it covers. `spot_tutorial.metrics` now follows the same
-    protocol (the two agree in every run scored since); this independent per-image restatement
-    is kept because the first run files were scored with an earlier library protocol that also
-    removed background pixels from the predictions (a fixed 2x2 grid scored ~75 mBO^i with it).
-    """
-
-    def __init__(self) -> None:
-        self.sums = {"mbo_i": 0.0, "miou": 0.0}
-        self.count = 0
-
-    def update(self, pred, target, ignore=None) -> None:
-        """pred, target: label maps [B, H, W] (0 = background in target); ignore: bool [B, H, W]."""
-        import torch
-        from scipy.optimize import linear_sum_assignment
-
-        batch = pred.shape[0]
-        num_objects, num_segments = int(target.max()) + 1, int(pred.max()) + 1
-        keep = torch.ones_like(target, dtype=torch.bool) if ignore is None else ~ignore
-        cell = (torch.arange(batch, device=pred.device).view(-1, 1, 1) * num_objects + target) * num_segments + pred
-        counts = torch.bincount(cell[keep], minlength=batch * num_objects * num_segments)
-        counts = counts.view(batch, num_objects, num_segments).double().cpu()  # row 0: background
-        intersection = counts[:, 1:]                                           # [B, M-1, P]
-        object_area = intersection.sum(2, keepdim=True)
-        segment_area = counts.sum(1, keepdim=True)                             # background included
-        iou = (intersection / (object_area + segment_area - intersection).clamp(min=1)).numpy()
-        present = (object_area.squeeze(2) > 0).numpy()
-        for b in range(batch):
-            table = iou[b][present[b]]
-            if len(table) == 0:
-                continue  # images without objects are skipped, as in the authors' code
-            rows, cols = linear_sum_assignment(table, maximize=True)
-            self.sums["mbo_i"] += float(table.max(axis=1).mean())
-            self.sums["miou"] += float(table[rows, cols].sum() / len(table))
-            self.count += 1
-
-    def compute(self) -> dict[str, float]:
-        return {f"{k}_authors": 100.0 * v / self.count if self.count else float("nan")
-                for k, v in self.sums.items()}
-
-
 def evaluate(checkpoint: Path, eval_set, batch_size: int, orders: tuple[str, ...],
              device: str = "cpu") -> dict[str, Any]:
-    """Slot- and decoder-mask metrics for each evaluation order: the library's metrics
-    (`spot_tutorial.metrics.SegmentationMetrics`, as `evaluate_model` computes them) plus the
-    authors'-code mBO^i / mIoU (`AuthorsIoUMetrics`), from one forward pass per batch."""
+    """Slot- and decoder-mask metrics for each evaluation order, as `evaluate_model` computes them
+    (`spot_tutorial.metrics.SegmentationMetrics`), from one forward pass per batch."""
     import torch
     from torch.utils.data import DataLoader
 
     from spot_tutorial.checkpoints import load_model
-    from spot_tutorial.metrics import SegmentationMetrics, masks_to_labels
+    from spot_tutorial.metrics import SegmentationMetrics
 
     model = load_model(checkpoint, map_location="cpu").to(device).eval()
     results = {}
@@ -294,7 +246,6 @@ def evaluate(checkpoint: Path, eval_set, batch_size: int, orders: tuple[str, ...
         torch.manual_seed(EVAL_SEED)
         started = time.perf_counter()
         library = {kind: SegmentationMetrics() for kind in MASK_KINDS}
-        authors = {kind: AuthorsIoUMetrics() for kind in MASK_KINDS}
         with torch.no_grad():
             for batch in DataLoader(eval_set, batch_size=batch_size):
                 output = model(batch["image"].to(device), permutations=order)
@@ -302,9 +253,7 @@ def evaluate(checkpoint: Path, eval_set, batch_size: int, orders: tuple[str, ...
                 target, ignore = batch["instance_mask"], batch.get("ignore_mask")
                 for kind, masks in (("slot", output.slot_masks), ("decoder", output.decoder_masks)):
                     library[kind].update(masks.float(), target, batch.get("class_mask"), ignore)
-                    authors[kind].update(masks_to_labels(masks.float(), target.shape[-2:]), target, ignore)
-        results[order] = {kind: {k: round(float(v), 3) for k, v in
-                                 {**library[kind].compute(), **authors[kind].compute()}.items()}
+        results[order] = {kind: {k: round(float(v), 3) for k, v in library[kind].compute().items()}
                           for kind in MASK_KINDS}
         results[order]["seconds"] = round(time.perf_counter() - started, 1)
     return results
@@ -395,17 +344,16 @@ def grid_record(dataset: str, budget: dict[str, Any]) -> dict[str, Any]:
     """The fixed 2x2 grid of masks scored on the evaluation set (no model, no seed)."""
     from torch.utils.data import DataLoader
 
-    from spot_tutorial.metrics import SegmentationMetrics, masks_to_labels
+    from spot_tutorial.metrics import SegmentationMetrics
     from spot_tutorial.quickstart import grid_masks
 
     _, eval_set, _ = datasets_for(dataset, 0, budget)
-    library, authors = SegmentationMetrics(), AuthorsIoUMetrics()
+    library = SegmentationMetrics()
     for batch in DataLoader(eval_set, batch_size=budget["batch_size"]):
         target, ignore = batch["instance_mask"], batch["ignore_mask"]
         masks = grid_masks(target.shape[0], DATASETS[dataset]["num_slots"], *target.shape[-2:]).float()
         library.update(masks, target, batch["class_mask"], ignore)
-        authors.update(masks_to_labels(masks, target.shape[-2:]), target, ignore)
-    metrics = {k: round(float(v), 3) for k, v in {**library.compute(), **authors.compute()}.items()}
+    metrics = {k: round(float(v), 3) for k, v in library.compute().items()}
     return {"run": f"{dataset}-{GRID}", "dataset": dataset, "variant": GRID, "label": GRID_LABEL, "seed": None,
             "budget": budget, "budget_signature": budget_signature(budget),
             "results": {"standard": {"slot": metrics, "decoder": metrics}}}
@@ -481,8 +429,8 @@ def execute(specs: list[dict[str, Any]], runs_dir: Path, work_dir: str, workers:
 def _report(record: dict[str, Any], count: int, total: int, say) -> dict[str, Any]:
     std = record["results"]["standard"]
     say(f"[ablation] {count + 1}/{total} done {record['run']}: {record['steps']} steps in "
-        f"{record['train_seconds']:.0f} s; mBO^i slot {std['slot']['mbo_i_authors']:.1f}, "
-        f"decoder {std['decoder']['mbo_i_authors']:.1f}; losses {record['losses_last']}")
+        f"{record['train_seconds']:.0f} s; mBO^i slot {std['slot']['mbo_i']:.1f}, "
+        f"decoder {std['decoder']['mbo_i']:.1f}; losses {record['losses_last']}")
     return record
 
 
@@ -594,7 +542,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     import numpy as np
 
     datasets = [d for d in DATASETS if any(r["dataset"] == d for r in rows)]
-    metrics = ("mbo_i_authors", "fg_ari")
+    metrics = ("mbo_i", "fg_ari")
     bars = (("slot", "standard", "slot masks", "#4C72B0"),
             ("decoder", "standard", "decoder masks, raster order", "#DD8452"),
             ("decoder", "all", "decoder masks, all 9 orders", "#55A868"))
@@ -658,8 +606,8 @@ def report_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append({"run": r["run"], "steps": r["steps"], "train_seconds": r["train_seconds"],
                     "wall_seconds": r["wall_seconds"], "images_per_second": r["images_per_second"],
                     "losses_first": r.get("losses_first"), "losses_last": r.get("losses_last"),
-                    "slot_mbo_i": std["slot"]["mbo_i_authors"], "decoder_mbo_i": std["decoder"]["mbo_i_authors"],
-                    "decoder_mbo_i_all": r["results"].get("all", {}).get("decoder", {}).get("mbo_i_authors")})
+                    "slot_mbo_i": std["slot"]["mbo_i"], "decoder_mbo_i": std["decoder"]["mbo_i"],
+                    "decoder_mbo_i_all": r["results"].get("all", {}).get("decoder", {}).get("mbo_i")})
     return out
 
 

@@ -53,7 +53,7 @@ def _cpu_model() -> str:
 
 
 def machine() -> dict:
-    from spot_tutorial.train import cpu_has_native_bf16
+    from spot_tutorial.precision import cpu_has_native_bf16
 
     info = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
             "processor": _cpu_model(), "cpu_threads": torch.get_num_threads(),
@@ -76,7 +76,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def build_models(config_name: str, stage: int, fast: bool, device: torch.device):
     from spot_tutorial import SPOT, get_preset
-    from spot_tutorial.train import student_config
+    from spot_tutorial.config import student_config
 
     overrides = dict(CONFIGS[config_name], attention_impl="sdpa" if fast else "math")
     config = get_preset("coco", **overrides)
@@ -96,7 +96,9 @@ def time_train_step(config_name: str, stage: int, fast: bool, steps: int, device
                     compiled: bool = False) -> dict:
     """Median seconds per optimisation step and peak memory: reference, fast path, or fast
     path with `torch.compile` (its compilation happens in the untimed warm-up steps)."""
-    from spot_tutorial.train import apply_gradients, batch_loss, cpu_has_native_bf16
+    from spot_tutorial.objective import batch_loss
+    from spot_tutorial.optimization import apply_gradients
+    from spot_tutorial.precision import cpu_has_native_bf16
 
     config, model, teacher = build_models(config_name, stage, fast, device)
     if compiled:
@@ -224,7 +226,10 @@ def time_tiny_step(stage: int, fast: bool, steps: int = 200, warmup: int = 20,
     kernels, the stage-2 teacher running its own encoder); fast = the Trainer's path.
     """
     from spot_tutorial.quickstart import QUICKSTART_STUDENT_SETTINGS, quickstart_config
-    from spot_tutorial.train import adam, apply_gradients, batch_loss, build_model, student_config
+    from spot_tutorial.config import student_config
+    from spot_tutorial.objective import batch_loss
+    from spot_tutorial.optimization import adam, apply_gradients
+    from spot_tutorial.train import build_model
 
     config = quickstart_config(6.0).replace(attention_impl="sdpa" if fast else "math")
     teacher = None

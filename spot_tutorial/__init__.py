@@ -5,7 +5,7 @@ transformer decoder with nine patch orders, and self-training by attention disti
 """
 
 from .checkpoints import load_model, load_official_checkpoint, save_model
-from .config import PRESETS, SPOTConfig, get_preset
+from .config import PRESETS, Architecture, SPOTConfig, get_preset
 from .encoders import ViTEncoder, build_encoder
 from .evaluate import evaluate_model, plot_segmentation, segment
 from .model import SPOT, SPOTOutput
@@ -14,7 +14,7 @@ from .permutations import patch_orders
 __version__ = "0.1.0"
 
 __all__ = [
-    "SPOT", "SPOTConfig", "SPOTOutput", "PRESETS", "get_preset", "ViTEncoder", "build_encoder",
+    "SPOT", "SPOTConfig", "Architecture", "SPOTOutput", "PRESETS", "get_preset", "ViTEncoder", "build_encoder",
     "load_model", "load_official_checkpoint", "save_model", "patch_orders", "segment",
     "plot_segmentation", "evaluate_model",
 ]

@@ -2,7 +2,15 @@
 
 Our files are plain `torch.save` dictionaries of tensors and JSON-like values, read back with
 `torch.load(..., weights_only=True)` (no arbitrary pickle), and written atomically (temporary
-file + rename) so a crash or a kill never leaves a half-written checkpoint.
+file + rename) so a crash or a kill never leaves a half-written checkpoint. Every file holds the
+model's architecture next to its weights, which is all `load_model` needs::
+
+    format 2 (now):    {"format": "spot-tutorial", "version": 2, "architecture": {...},
+                        "settings": {training and runtime settings}, "model": state_dict, ...}
+    format 1 (before): {"format": "spot-tutorial", "version": 1, "config": {every field}, "model": ...}
+
+Both load (`checkpoint_config`). A training run's own state on top of this (optimiser, progress,
+random states) is `spot_tutorial.checkpointing`.
 
 `load_official_checkpoint` reads the `.pt` files written by the authors' training scripts
 (stage 1 teacher, raster-only teacher with one [BOS] token, stage 2 student with its
@@ -33,9 +41,9 @@ from .errors import CheckpointError
 from .model import SPOT
 
 FORMAT = "spot-tutorial"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: architecture and settings apart; 1: one flat "config"
 
-__all__ = ["CheckpointError", "save_model", "load_model", "load_official_checkpoint", "infer_official_config",
+__all__ = ["CheckpointError", "save_model", "load_model", "config_payload", "checkpoint_config", "load_official_checkpoint", "infer_official_config",
            "official_assumptions", "atomic_save", "safe_load", "load_state_strict", "initialize_from",
            "InitReport"]
 
@@ -71,10 +79,33 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
             "Is the file complete and written by spot-tutorial or the SPOT authors' scripts?") from error
 
 
+def config_payload(config: SPOTConfig) -> dict[str, Any]:
+    """The header of every checkpoint we write: format, version, architecture, settings."""
+    return {"format": FORMAT, "version": FORMAT_VERSION, "architecture": config.architecture.to_dict(),
+            "settings": config.settings()}
+
+
+def checkpoint_config(payload: Mapping[str, Any], source: str = "checkpoint") -> SPOTConfig:
+    """The configuration stored in one of our checkpoints, format 2 or 1.
+
+    Format 2 needs only its "architecture"; its "settings" (training and runtime) fill the rest
+    where present. Format 1 files (one flat "config", e.g. the tutorial's stored checkpoints)
+    written before `num_bos_tokens` existed load with its default (9; MLP decoder: 1).
+    """
+    version = payload.get("version", 1)
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{source} is a format-{version} checkpoint; this spot-tutorial reads formats "
+                              f"1 to {FORMAT_VERSION}: update spot-tutorial")
+    if "architecture" in payload:
+        return SPOTConfig.from_architecture(payload["architecture"], **payload.get("settings", {}))
+    if "config" in payload:
+        return SPOTConfig.from_dict(payload["config"])
+    raise CheckpointError(f"{source} holds no model architecture (no 'architecture' or 'config' entry)")
+
+
 def save_model(model: SPOT, path: str | os.PathLike, **extra: Any) -> None:
-    """Save weights + config (+ any JSON-like extras) atomically."""
-    payload = {"format": FORMAT, "version": FORMAT_VERSION, "config": model.config.to_dict(),
-               "model": model.state_dict(), **extra}
+    """Save weights + architecture + settings (+ any JSON-like extras) atomically."""
+    payload = {**config_payload(model.config), "model": model.state_dict(), **extra}
     atomic_save(payload, path)
 
 
@@ -84,13 +115,13 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
 
     `num_slots` changes the slot count of a Gaussian-init model (its weights do not depend on
     it); an embedding-init model stores one vector per slot, so a different count is refused.
-    Files written before `num_bos_tokens` existed load with its default (9; MLP decoder: 1).
+    Both formats load (see `checkpoint_config`).
     """
     payload = safe_load(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a spot-tutorial checkpoint; for the authors' files use "
                               "spot_tutorial.load_official_checkpoint(path, encoder)")
-    config = with_num_slots(SPOTConfig.from_dict(payload["config"]), num_slots, source=str(path))
+    config = with_num_slots(checkpoint_config(payload, str(path)), num_slots, source=str(path))
     model = SPOT.from_config(config, pretrained=False)
     load_state_strict(model, payload["model"], source=str(path))
     return model.eval()

@@ -115,14 +115,12 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def config_from_args(args: argparse.Namespace) -> SPOTConfig:
     """Preset -> (stage 2: the paper's student settings) -> the options given."""
-    from .config import STAGE2_SETTINGS
-    from .train import STUDENT_SETTINGS
+    from .config import student_config
 
-    settings = dict(PRESETS[args.preset])
+    config = get_preset(args.preset)
     if getattr(args, "stage", 1) == 2:  # the paper's student, and the dataset's stage-2 schedule
-        settings.update(STUDENT_SETTINGS)
-        settings.update(STAGE2_SETTINGS.get(settings.get("dataset", "coco"), {}))
-    return get_preset(args.preset, **{**settings, **config_overrides(args)})
+        config = student_config(config)
+    return config.replace(**config_overrides(args))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -5,6 +5,16 @@ Field names follow the command-line names of the authors' scripts (``num_slots``
 appendix, the authors' commands and this dataclass side by side. Defaults are the COCO
 configuration of the paper (its sections 3-4 and the implementation details of its appendix).
 ``PRESETS`` holds the others: VOC as in the paper, MOVi-C/E as in the authors' released commands.
+
+The fields fall in three groups:
+
+* the model's **architecture** (`Architecture`, `SPOTConfig.architecture`): what building the
+  network needs. It is stored with the weights in every checkpoint and is enough to rebuild the
+  model (`SPOTConfig.from_architecture`);
+* the **runtime** settings (`RUNTIME_FIELDS`): how long and how a run goes (run length, logging,
+  data-loading processes, compilation), not what it computes; they may change when a run is resumed;
+* the **training** settings: everything else (data, optimiser, schedules, patch orders, precision,
+  seed): the math of a run; resuming with other values is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +37,43 @@ NUM_ORDERS = 9
 
 # 'standard' | 'random' | 'all' or an explicit list of order ids (0..8).
 OrderSpec = Union[str, Sequence[int]]
+
+# How long and how a run goes, not what it computes: these may change when a run is resumed.
+RUNTIME_FIELDS = ("num_workers", "log_every", "checkpoint_every", "eval_every", "max_minutes",
+                  "epochs", "max_steps", "torch_compile", "cpu_bf16")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The model's architecture: what building the network needs (see `SPOTConfig` for each field).
+
+    Every checkpoint stores it next to the weights, so a checkpoint rebuilds its model with no
+    preset and no guessing: ``SPOT.from_config(SPOTConfig.from_architecture(architecture))``.
+    """
+
+    which_encoder: str            # encoder
+    image_size: int
+    encoder_final_norm: bool
+    finetune_blocks_after: int
+    pos_embed_scale: float
+    num_slots: int                # slot attention
+    slot_size: int
+    mlp_hidden_size: int
+    num_iterations: int
+    slot_att_heads: int
+    init_method: str
+    truncate: str
+    dec_type: str                 # decoder
+    num_dec_blocks: int
+    num_heads: int
+    mlp_dec_hidden: int
+    num_bos_tokens: int           # 9: one [BOS] per patch order; 1: a raster-only model
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+ARCHITECTURE_FIELDS = tuple(f.name for f in dataclasses.fields(Architecture))
 
 
 @dataclass
@@ -236,6 +283,32 @@ class SPOTConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @property
+    def architecture(self) -> Architecture:
+        """The model's architecture: the fields that building the network needs."""
+        return Architecture(**{name: getattr(self, name) for name in ARCHITECTURE_FIELDS})
+
+    def settings(self) -> dict:
+        """The training and runtime settings: every field but the architecture's."""
+        return {k: v for k, v in self.to_dict().items() if k not in ARCHITECTURE_FIELDS}
+
+    @classmethod
+    def from_architecture(cls, architecture: Architecture | dict, **settings: Any) -> "SPOTConfig":
+        """A configuration for `architecture`, with training / runtime `settings` (defaults otherwise).
+
+        Without settings, a model with one [BOS] token (raster only) or an MLP decoder gets the
+        raster order ('standard') for training and evaluation, the only order it can decode.
+        """
+        shape = architecture.to_dict() if isinstance(architecture, Architecture) else dict(architecture)
+        unknown = sorted(set(shape) - set(ARCHITECTURE_FIELDS))
+        if unknown:
+            raise ConfigError(f"unknown architecture field(s) {unknown}; was the file written by a newer "
+                              "spot-tutorial?")
+        if shape.get("num_bos_tokens") == 1 or shape.get("dec_type") == "mlp":
+            settings.setdefault("train_permutations", "standard")
+            settings.setdefault("eval_permutations", "standard")
+        return cls.from_dict({**settings, **shape})
+
+    @property
     def num_orders(self) -> int:
         """Patch orders the model can decode (its [BOS] tokens; 1 for the MLP decoder)."""
         return self.num_bos_tokens
@@ -272,12 +345,26 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESETS["synthetic"] = PRESETS["tiny"]
 
 # Stage-2 (student) schedule where it differs from stage 1, per dataset; applied on top of the
-# teacher's configuration by `spot_tutorial.train.student_config`. MOVi, as in the authors'
+# teacher's configuration by `student_config`. MOVi, as in the authors'
 # stage-2 MOVi command: 30 epochs, lr 2e-4 -> 1.5e-4. COCO and VOC keep their stage-1 schedule.
 STAGE2_SETTINGS: dict[str, dict[str, Any]] = {
     "movi_c": dict(epochs=30, lr_main=2e-4, lr_min=1.5e-4),
     "movi_e": dict(epochs=30, lr_main=2e-4, lr_min=1.5e-4),
 }
+
+
+# Stage 2 student, as in the paper: learned slot embeddings, bi-level truncation, ViT blocks
+# with index >= 8 trained (the frozen target copy is built by SPOT.from_config).
+STUDENT_SETTINGS = dict(init_method="embedding", truncate="bi-level", finetune_blocks_after=8)
+
+
+def student_config(config: SPOTConfig) -> SPOTConfig:
+    """The stage-2 student's configuration for a stage-1 (teacher) configuration.
+
+    The student settings above, plus the dataset's stage-2 schedule where it has its own
+    (`STAGE2_SETTINGS`: MOVi trains 30 epochs with lr 2e-4 -> 1.5e-4).
+    """
+    return config.replace(**STUDENT_SETTINGS, **STAGE2_SETTINGS.get(config.dataset, {}))
 
 
 def get_preset(name: str, **overrides: Any) -> SPOTConfig:

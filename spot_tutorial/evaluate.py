@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -31,10 +30,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import OrderSpec
+from .devices import resolve_device
+from .precision import autocast, cuda_has_native_bf16
 from .errors import DatasetError, InputError
 from .metrics import SegmentationMetrics
 from .model import SPOT
-from .viz import IMAGENET_MEAN, IMAGENET_STD
+from . import viz
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 MASK_KINDS = ("slot", "decoder")
 PRECISIONS = ("fp32", "bf16")
@@ -44,18 +46,14 @@ def precision_context(device: torch.device, precision: str = "fp32"):
     """fp32: no autocast at all. bf16: bf16 autocast on CUDA or on the CPU."""
     if precision not in PRECISIONS:
         raise InputError(f"precision={precision!r}; choose one of {PRECISIONS}")
-    if precision == "fp32":
-        return nullcontext()
-    if device.type not in ("cuda", "cpu"):
+    if precision != "fp32" and device.type not in ("cuda", "cpu"):
         raise InputError(f"bf16 autocast runs on CUDA or the CPU, not on {device.type!r}; use fp32")
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    return autocast(device, precision)
 
 
 def effective_precision(device: torch.device, precision: str = "fp32", amp: bool = False) -> str:
     """The precision a run really uses: `amp` is the older switch for bf16 on CUDA only, and it
     falls back to fp32 on a GPU without native bf16 (e.g. a T4)."""
-    from .precision import cuda_has_native_bf16
-
     if precision == "bf16":
         return "bf16"
     return "bf16" if amp and device.type == "cuda" and cuda_has_native_bf16() else "fp32"
@@ -257,12 +255,13 @@ def load_checkpoint_for_evaluation(path: str | os.PathLike, encoder: str | nn.Mo
     `config` supplies what an authors' file does not store (default: the COCO preset);
     `num_slots` overrides the slot count where the weights allow it (see `load_model`).
     """
-    from .checkpoints import FORMAT, load_model, load_official_checkpoint, official_assumptions, safe_load
+    from .checkpoints import (FORMAT, checkpoint_config, load_model, load_official_checkpoint,
+                              official_assumptions, safe_load)
 
     payload = safe_load(path)
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
         model = load_model(path, num_slots=num_slots)
-        stored = payload["config"].get("num_slots")
+        stored = checkpoint_config(payload, str(path)).num_slots
         source = "checkpoint config" if model.config.num_slots == stored else f"--num-slots (checkpoint config: {stored})"
         return model, {"num_slots": model.config.num_slots, "num_slots_from": source, "assumed": {}}
     model = load_official_checkpoint(payload, encoder, config, num_slots=num_slots)
@@ -319,7 +318,7 @@ def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, da
     from .config import PRESETS, get_preset
     from .data import build_datasets
 
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    device = resolve_device(device)
     precision = "bf16" if bf16 else "fp32"
     precision_context(device, precision)  # refuses an unsupported device before any work
     preset = dataset if dataset in PRESETS else "coco"  # an image folder: the COCO recipe
@@ -400,17 +399,7 @@ def evaluation_protocol(config, checkpoint, permutations: OrderSpec, order_ids, 
 def save_mask_figure(model: SPOT, dataset, count: int, permutations: OrderSpec, device: torch.device,
                      path: Path) -> None:
     """Ground truth, slot masks and decoder masks over the first `count` images."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from .viz import mask_figure
-
-    items = [dataset[i] for i in range(min(count, len(dataset)))]
-    images = torch.stack([item["image"] for item in items])
+    images, masks = viz.figure_images(dataset, count)
     output = model.eval()(images.to(device), permutations=permutations)
-    masks = {"ground truth": torch.stack([item["instance_mask"] for item in items]),
-             "slot masks": output.slot_masks.float().cpu(), "decoder masks": output.decoder_masks.float().cpu()}
-    fig = mask_figure(images, masks, max_images=count)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    masks.update({"slot masks": output.slot_masks.float().cpu(), "decoder masks": output.decoder_masks.float().cpu()})
+    viz.save_mask_figure(path, images, masks, max_images=count, dpi=100)

@@ -28,11 +28,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from .config import SPOTConfig, get_preset
+from .config import SPOTConfig, get_preset, student_config
 from .data import RenderedScenes, build_datasets
 from .evaluate import results_table
 from .metrics import SegmentationMetrics
-from .train import TrainResult, Trainer, student_config
+from .train import TrainResult, Trainer
 from .errors import ConfigError
 
 DEFAULT_OUTPUT_DIR = "outputs/quickstart"
@@ -73,7 +73,8 @@ def fastest_thread_count(config: SPOTConfig, images: torch.Tensor, candidates: t
     where the second "core" is a hyper-thread of the first (a Colab CPU runtime) or is busy with
     other work, because every small operation of a two-thread step waits for its slower thread.
     """
-    from .train import adam, apply_gradients, build_model
+    from .optimization import adam, apply_gradients
+    from .train import build_model
 
     candidates = tuple(n for n in candidates if n <= available_cpus()) or (1,)
     timings = {n: float("inf") for n in candidates}
@@ -175,26 +176,17 @@ def grid_baseline(eval_set, num_slots: int, batch_size: int = 64) -> dict[str, f
 def save_mask_figure(path: Path, teacher_checkpoint: Path, student_checkpoint: Path, eval_set,
                      count: int = 6, seed: int = 0) -> Path:
     """Ground truth and the four kinds of masks for the first `count` evaluation images."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from .checkpoints import load_model
-    from .viz import mask_figure
+    from .viz import figure_images, save_mask_figure as write_figure
 
-    items = [eval_set[i] for i in range(min(count, len(eval_set)))]
-    images = torch.stack([item["image"] for item in items])
-    masks: dict[str, torch.Tensor] = {"ground truth": torch.stack([item["instance_mask"] for item in items])}
+    images, masks = figure_images(eval_set, count)
     with torch.no_grad():
         for name, checkpoint in (("teacher", teacher_checkpoint), ("student", student_checkpoint)):
             torch.manual_seed(seed)
             output = load_model(checkpoint)(images)  # eval mode, the config's eval orders
             masks[f"{name} slot"] = output.slot_masks
             masks[f"{name} decoder"] = output.decoder_masks
-    figure = mask_figure(images, masks, max_images=count)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return write_figure(path, images, masks, max_images=count, dpi=100)
 
 
 def describe_orders(spec) -> str:

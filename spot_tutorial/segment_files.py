@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .config import OrderSpec, get_preset
 from .data._common import load_photo
 from .data.folder import IMAGE_SUFFIXES, list_images
+from .devices import resolve_device
 from .errors import InputError, SpotUserError
 from .evaluate import load_checkpoint_for_evaluation, segment
 
@@ -170,7 +171,7 @@ def segment_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
     if not files:
         raise InputError("no images to segment: " + "; ".join(f"{f.file}: {f.error}" for f in failed)
                          + ". Pass image files, folders or quoted glob patterns such as 'photos/**/*.jpg'")
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    device = resolve_device(device)
     model, shapes = load_checkpoint_for_evaluation(checkpoint, encoder, get_preset(preset), num_slots)
     model = model.to(device).eval()
     out_dir = Path(out_dir)

@@ -49,7 +49,8 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from .config import SPOTConfig, get_preset
-from .train import seed_everything  # noqa: F401 - one seeding helper, used by the notebooks too
+from .devices import resolve_device
+from .randomness import seed_everything  # noqa: F401 - one seeding helper, used by the notebooks too
 
 MODES = ("tutorial", "full")
 MODE_ENV = "SPOT_TUTORIAL_MODE"
@@ -115,7 +116,7 @@ def tutorial_recipe(kind: str = "teacher", steps: Optional[int] = None, seed: in
     if kind == "raster":  # its decoder learned the raster order only: its masks are read in that order
         config = config.replace(eval_permutations="standard")
     if kind == "student":
-        from .train import student_config
+        from .config import student_config
         config = student_config(config).replace(**QUICKSTART_STUDENT_SETTINGS)
     return config
 
@@ -275,7 +276,7 @@ class Tutorial:
             raise ValueError(f"unknown model {kind!r}; choose one of {sorted(TUTORIAL_KINDS)}")
         config = self.config.replace(train_permutations=TUTORIAL_KINDS[kind], **self.demo_budget)
         if kind == "student":
-            from .train import student_config
+            from .config import student_config
             config = student_config(config).replace(**self.demo_budget)
         return config
 
@@ -379,7 +380,7 @@ def setup(mode: Optional[str] = None, seed: int = 0, **config_overrides: Any) ->
         device = torch.device("cpu")
         config = get_preset("tiny", seed=seed, **config_overrides)
     else:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device("auto")
         config = get_preset("coco", seed=seed, **config_overrides)
     seed_everything(seed)
     _matplotlib_defaults()

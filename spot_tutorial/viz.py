@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .data.transforms import denormalize
 
 # 24 well-separated colours (one per slot), RGB in [0, 1]
 PALETTE = np.array([
@@ -28,9 +28,7 @@ def to_rgb(images: torch.Tensor, normalized: bool = True) -> np.ndarray:
     """[B, 3, H, W] tensor -> [B, H, W, 3] float array in [0, 1] (undoing ImageNet normalisation)."""
     images = images.detach().float().cpu()
     if normalized:
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-        images = images * std + mean
+        images = denormalize(images)
     return images.clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 
@@ -117,6 +115,32 @@ def mask_figure(images: torch.Tensor, masks_by_name: dict[str, torch.Tensor], ma
         axis.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+def figure_images(dataset, count: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The first `count` images of a dataset [B, 3, H, W] and their ground truth for `mask_figure`:
+    ``{"ground truth": [B, H, W]}``, or an empty dict for images without instance masks."""
+    items = [dataset[i] for i in range(min(count, len(dataset)))]
+    images = torch.stack([item["image"] for item in items])
+    if "instance_mask" not in items[0]:
+        return images, {}
+    return images, {"ground truth": torch.stack([item["instance_mask"] for item in items])}
+
+
+def save_mask_figure(path, images: torch.Tensor, masks_by_name: dict[str, torch.Tensor],
+                     max_images: int = 8, dpi: int = 100):
+    """`mask_figure` written to `path` (PNG) with the Agg backend (no display needed); returns `path`.
+
+    The one place where training, evaluation and the quickstart write their mask figures.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure = mask_figure(images, masks_by_name, max_images=max_images)
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
+    return path
 
 
 def slot_figure(image: torch.Tensor, masks: torch.Tensor, normalized: bool = True, title: str = ""):

@@ -1,5 +1,6 @@
-"""Tests for benchmarks/ablation.py: the --quick path end to end, --plot-only, resumability and the
-authors'-code IoU metric. No timings and no metric values are asserted (only structure)."""
+"""Tests for benchmarks/ablation.py: the --quick path end to end, --plot-only and resumability
+(its metrics are the library's: tests/test_metrics.py). No timings and no metric values are
+asserted (only structure)."""
 
 import csv
 import importlib.util
@@ -75,7 +76,7 @@ def test_quick_run_writes_every_output_with_rows_for_every_variant(ablation, qui
     with open(paths["csv"]) as handle:
         table = list(csv.DictReader(handle))
     assert len(table) == len(rows)
-    assert {"mbo_i_authors_mean", "mbo_i_authors_std", "fg_ari_mean", "fg_ari_std"} <= set(table[0])
+    assert {"mbo_i_mean", "mbo_i_std", "fg_ari_mean", "fg_ari_std"} <= set(table[0])
 
     markdown = paths["table"].read_text()
     for variant in ablation.VARIANTS:
@@ -124,22 +125,3 @@ def test_plan_puts_teachers_before_their_students(ablation):
         if spec["teacher"]:
             assert position[spec["teacher"]] < position[spec["run"]]
             assert spec["teacher"].endswith(f"-s{spec['seed']}")
-
-
-def test_authors_iou_keeps_background_pixels_of_predictions(ablation):
-    # one 2x2 object in a 4x4 image; the predicted segment covers the object and 2 background pixels
-    target = torch.zeros(1, 4, 4, dtype=torch.long)
-    target[0, :2, :2] = 1
-    pred = torch.zeros(1, 4, 4, dtype=torch.long)
-    pred[0, :2, :3] = 1
-    metric = ablation.AuthorsIoUMetrics()
-    metric.update(pred, target)
-    result = metric.compute()
-    assert result["mbo_i_authors"] == pytest.approx(100 * 4 / 6)
-    assert result["miou_authors"] == pytest.approx(100 * 4 / 6)
-    # ignored pixels are removed from predictions and targets
-    ignore = torch.zeros(1, 4, 4, dtype=torch.bool)
-    ignore[0, :2, 2] = True
-    metric = ablation.AuthorsIoUMetrics()
-    metric.update(pred, target, ignore)
-    assert metric.compute()["mbo_i_authors"] == pytest.approx(100.0)

@@ -1,11 +1,13 @@
 import copy
 import re
+from pathlib import Path
 
 import pytest
 import torch
 
 from spot_tutorial import SPOT, get_preset, load_model, load_official_checkpoint, save_model
-from spot_tutorial.checkpoints import CheckpointError, atomic_save, official_to_ours
+from spot_tutorial.checkpoints import CheckpointError, atomic_save, checkpoint_config, official_to_ours, safe_load
+from spot_tutorial.config import Architecture, SPOTConfig
 from spot_tutorial.encoders import build_encoder
 from spot_tutorial.errors import InputError
 from conftest import tiny_model
@@ -220,8 +222,7 @@ def test_our_checkpoints_from_before_num_bos_tokens_still_load(tmp_path):
     for overrides in (dict(init_method="embedding"), dict(dec_type="mlp", train_permutations="standard")):
         model = tiny_model(**overrides).eval()
         path = tmp_path / "old.pt"
-        save_model(model, path)
-        payload = torch.load(path, weights_only=True)
+        payload = format1_payload(model)  # the flat "config" of the files from before format 2
         del payload["config"]["num_bos_tokens"]  # written before the field existed
         atomic_save(payload, path)
         loaded = load_model(path)
@@ -235,3 +236,72 @@ def test_load_model_changes_the_slot_count_of_gaussian_models_only(tmp_path):
     save_model(tiny_model(init_method="embedding"), tmp_path / "embedding.pt")
     with pytest.raises(CheckpointError, match="stores 5 learned slot vectors"):
         load_model(tmp_path / "embedding.pt", num_slots=3)
+
+
+# ---------------------------------------------------------------------------------------------
+# the model's architecture is stored with its weights (format 2); format 1 files still load
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def format1_payload(model):
+    """What save_model wrote before format 2: one flat "config" with every field."""
+    return {"format": "spot-tutorial", "version": 1, "config": model.config.to_dict(), "model": model.state_dict()}
+
+
+def test_a_checkpoint_stores_the_architecture_apart_from_the_settings(tmp_path):
+    model = tiny_model(init_method="embedding", num_slots=4, lr_main=1e-3, num_workers=2).eval()
+    save_model(model, tmp_path / "model.pt")
+    payload = safe_load(tmp_path / "model.pt")
+    assert payload["version"] == 2 and "config" not in payload
+    assert Architecture(**payload["architecture"]) == model.config.architecture
+    assert payload["architecture"]["num_slots"] == 4 and payload["architecture"]["num_bos_tokens"] == 9
+    assert payload["settings"]["lr_main"] == 1e-3 and "num_slots" not in payload["settings"]
+    assert checkpoint_config(payload) == model.config
+    loaded = load_model(tmp_path / "model.pt")
+    assert loaded.config == model.config
+    same_outputs(model, loaded, torch.randn(1, 3, 64, 64))
+
+
+@pytest.mark.parametrize("overrides", [dict(init_method="embedding"),
+                                       dict(train_permutations="standard", num_bos_tokens=1),
+                                       dict(dec_type="mlp", train_permutations="standard")])
+def test_the_architecture_alone_rebuilds_the_model(tmp_path, overrides):
+    model = tiny_model(**overrides).eval()
+    save_model(model, tmp_path / "model.pt")
+    payload = safe_load(tmp_path / "model.pt")
+    del payload["settings"]  # no preset, no training settings: only the shape and the weights
+    atomic_save(payload, tmp_path / "model.pt")
+    loaded = load_model(tmp_path / "model.pt")
+    assert loaded.config.architecture == model.config.architecture
+    assert loaded.config.lr_main == SPOTConfig().lr_main  # settings not stored: defaults
+    same_outputs(model, loaded, torch.randn(1, 3, 64, 64))
+
+
+def test_a_stored_format1_checkpoint_loads_and_gives_its_stored_masks():
+    """tests/data/checkpoint_format1_tiny.pt was written by save_model of spot-tutorial 5931fc5
+    (format 1), with the masks that model gave for the images stored next to it."""
+    path = ROOT / "tests" / "data" / "checkpoint_format1_tiny.pt"
+    stored = safe_load(path)
+    assert stored["version"] == 1 and "config" in stored and "architecture" not in stored
+    model = load_model(path)
+    assert model.config.num_slots == 4 and model.config.init_method == "embedding"
+    with torch.no_grad():
+        output = model(stored["images"], permutations="standard")
+    torch.testing.assert_close(output.slot_masks, stored["slot_masks"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(output.decoder_masks, stored["decoder_masks"], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["tiny_teacher.pt", "tiny_student.pt", "tiny_raster.pt"])
+def test_the_tutorials_stored_checkpoints_still_load(name):
+    path = ROOT / "notebooks" / "checkpoints" / name
+    payload = safe_load(path)
+    model = load_model(path)  # strict: every stored tensor fits the rebuilt model
+    assert model.config == SPOTConfig.from_dict(payload["config"])
+    assert model.config.architecture.which_encoder == "tiny"
+
+
+def test_a_checkpoint_from_a_newer_format_is_refused():
+    with pytest.raises(CheckpointError, match="format-3 checkpoint.*update spot-tutorial"):
+        checkpoint_config({"format": "spot-tutorial", "version": 3, "architecture": {}}, "new.pt")
+    with pytest.raises(CheckpointError, match="no model architecture"):
+        checkpoint_config({"format": "spot-tutorial", "version": 2}, "empty.pt")

@@ -39,3 +39,29 @@ def test_validation_raises_config_errors_that_are_user_errors():
 def test_presets_carry_the_papers_slot_counts():
     counts = {name: get_preset(name).num_slots for name in ("coco", "voc", "movi_c", "movi_e")}
     assert counts == {"coco": 7, "voc": 6, "movi_c": 11, "movi_e": 24}
+
+
+def test_the_fields_split_into_architecture_runtime_and_training_settings():
+    import dataclasses
+
+    from spot_tutorial.config import ARCHITECTURE_FIELDS, RUNTIME_FIELDS
+
+    fields = {f.name for f in dataclasses.fields(SPOTConfig)}
+    assert set(ARCHITECTURE_FIELDS) <= fields and set(RUNTIME_FIELDS) <= fields
+    assert not set(ARCHITECTURE_FIELDS) & set(RUNTIME_FIELDS)
+    config = get_preset("voc", num_slots=4, lr_main=1e-3)
+    assert set(config.settings()) == fields - set(ARCHITECTURE_FIELDS)
+    assert config.architecture.num_slots == 4 and config.settings()["lr_main"] == 1e-3
+    assert SPOTConfig.from_architecture(config.architecture, **config.settings()) == config
+
+
+def test_an_architecture_alone_gives_a_valid_config_with_the_orders_it_can_decode():
+    from spot_tutorial.config import Architecture
+
+    raster = get_preset("tiny", train_permutations="standard", num_bos_tokens=1).architecture
+    assert SPOTConfig.from_architecture(raster).train_permutations == "standard"   # one [BOS]: order 0
+    nine = SPOTConfig.from_architecture(get_preset("tiny").architecture)
+    assert nine.train_permutations == "random" and nine.architecture == get_preset("tiny").architecture
+    with pytest.raises(ValueError, match="unknown architecture field"):
+        SPOTConfig.from_architecture({**raster.to_dict(), "num_layers": 3})
+    assert isinstance(raster, Architecture)

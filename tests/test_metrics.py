@@ -237,6 +237,20 @@ def test_background_pixels_count_in_predicted_segment_areas():
     assert fg_ari(halves, target).item() == 1.0  # FG-ARI cannot tell (one object, one segment)
 
 
+def test_a_segment_spilling_onto_the_background_loses_iou_unless_those_pixels_are_ignored():
+    # one 2x2 object in a 4x4 image; the predicted segment covers it and 2 background pixels
+    target = torch.zeros(1, 4, 4, dtype=torch.long)
+    target[0, :2, :2] = 1
+    pred = torch.zeros(1, 4, 4, dtype=torch.long)
+    pred[0, :2, :3] = 1
+    assert mbo(pred, target).item() == pytest.approx(4 / 6)
+    assert miou(pred, target).item() == pytest.approx(4 / 6)
+    ignore = torch.zeros(1, 4, 4, dtype=torch.bool)
+    ignore[0, :2, 2] = True  # ignored pixels leave predictions and targets
+    assert mbo(pred, target, ignore).item() == pytest.approx(1.0)
+    assert miou(pred, target, ignore).item() == pytest.approx(1.0)
+
+
 def test_fully_ignored_object_is_not_counted():
     target = labels([[1, 1, 2, 2]])
     pred = labels([[0, 0, 0, 0]])

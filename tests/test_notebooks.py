@@ -148,7 +148,7 @@ def test_tutorial_models_follow_the_quickstart_recipe():
     """One recipe: the stored models are trained like `spot quickstart`, for steps instead of minutes."""
     from spot_tutorial import tutorial
     from spot_tutorial.quickstart import QUICKSTART_STUDENT_SETTINGS, quickstart_config
-    from spot_tutorial.train import student_config
+    from spot_tutorial.config import student_config
 
     budget = ("max_minutes", "max_steps", "eval_every", "epochs")
     teacher, quick = tutorial.tutorial_recipe("teacher"), quickstart_config(6.0)

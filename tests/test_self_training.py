@@ -165,14 +165,14 @@ def test_teacher_target_orders_choices():
 
 def _distilled_teacher_masks(monkeypatch, targets, teacher, student, images, seed=3):
     """The teacher decoder masks that `batch_loss` hands to `distillation_loss`, and its loss."""
-    import spot_tutorial.train as train_module
+    import spot_tutorial.objective as objective
 
     seen = []
-    real = train_module.distillation_loss
-    monkeypatch.setattr(train_module, "distillation_loss",
+    real = objective.distillation_loss
+    monkeypatch.setattr(objective, "distillation_loss",
                         lambda logits, masks: seen.append(masks.clone()) or real(logits, masks))
     torch.manual_seed(seed)
-    loss, _ = train_module.batch_loss(student, images, teacher, 0.5, targets=targets)
+    loss, _ = objective.batch_loss(student, images, teacher, 0.5, targets=targets)
     return seen[0], loss
 
 

@@ -1,4 +1,5 @@
-"""Tests for spot_tutorial.train: schedules, clipping, learning, resumption, NaN stop, DDP.
+"""Tests for spot_tutorial.train: clipping, learning, resumption, NaN stop, DDP (the schedules and
+the data order: test_schedules.py, test_distributed.py).
 
 Everything runs on the CPU with the tiny model and a few dozen synthetic images.
 """
@@ -17,11 +18,8 @@ import torch
 from spot_tutorial import get_preset
 from spot_tutorial.checkpoints import safe_load
 from spot_tutorial.train import (
-    EpochSampler,
     NonFiniteLossError,
     Trainer,
-    ce_weight,
-    learning_rate,
     student_config,
 )
 
@@ -40,51 +38,6 @@ def tiny_config(**overrides):
 def read_log(run_dir, kind="train"):
     lines = (Path(run_dir) / "log.jsonl").read_text().splitlines()
     return [r for r in map(json.loads, lines) if r["kind"] == kind]
-
-
-# ---------------------------------------------------------------------------------------------
-# schedules
-def test_learning_rate_warmup_then_cosine_at_known_steps():
-    config = get_preset("tiny", lr_main=1e-3, lr_min=1e-5, lr_warmup_steps=10)
-    total = 110
-    assert learning_rate(0, total, config) == 0.0
-    assert learning_rate(5, total, config) == pytest.approx(5e-4)
-    assert learning_rate(10, total, config) == pytest.approx(1e-3)
-    assert learning_rate(60, total, config) == pytest.approx((1e-3 + 1e-5) / 2)  # half-way down
-    assert learning_rate(110, total, config) == pytest.approx(1e-5)
-    assert learning_rate(500, total, config) == pytest.approx(1e-5)             # stays at lr_min
-    values = [learning_rate(s, total, config) for s in range(10, 111)]
-    assert all(b <= a for a, b in zip(values, values[1:]))                       # monotone decay
-
-
-def test_ce_weight_constant_or_cosine_to_zero():
-    constant = get_preset("tiny", ce_weight=0.005)
-    assert ce_weight(0, 100, constant) == ce_weight(77, 100, constant) == 0.005
-    cosine = get_preset("tiny", ce_weight=0.005, cosine_ce_weight=True)
-    assert ce_weight(0, 100, cosine) == pytest.approx(0.005)
-    assert ce_weight(50, 100, cosine) == pytest.approx(0.0025)
-    assert ce_weight(100, 100, cosine) == pytest.approx(0.0, abs=1e-12)
-
-
-# ---------------------------------------------------------------------------------------------
-# data order
-def test_epoch_sampler_is_seeded_by_epoch_resumable_and_sharded():
-    sampler = EpochSampler(dataset_size=50, batch_size=4, seed=3)
-    assert sampler.steps_per_epoch == 12
-    sampler.set_epoch(2)
-    full = list(sampler)
-    assert len(full) == 48 and len(set(full)) == 48
-    assert list(EpochSampler(50, 4, seed=3).__class__(50, 4, 3).epoch_indices()) != full  # epoch 0 differs
-    sampler.set_epoch(2, start_batch=5)
-    assert list(sampler) == full[20:]                     # resumes after 5 batches
-    assert len(sampler) == 28
-    shards = [EpochSampler(50, 4, seed=3, rank=r, world_size=2) for r in range(2)]
-    for shard in shards:
-        shard.set_epoch(2)
-    first, second = list(shards[0]), list(shards[1])
-    assert len(first) == len(second) == 24 and not set(first) & set(second)
-    with pytest.raises(ValueError, match="fewer than one batch"):
-        EpochSampler(dataset_size=3, batch_size=4, seed=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,3 +331,26 @@ def test_fused_adam_takes_the_same_steps_as_plain_adam():
                                                      trainable_parameters(build_model(config, pretrained=False))]))
     for fused, plain in zip(*weights):  # rounding only: well under 1% of one step (lr 1e-3)
         torch.testing.assert_close(fused, plain, rtol=0, atol=1e-5)
+
+
+def test_a_resumed_fp16_run_continues_with_its_loss_scale(tmp_path, monkeypatch):
+    """fp16 (GPUs without bf16) trains with a GradScaler; its state is in last.pt. On the CPU the
+    same path runs by asking for fp16 autocast, as `precision.training_precision` does on a T4."""
+    import spot_tutorial.train as train_module
+
+    monkeypatch.setattr(train_module, "training_precision", lambda device, bf16, cpu_bf16: "fp16")
+    straight = Trainer(tiny_config(max_steps=6), output_dir=tmp_path / "straight", progress=False)
+    assert straight.scaler.is_enabled()
+    straight.fit()
+    Trainer(tiny_config(max_steps=3), output_dir=tmp_path / "resumed", progress=False).fit()
+    saved = safe_load(tmp_path / "resumed" / "last.pt")["scaler"]
+    assert saved["_growth_tracker"] == 3  # three good steps since the scale last changed
+    resumed = Trainer(tiny_config(max_steps=6), output_dir=tmp_path / "resumed", resume=True, progress=False)
+    assert resumed.scaler.state_dict() == saved
+    resumed.fit()
+    assert resumed.scaler.state_dict() == straight.scaler.state_dict()
+    final_a = safe_load(tmp_path / "straight" / "last.pt")
+    final_b = safe_load(tmp_path / "resumed" / "last.pt")
+    assert final_a["scaler"] == final_b["scaler"]
+    for name, value in final_a["model"].items():
+        assert torch.equal(value, final_b["model"][name]), name
