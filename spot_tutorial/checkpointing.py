@@ -2,7 +2,7 @@
 
 `spot_tutorial.checkpoints` is the file format of a *model* (weights + configuration, written
 atomically, loaded safely; also the authors' checkpoints). This module is the *run* on top of
-it: a run folder holds
+it: a run folder holds::
 
     last.pt      the model, the optimiser, the fp16 gradient scaler, the run's `Progress` (step,
                  epoch, batch within the epoch, schedule length), every process's random states,

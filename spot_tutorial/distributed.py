@@ -2,7 +2,7 @@
 
 With ``torchrun --nproc-per-node P`` every process trains on its own shard of each batch; the
 gradients are averaged by DistributedDataParallel, so all processes keep the same weights. What
-the training loop needs on top of that lives here:
+the training loop needs on top of that lives here::
 
     init_distributed(device)   join the process group torchrun describes, or stay one process
     Distributed                rank / world size, and the decisions all processes must share:

@@ -1,4 +1,4 @@
-"""What a training run writes for people to read: logs, learning curves, a progress bar.
+"""What a training run writes for people to read: logs, learning curves, a progress bar::
 
     config.json     the run's configuration
     log.jsonl       one JSON record a line: "train" (loss, mse, ce, lr, grad_norm, images/s),

@@ -1,5 +1,7 @@
 """The schedules of SPOT's recipe (paper, section 4 and appendix): learning rate, CE weight, T.
 
+Per optimisation step::
+
     lr(step) = lr_main * step / warmup                                  for step < warmup
              = lr_min + (lr_main - lr_min) * (1 + cos(pi * t)) / 2,     t = (step - warmup) / (T - warmup)
     w(step)  = ce_weight   (or ce_weight * (1 + cos(pi * step / T)) / 2 with cosine_ce_weight)
