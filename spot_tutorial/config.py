@@ -84,11 +84,11 @@ class SPOTConfig:
     #: timm name of the ViT (DINO ViT-B/16 in the paper; DINOv2, MAE, ... work too), or
     #: 'tiny' for the CPU tutorials.
     which_encoder: str = "vit_base_patch16_224.dino"
-    #: Side of the square input image in pixels (224: a 14 x 14 token grid with patch 16).
+    #: Side of the square input image in pixels (224 — a 14 x 14 token grid with patch 16).
     image_size: int = 224
     #: Apply the ViT's final LayerNorm to the features (DINOSAUR and SPOT do not).
     encoder_final_norm: bool = False
-    #: ViT blocks with index >= this are trained (stage 2: 8 of 12); 100 keeps the encoder frozen.
+    #: ViT blocks with index >= this are trained (stage 2 — 8 of 12); 100 keeps the encoder frozen.
     finetune_blocks_after: int = 100
 
     # --- slot attention (paper, section 3) ---
@@ -102,15 +102,15 @@ class SPOTConfig:
     num_iterations: int = 3
     #: Attention heads of slot attention (1 in the paper); the softmax runs over heads x slots.
     slot_att_heads: int = 1
-    #: Initial slots: 'shared_gaussian' (stage 1: learned mean and scale, fresh noise each
-    #: pass) or 'embedding' (stage 2: one learned vector per slot).
+    #: Initial slots — 'shared_gaussian' (stage 1 — learned mean and scale, fresh noise each
+    #: pass) or 'embedding' (stage 2 — one learned vector per slot).
     init_method: str = "shared_gaussian"
-    #: Gradient truncation before the last iteration: 'none' (stage 1), 'bi-level' (stage 2)
+    #: Gradient truncation before the last iteration — 'none' (stage 1), 'bi-level' (stage 2)
     #: or 'fixed-point'.
     truncate: str = "none"
 
     # --- autoregressive decoder and its patch orders (paper, section 3.2) ---
-    #: 'transformer': SPOT's autoregressive decoder; 'mlp': the DINOSAUR baseline.
+    #: 'transformer' — SPOT's autoregressive decoder; 'mlp' — the DINOSAUR baseline.
     dec_type: str = "transformer"
     #: Blocks of the autoregressive transformer decoder (4 in the paper).
     num_dec_blocks: int = 4
@@ -118,14 +118,14 @@ class SPOTConfig:
     num_heads: int = 6
     #: Hidden width of the MLP decoder (DINOSAUR baseline only).
     mlp_dec_hidden: int = 2048
-    #: [BOS] tokens of the autoregressive decoder: 9 (one per patch order) or 1 for a raster-only
+    #: [BOS] tokens of the autoregressive decoder — 9 (one per patch order) or 1 for a raster-only
     #: model (trained with train_permutations='standard'), which can decode order 0 only. Part of
-    #: the weights' shape. The MLP decoder has none and decodes raster order: always 1.
+    #: the weights' shape. The MLP decoder has none and decodes raster order — always 1.
     num_bos_tokens: int = NUM_ORDERS
-    #: Patch orders in training: 'random' (one of the nine per batch, the paper), 'standard'
+    #: Patch orders in training — 'random' (one of the nine per batch, the paper), 'standard'
     #: (raster only), 'all', or a list of order ids.
     train_permutations: OrderSpec = "random"
-    #: Patch orders when the model is evaluated: 'standard' during training, 'all' (nine
+    #: Patch orders when the model is evaluated — 'standard' during training, 'all' (nine
     #: averaged) for the paper's final numbers.
     eval_permutations: OrderSpec = "standard"
     #: 'sdpa' (fused kernels, the default) or 'math' (explicit softmax, the readable
@@ -145,13 +145,13 @@ class SPOTConfig:
     lr_min: float = 4e-7
     #: Steps of the linear warm-up from 0 to lr_main.
     lr_warmup_steps: int = 10_000
-    #: Gradient clipping: the largest absolute gradient entry (infinity norm).
+    #: Gradient clipping — the largest absolute gradient entry (infinity norm).
     clip: float = 0.3
     #: w, the weight of the stage-2 distillation cross-entropy (0.005 in the paper).
     ce_weight: float = 5e-3
     #: Decay w to 0 with a cosine over the run instead of keeping it constant.
     cosine_ce_weight: bool = False
-    #: Stage-2 targets: the teacher's decoder masks in the orders it was trained with
+    #: Stage-2 targets — the teacher's decoder masks in the orders it was trained with
     #: ('trained-orders', the paper), averaged over all nine orders ('all-orders') or in
     #: raster order ('raster'); the last two go beyond the paper.
     teacher_targets: str = "trained-orders"
@@ -162,9 +162,9 @@ class SPOTConfig:
     #: Epochs between evaluations during training (a learning curve; nothing is chosen by it).
     eval_every: int = 1
     # run length and bookkeeping (not in the paper; see spot_tutorial.train)
-    #: > 0: train (and fit the schedule to) this many steps instead of `epochs`.
+    #: > 0 — train (and fit the schedule to) this many steps instead of `epochs`.
     max_steps: int = 0
-    #: > 0: a wall-clock budget for training; the cosine schedule is fit to the steps that
+    #: > 0 — a wall-clock budget for training; the cosine schedule is fit to the steps that
     #: fit in it.
     max_minutes: float = 0.0
     #: Steps between resumable checkpoints (last.pt is also written at every epoch end).
@@ -177,12 +177,12 @@ class SPOTConfig:
     cpu_bf16: bool = False
     #: torch.compile the ViT blocks, slot attention and decoder for training.
     torch_compile: bool = False
-    #: > 0: train on the first N images (synthetic: generate N; 0 means 10000).
+    #: > 0 — train on the first N images (synthetic — generate N; 0 means 10000).
     train_images: int = 0
-    #: > 0: evaluate on the first N images (synthetic: 0 means 256).
+    #: > 0 — evaluate on the first N images (synthetic — 0 means 256).
     eval_images: int = 0
-    #: > 0: hold out the last N training images and write best.pt by their score (model
-    #: selection); 0: none, the reported model is last.pt.
+    #: > 0 — hold out the last N training images and write best.pt by their score (model
+    #: selection); 0 — none, the reported model is last.pt.
     selection_images: int = 0
     #: Side of the ground-truth masks in evaluation (320 for COCO / VOC, 128 for MOVi).
     gt_mask_size: int = 320
@@ -284,7 +284,7 @@ class SPOTConfig:
 
     @property
     def architecture(self) -> Architecture:
-        """The model's architecture: the fields that building the network needs."""
+        """The model's architecture, the fields that building the network needs."""
         return Architecture(**{name: getattr(self, name) for name in ARCHITECTURE_FIELDS})
 
     def settings(self) -> dict:

@@ -150,7 +150,7 @@ class AutoregressiveDecoder(nn.Module):
 
     @property
     def num_orders(self) -> int:
-        """Patch orders this decoder can run: one per [BOS] token."""
+        """Patch orders this decoder can run, one per [BOS] token."""
         return self.bos_tokens.shape[0]
 
     def check_order_ids(self, order_ids: Sequence[int]) -> None:

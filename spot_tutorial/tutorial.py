@@ -190,7 +190,7 @@ class Tutorial:
 
     @property
     def grid_side(self) -> int:
-        """Side of the token grid: 8 (64 px / 8 px patches) or 14 (224 px / 16 px)."""
+        """Side of the token grid, 8 (64 px / 8 px patches) or 14 (224 px / 16 px)."""
         patch = 8 if self.config.which_encoder == "tiny" else 16
         return self.config.image_size // patch
 
