@@ -127,6 +127,16 @@ def test_quickstart_without_prerendering_renders_in_a_data_worker_in_both_stages
     assert report["results"]["teacher slot masks"]["num_images"] == 8
 
 
+@pytest.mark.parametrize("threads", ["two", -1, 1.5])
+def test_quickstart_refuses_a_bad_thread_count_before_training(tmp_path, threads):
+    from spot_tutorial.errors import ConfigError
+    from spot_tutorial.quickstart import run_quickstart
+
+    with pytest.raises(ConfigError, match="threads must be 'auto' or an integer"):
+        run_quickstart(tmp_path / "q", minutes=0.02, threads=threads, progress=False, verbose=False)
+    assert not (tmp_path / "q").exists()
+
+
 def test_quickstart_refuses_data_workers_with_prerendered_scenes(tmp_path):
     from spot_tutorial.errors import ConfigError
     from spot_tutorial.quickstart import run_quickstart
