@@ -125,7 +125,7 @@ DATASETS: dict[str, dict[str, Any]] = {
 
 MASK_KINDS = ("slot", "decoder")
 ORDERS = ("standard", "all")
-# The metrics aggregated into the tables, CSV and plot, all from `spot_tutorial.metrics` (the
+# The metrics aggregated into the tables, CSV and plot, all from `spot_tutorial.evaluation.metrics` (the
 # authors' protocol: predicted segments keep their background pixels). Run files written before
 # this script used the library alone also hold `mbo_i_authors` / `miou_authors`, an independent
 # restatement of the same protocol; they equal `mbo_i` / `miou` in every stored model run.
@@ -174,7 +174,7 @@ def datasets_for(dataset: str, seed: int, budget: dict[str, Any]):
     from torch.utils.data import Subset
 
     from spot_tutorial.data import SyntheticShapes
-    from spot_tutorial.data.build import SYNTHETIC_EVAL_SEED
+    from spot_tutorial.data.registry import SYNTHETIC_EVAL_SEED
 
     info = DATASETS[dataset]
     common = dict(image_size=64, difficulty=info["difficulty"], max_objects=info["max_objects"])
@@ -188,7 +188,7 @@ def datasets_for(dataset: str, seed: int, budget: dict[str, Any]):
 
 def run_config(spec: dict[str, Any]):
     """The SPOTConfig of a run: the synthetic preset, a fixed number of steps, the variant's changes."""
-    from spot_tutorial.config import get_preset, student_config
+    from spot_tutorial.recipes import get_preset, student_config
 
     budget, info = spec["budget"], VARIANTS[spec["variant"]]
     never = 10**6
@@ -214,7 +214,7 @@ def work_dir_for(spec: dict[str, Any], work_dir: str) -> Path:
 
 def train_stage(spec: dict[str, Any], work_dir: str, teacher_checkpoint: Path | None = None):
     """Train one run (resuming its own interrupted checkpoint if any); returns (TrainResult, config)."""
-    from spot_tutorial.train import Trainer
+    from spot_tutorial.training.loop import Trainer
 
     config = run_config(spec)
     train_set, _, trainer_eval = datasets_for(spec["dataset"], spec["seed"], spec["budget"])
@@ -233,12 +233,12 @@ def train_stage(spec: dict[str, Any], work_dir: str, teacher_checkpoint: Path | 
 def evaluate(checkpoint: Path, eval_set, batch_size: int, orders: tuple[str, ...],
              device: str = "cpu") -> dict[str, Any]:
     """Slot- and decoder-mask metrics for each evaluation order, as `evaluate_model` computes them
-    (`spot_tutorial.metrics.SegmentationMetrics`), from one forward pass per batch."""
+    (`spot_tutorial.evaluation.metrics.SegmentationMetrics`), from one forward pass per batch."""
     import torch
     from torch.utils.data import DataLoader
 
-    from spot_tutorial.checkpoints import load_model
-    from spot_tutorial.metrics import SegmentationMetrics
+    from spot_tutorial.evaluation.metrics import SegmentationMetrics
+    from spot_tutorial.io.checkpoint_file import load_model
 
     model = load_model(checkpoint, map_location="cpu").to(device).eval()
     results = {}
@@ -327,7 +327,7 @@ def run_one(spec: dict[str, Any], runs_dir: str, work_dir: str, teacher_spec: di
 def _finished_checkpoint(path: Path, spec: dict[str, Any]) -> bool:
     if not path.exists():
         return False
-    from spot_tutorial.checkpoints import safe_load
+    from spot_tutorial.io.checkpoint_file import safe_load
 
     payload = safe_load(path, map_location="cpu")
     return payload.get("progress", {}).get("step", -1) >= spec["budget"]["steps"]
@@ -344,8 +344,8 @@ def grid_record(dataset: str, budget: dict[str, Any]) -> dict[str, Any]:
     """The fixed 2x2 grid of masks scored on the evaluation set (no model, no seed)."""
     from torch.utils.data import DataLoader
 
-    from spot_tutorial.metrics import SegmentationMetrics
-    from spot_tutorial.quickstart import grid_masks
+    from spot_tutorial.evaluation.baselines import grid_masks
+    from spot_tutorial.evaluation.metrics import SegmentationMetrics
 
     _, eval_set, _ = datasets_for(dataset, 0, budget)
     library = SegmentationMetrics()

@@ -28,9 +28,13 @@ from pathlib import Path
 
 import torch
 
-from spot_tutorial.cli import thread_count
-from spot_tutorial.quickstart import (DEFAULT_MINUTES, DEFAULT_STUDENT_MINUTES, default_student_minutes,
-                                      run_quickstart)
+from spot_tutorial.apps.cli import thread_count
+from spot_tutorial.apps.quickstart import (
+    DEFAULT_MINUTES,
+    DEFAULT_STUDENT_MINUTES,
+    default_student_minutes,
+    run_quickstart,
+)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "quickstart_quality.json"

@@ -53,7 +53,7 @@ def _cpu_model() -> str:
 
 
 def machine() -> dict:
-    from spot_tutorial.precision import cpu_has_native_bf16
+    from spot_tutorial.runtime import cpu_has_native_bf16
 
     info = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
             "processor": _cpu_model(), "cpu_threads": torch.get_num_threads(),
@@ -76,7 +76,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def build_models(config_name: str, stage: int, fast: bool, device: torch.device):
     from spot_tutorial import SPOT, get_preset
-    from spot_tutorial.config import student_config
+    from spot_tutorial.recipes import student_config
 
     overrides = dict(CONFIGS[config_name], attention_impl="sdpa" if fast else "math")
     config = get_preset("coco", **overrides)
@@ -96,9 +96,9 @@ def time_train_step(config_name: str, stage: int, fast: bool, steps: int, device
                     compiled: bool = False) -> dict:
     """Median seconds per optimisation step and peak memory: reference, fast path, or fast
     path with `torch.compile` (its compilation happens in the untimed warm-up steps)."""
-    from spot_tutorial.objective import batch_loss
-    from spot_tutorial.optimization import apply_gradients
-    from spot_tutorial.precision import cpu_has_native_bf16
+    from spot_tutorial.runtime import cpu_has_native_bf16
+    from spot_tutorial.training.objective import batch_loss
+    from spot_tutorial.training.optimizers import apply_gradients
 
     config, model, teacher = build_models(config_name, stage, fast, device)
     if compiled:
@@ -183,7 +183,7 @@ def per_image_metrics(masks: torch.Tensor, target: torch.Tensor, classes: torch.
 
 def time_metrics(device: torch.device, repeats: int = 3) -> dict:
     """SegmentationMetrics on a batch of 32 at 320x320 vs the per-image loop of `per_image_metrics`."""
-    from spot_tutorial.metrics import SegmentationMetrics
+    from spot_tutorial.evaluation.metrics import SegmentationMetrics
 
     generator = torch.Generator().manual_seed(0)
     masks = torch.rand(32, 7, 14, 14, generator=generator).to(device)
@@ -225,11 +225,11 @@ def time_tiny_step(stage: int, fast: bool, steps: int = 200, warmup: int = 20,
     Reference = the same math written plainly (explicit attention, Adam without fused or foreach
     kernels, the stage-2 teacher running its own encoder); fast = the Trainer's path.
     """
-    from spot_tutorial.quickstart import QUICKSTART_STUDENT_SETTINGS, quickstart_config
-    from spot_tutorial.config import student_config
-    from spot_tutorial.objective import batch_loss
-    from spot_tutorial.optimization import adam, apply_gradients
-    from spot_tutorial.train import build_model
+    from spot_tutorial.apps.quickstart import QUICKSTART_STUDENT_SETTINGS, quickstart_config
+    from spot_tutorial.recipes import student_config
+    from spot_tutorial.training.loop import build_model
+    from spot_tutorial.training.objective import batch_loss
+    from spot_tutorial.training.optimizers import adam, apply_gradients
 
     config = quickstart_config(6.0).replace(attention_impl="sdpa" if fast else "math")
     teacher = None

@@ -4,12 +4,16 @@ Object-centric learning with slot attention on frozen ViT features, an autoregre
 transformer decoder with nine patch orders, and self-training by attention distillation.
 """
 
-from .checkpoints import load_model, load_official_checkpoint, save_model
-from .config import PRESETS, Architecture, SPOTConfig, get_preset
-from .encoders import ViTEncoder, build_encoder
-from .evaluate import evaluate_model, plot_segmentation, segment
-from .model import SPOT, SPOTOutput
-from .permutations import patch_orders
+from spot_tutorial.config import Architecture, SPOTConfig
+from spot_tutorial.evaluation.evaluate import evaluate_model
+from spot_tutorial.inference import plot_segmentation, segment
+from spot_tutorial.io.checkpoint_file import load_model, save_model
+from spot_tutorial.io.official import load_official_checkpoint
+from spot_tutorial.model.encoder import ViTEncoder, build_encoder
+from spot_tutorial.model.outputs import SPOTOutput
+from spot_tutorial.model.permutations import patch_orders
+from spot_tutorial.model.spot import SPOT
+from spot_tutorial.recipes import PRESETS, get_preset
 
 __version__ = "0.1.0"
 

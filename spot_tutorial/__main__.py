@@ -1,7 +1,7 @@
-"""`python -m spot_tutorial ...` is the `spot` command (see spot_tutorial.cli)."""
+"""`python -m spot_tutorial ...` is the `spot` command (see spot_tutorial.apps.cli)."""
 
 import sys
 
-from .cli import main
+from spot_tutorial.apps.cli import main
 
 sys.exit(main())

@@ -2,7 +2,7 @@
 
     write_coco_val(root, n)          COCO-style val2017/ images + annotations/instances_val2017.json
     write_official_checkpoint(path)  a tiny SPOT saved under the authors' parameter names
-    full_mode_cache(folder)          both, laid out as spot_tutorial.downloads caches them
+    full_mode_cache(folder)          both, laid out as spot_tutorial.io.downloads caches them
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-
 from conftest import tiny_model
+from PIL import Image
 from test_checkpoints import to_official
 
 

@@ -1,4 +1,4 @@
-"""Tests for spot_tutorial.checkpointing: a run's files, resume rules and model selection
+"""Tests for spot_tutorial.training.run_state: a run's files, resume rules and model selection
 (the end-to-end resume, SIGKILL included, is in tests/test_train.py)."""
 
 import math
@@ -7,11 +7,18 @@ import pytest
 import torch
 
 from spot_tutorial import SPOT, get_preset
-from spot_tutorial.checkpointing import (RUN_FILES, Progress, check_resumable, check_selection,
-                                         clear_previous_run, restore_run_state, run_state,
-                                         selection_improves)
-from spot_tutorial.checkpoints import atomic_save, config_payload, safe_load
 from spot_tutorial.config import RUNTIME_FIELDS
+from spot_tutorial.io.checkpoint_file import atomic_save, config_payload, safe_load
+from spot_tutorial.training.run_state import (
+    RUN_FILES,
+    Progress,
+    check_resumable,
+    check_selection,
+    clear_previous_run,
+    restore_run_state,
+    run_state,
+    selection_improves,
+)
 
 
 def test_a_run_state_round_trips_through_a_safe_load(tmp_path):
@@ -88,7 +95,7 @@ def test_selection_needs_held_out_images_and_a_known_metric():
 
 def _scaler_after_real_steps() -> torch.amp.GradScaler:
     """A CPU GradScaler whose state moved as in fp16 training: one overflow, then good steps."""
-    from spot_tutorial.optimization import apply_gradients
+    from spot_tutorial.training.optimizers import apply_gradients
 
     scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=5)
     model = torch.nn.Linear(4, 2)

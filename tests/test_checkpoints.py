@@ -3,15 +3,16 @@ import re
 from pathlib import Path
 
 import pytest
+import reference_spot
 import torch
+from conftest import tiny_model
 
 from spot_tutorial import SPOT, get_preset, load_model, load_official_checkpoint, save_model
-from spot_tutorial.checkpoints import CheckpointError, atomic_save, checkpoint_config, official_to_ours, safe_load
 from spot_tutorial.config import Architecture, SPOTConfig
-from spot_tutorial.encoders import build_encoder
 from spot_tutorial.errors import InputError
-from conftest import tiny_model
-import reference_spot
+from spot_tutorial.io.checkpoint_file import CheckpointError, atomic_save, checkpoint_config, safe_load
+from spot_tutorial.io.official import official_to_ours
+from spot_tutorial.model.encoder import build_encoder
 
 # ours -> the authors' names (the inverse of checkpoints.OFFICIAL_KEY_RULES, written out here)
 TO_OFFICIAL = [
@@ -202,7 +203,7 @@ def test_mlp_decoder_layout_with_its_unused_bos_token():
 
 
 def test_gaussian_slot_count_comes_from_the_caller_and_stored_counts_refuse_another():
-    from spot_tutorial.checkpoints import official_assumptions
+    from spot_tutorial.io.official import official_assumptions
 
     gaussian = tiny_model(num_slots=4).eval()
     official, encoder = tiny_official(gaussian)

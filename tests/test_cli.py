@@ -1,4 +1,4 @@
-"""Tests for the `spot` command (spot_tutorial.cli, spot_tutorial.quickstart)."""
+"""Tests for the `spot` command (spot_tutorial.apps.cli, spot_tutorial.apps.quickstart)."""
 
 import dataclasses
 import json
@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from spot_tutorial.checkpoints import load_model, safe_load
-from spot_tutorial.cli import build_parser, config_from_args, main
-from spot_tutorial.config import SPOTConfig, get_preset
-from spot_tutorial.quickstart import QUICKSTART_SETTINGS, QUICKSTART_STUDENT_SETTINGS, grid_masks
+from spot_tutorial.apps.cli import build_parser, config_from_args, main
+from spot_tutorial.apps.quickstart import QUICKSTART_SETTINGS, QUICKSTART_STUDENT_SETTINGS
+from spot_tutorial.config import SPOTConfig
+from spot_tutorial.evaluation.baselines import grid_masks
+from spot_tutorial.io.checkpoint_file import load_model, safe_load
+from spot_tutorial.recipes import get_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,7 +117,7 @@ def test_quickstart_runs_end_to_end_as_a_module(tmp_path):
 
 
 def test_quickstart_without_prerendering_renders_in_a_data_worker_in_both_stages(tmp_path):
-    from spot_tutorial.quickstart import run_quickstart
+    from spot_tutorial.apps.quickstart import run_quickstart
 
     result = run_quickstart(tmp_path, minutes=0.02, student_minutes=0.02, train_images=64, eval_images=8,
                             prerender=False, data_workers=1, progress=False, verbose=False)
@@ -129,8 +131,8 @@ def test_quickstart_without_prerendering_renders_in_a_data_worker_in_both_stages
 
 @pytest.mark.parametrize("threads", ["two", -1, 1.5])
 def test_quickstart_refuses_a_bad_thread_count_before_training(tmp_path, threads):
+    from spot_tutorial.apps.quickstart import run_quickstart
     from spot_tutorial.errors import ConfigError
-    from spot_tutorial.quickstart import run_quickstart
 
     with pytest.raises(ConfigError, match="threads must be 'auto' or an integer"):
         run_quickstart(tmp_path / "q", minutes=0.02, threads=threads, progress=False, verbose=False)
@@ -138,15 +140,15 @@ def test_quickstart_refuses_a_bad_thread_count_before_training(tmp_path, threads
 
 
 def test_quickstart_refuses_data_workers_with_prerendered_scenes(tmp_path):
+    from spot_tutorial.apps.quickstart import run_quickstart
     from spot_tutorial.errors import ConfigError
-    from spot_tutorial.quickstart import run_quickstart
 
     with pytest.raises(ConfigError, match="--no-prerender"):
         run_quickstart(tmp_path, minutes=0.02, data_workers=1, progress=False, verbose=False)
 
 
 def test_threads_option_takes_auto_or_a_count():
-    from spot_tutorial.cli import build_parser
+    from spot_tutorial.apps.cli import build_parser
 
     parse = lambda *argv: build_parser().parse_args(["quickstart", *argv])  # noqa: E731
     assert parse().threads == "auto" and parse().prerender is True
@@ -172,7 +174,7 @@ def test_quickstart_refuses_bad_budgets_before_training(tmp_path, capsys, argv, 
 
 def test_evaluate_command_prints_the_table_and_writes_files(tmp_path, capsys):
     from spot_tutorial import SPOT, get_preset, save_model
-    from spot_tutorial.cli import main
+    from spot_tutorial.apps.cli import main
 
     model = SPOT.from_config(get_preset("tiny", init_method="embedding", eval_images=4))
     save_model(model, tmp_path / "model.pt")
@@ -189,8 +191,8 @@ def test_evaluate_command_prints_the_table_and_writes_files(tmp_path, capsys):
 
 
 def test_stage_two_on_the_command_line_gets_the_datasets_stage_two_schedule():
-    from spot_tutorial.cli import config_from_args
-    from spot_tutorial.train import student_config
+    from spot_tutorial.apps.cli import config_from_args
+    from spot_tutorial.recipes import student_config
 
     for preset in ("movi_c", "coco"):
         args = build_parser().parse_args(["train", "--stage", "2", "--preset", preset])
@@ -200,20 +202,20 @@ def test_stage_two_on_the_command_line_gets_the_datasets_stage_two_schedule():
 
 
 def test_internal_errors_keep_their_traceback_and_user_errors_print_one_line(monkeypatch, capsys):
-    import spot_tutorial.evaluate
-    from spot_tutorial.checkpoints import CheckpointError
+    import spot_tutorial.evaluation.evaluate
+    from spot_tutorial.io.checkpoint_file import CheckpointError
 
     def internal_bug(*args, **kwargs):
         raise ValueError("an internal bug, not the user's mistake")
 
-    monkeypatch.setattr(spot_tutorial.evaluate, "run_evaluation", internal_bug)
+    monkeypatch.setattr(spot_tutorial.evaluation.evaluate, "run_evaluation", internal_bug)
     with pytest.raises(ValueError, match="internal bug"):
         main(["evaluate", "model.pt", "--no-progress"])
 
     def user_mistake(*args, **kwargs):
         raise CheckpointError("model.pt does not fit: pass --num-slots 7")
 
-    monkeypatch.setattr(spot_tutorial.evaluate, "run_evaluation", user_mistake)
+    monkeypatch.setattr(spot_tutorial.evaluation.evaluate, "run_evaluation", user_mistake)
     assert main(["evaluate", "model.pt", "--no-progress"]) == 1
     assert capsys.readouterr().err.strip().splitlines() == [
         "spot evaluate: error: model.pt does not fit: pass --num-slots 7"]
@@ -221,9 +223,9 @@ def test_internal_errors_keep_their_traceback_and_user_errors_print_one_line(mon
 
 def test_evaluate_an_authors_gaussian_checkpoint_with_num_slots(tmp_path, capsys):
     import torch
+    from test_checkpoints import to_official
 
     from spot_tutorial import SPOT, get_preset
-    from test_checkpoints import to_official
 
     model = SPOT.from_config(get_preset("tiny", num_slots=4))
     torch.save({"model": to_official(model.state_dict()), "epoch": 49}, tmp_path / "authors.pt")
@@ -253,9 +255,9 @@ def test_evaluate_help_shows_num_slots_and_bf16(capsys):
 
 def test_fine_tune_from_an_authors_checkpoint_and_refuse_one_that_does_not_fit(tmp_path, capsys):
     import torch
+    from test_checkpoints import to_official
 
     from spot_tutorial import SPOT, get_preset
-    from test_checkpoints import to_official
 
     authors = SPOT.from_config(get_preset("tiny"))  # a shared-Gaussian stage-1 model
     torch.save({"model": to_official(authors.state_dict())}, tmp_path / "authors.pt")

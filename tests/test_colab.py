@@ -1,7 +1,7 @@
 """One repository setting (book/_config.yml repository.url) and the notebooks' first cell.
 
 Every Colab link, install command and repository address in the notebooks, the README, the book
-and the library must agree with the setting; `python -m spot_tutorial.colab --sync` rewrites them
+and the library must agree with the setting; `python -m spot_tutorial.tutorial.colab --sync` rewrites them
 all from it. The first code cell of every notebook sets MODE, installs in Colab and prints the
 device, the GPU, its bf16 support, the precision and the mode.
 """
@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from spot_tutorial import colab
+from spot_tutorial.tutorial import colab
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -70,14 +70,14 @@ def test_first_cell_sets_the_mode_and_prints_the_environment(path):
     cell = first_code_cell(path)
     source = "".join(cell["source"])
     assert source.startswith('MODE = "auto"') and "colab.start(MODE)" in source
-    assert len(source.splitlines()) <= 15, "the first cell should stay short: put logic in spot_tutorial.colab"
+    assert len(source.splitlines()) <= 15, "the first cell should stay short: put logic in spot_tutorial.tutorial.colab"
     printed = "".join("".join(o.get("text", "")) for o in cell["outputs"])
     for label in ("device", "GPU", "bf16", "precision", "mode"):
         assert re.search(rf"^{label}\s", printed, re.M), f"{path.name}: the first cell does not print {label}"
 
 
 def test_sync_points_every_copy_at_a_fork(tmp_path):
-    for relative in ("README.md", "book/_config.yml", "book/reproduce.md", "spot_tutorial/colab.py",
+    for relative in ("README.md", "book/_config.yml", "book/reproduce.md", "spot_tutorial/tutorial/colab.py",
                      *(f"notebooks/{p.name}" for p in NOTEBOOKS)):
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / relative, tmp_path / relative)
@@ -91,7 +91,7 @@ def test_sync_points_every_copy_at_a_fork(tmp_path):
     assert 'git+https://github.com/someone/spot-fork' in (tmp_path / "README.md").read_text()
     for path in changed:
         assert SETTING["url"] not in path.read_text(), path
-    assert 'BRANCH = "dev"' in (tmp_path / "spot_tutorial" / "colab.py").read_text()
+    assert 'BRANCH = "dev"' in (tmp_path / "spot_tutorial" / "tutorial" / "colab.py").read_text()
 
 
 def fake_gpu(monkeypatch, name: str, native_bf16: bool):
@@ -127,7 +127,7 @@ def test_readme_colab_section_matches_the_notebooks():
     section = readme[readme.index("## Colab"):]
     section = section[:section.index("\n## ", 4)]
     for fact in ('MODE = "auto"', "SPOT_DATA", "val2017", "gdown", "bf16", "fp16", "book/_config.yml",
-                 "python -m spot_tutorial.colab --sync", "train2017"):
+                 "python -m spot_tutorial.tutorial.colab --sync", "train2017"):
         assert fact in section, f"the README's Colab section does not mention {fact}"
     for path in NOTEBOOKS:
         assert colab.colab_url(path.stem) in section, f"the README's Colab section lacks the link to {path.stem}"

@@ -25,7 +25,7 @@ def test_sdpa_and_bf16_agree_with_fp32_reference_on_cuda():
 
 
 def test_metrics_on_gpu_equal_cpu():
-    from spot_tutorial.metrics import SegmentationMetrics
+    from spot_tutorial.evaluation.metrics import SegmentationMetrics
 
     masks = torch.rand(4, 5, 8, 8)
     target = torch.randint(0, 4, (4, 32, 32))

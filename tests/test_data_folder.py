@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from own_images import write_image_folder
 from PIL import Image
 
-from own_images import write_image_folder
-from spot_tutorial.config import get_preset
 from spot_tutorial.data import CorruptImageError, ImageFolder, build_datasets
-from spot_tutorial.data.selection import holdout_split
+from spot_tutorial.data.registry import holdout_split
 from spot_tutorial.errors import ConfigError, DatasetError
+from spot_tutorial.recipes import get_preset
 
 
 def test_training_items_from_a_folder_of_any_sizes_and_modes(tmp_path):

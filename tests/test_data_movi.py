@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from spot_tutorial.data import MOVi, CorruptImageError
+from spot_tutorial.data import CorruptImageError, MOVi
 
 SIZE = 32
 
@@ -149,7 +149,7 @@ def test_movi_stage2_schedule(preset, slots):
     """Stage 1: 65 epochs, lr 2e-4 -> 4e-5; stage 2 (the authors' MOVi command): 30 epochs,
     lr 2e-4 -> 1.5e-4; 128-px ground truth and no crop in both."""
     from spot_tutorial import get_preset
-    from spot_tutorial.train import student_config
+    from spot_tutorial.recipes import student_config
 
     teacher = get_preset(preset)
     assert (teacher.num_slots, teacher.epochs, teacher.lr_main, teacher.lr_min) == (slots, 65, 2e-4, 4e-5)

@@ -1,4 +1,4 @@
-"""Tests of spot_tutorial.data.selection: held-out training images for model selection.
+"""Tests of spot_tutorial.data.registry: held-out training images for model selection.
 
 Each dataset is written in its real folder layout, small; the held-out part must come from the
 training split (never the evaluation split), carry masks, and be left out of training.
@@ -13,7 +13,7 @@ from PIL import Image
 
 from spot_tutorial import get_preset
 from spot_tutorial.data import COCO2017, build_datasets
-from spot_tutorial.data.selection import holdout_split, last_keys
+from spot_tutorial.data.registry import holdout_split, last_keys
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools under numpy 2
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from spot_tutorial.decoders import AutoregressiveDecoder, MLPDecoder, TransformerDecoderBlock
+from spot_tutorial.model.decoders import AutoregressiveDecoder, MLPDecoder, TransformerDecoderBlock
 
 D, S, K, SIDE = 16, 8, 3, 4
 N = SIDE * SIDE

@@ -1,10 +1,10 @@
-"""Tests for spot_tutorial.devices: one meaning of 'auto' for training, evaluation and segmentation."""
+"""Tests for spot_tutorial.runtime: one meaning of 'auto' for training, evaluation and segmentation."""
 
 import pytest
 import torch
 
-from spot_tutorial.devices import resolve_device
 from spot_tutorial.errors import ConfigError
+from spot_tutorial.runtime import resolve_device
 
 
 def test_auto_is_the_cpu_without_a_gpu(monkeypatch):

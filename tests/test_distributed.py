@@ -1,10 +1,16 @@
-"""Tests for spot_tutorial.distributed in one process: the data order of an epoch, sharding, and
+"""Tests for spot_tutorial.training.distributed in one process: the data order of an epoch, sharding, and
 the shared decisions (several processes: tests/test_train.py, the gloo DDP test)."""
 
 import pytest
 import torch
 
-from spot_tutorial.distributed import Distributed, EpochSampler, ShardSampler, all_finite, init_distributed
+from spot_tutorial.training.distributed import (
+    Distributed,
+    EpochSampler,
+    ShardSampler,
+    all_finite,
+    init_distributed,
+)
 
 
 def test_epoch_sampler_is_seeded_by_epoch_resumable_and_sharded():

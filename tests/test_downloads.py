@@ -11,10 +11,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from fakes import write_coco_val, write_official_checkpoint
-from spot_tutorial import downloads
-from spot_tutorial.downloads import DownloadError
+
+from spot_tutorial.io import downloads
+from spot_tutorial.io.downloads import DownloadError
 
 
 def refuse(*args, **kwargs):

@@ -4,7 +4,7 @@ import pytest
 import timm
 import torch
 
-from spot_tutorial.encoders import ENCODER_NAMES, OfflineError, ViTEncoder, build_encoder, create_vit
+from spot_tutorial.model.encoder import ENCODER_NAMES, OfflineError, ViTEncoder, build_encoder, create_vit
 
 
 @pytest.mark.parametrize("name, image_size, prefix", [

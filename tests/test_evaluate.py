@@ -4,13 +4,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_model
 from torch.utils.data import DataLoader
 
 from spot_tutorial import save_model
 from spot_tutorial.data import SyntheticShapes
-from spot_tutorial.evaluate import (evaluate_model, load_any_checkpoint, plot_segmentation, results_table,
-                                    segment, write_results)
-from conftest import tiny_model
+from spot_tutorial.evaluation.evaluate import (
+    evaluate_model,
+    load_any_checkpoint,
+    results_table,
+    write_results,
+)
+from spot_tutorial.inference import plot_segmentation, segment
 
 
 # ------------------------------------------------------------------------------------------
@@ -129,7 +134,7 @@ def test_load_any_checkpoint_reads_ours(tmp_path):
 
 
 def test_run_evaluation_end_to_end_on_builtin_data(tmp_path):
-    from spot_tutorial.evaluate import run_evaluation
+    from spot_tutorial.evaluation.evaluate import run_evaluation
 
     model = tiny_model(init_method="embedding", eval_images=6)
     save_model(model, tmp_path / "teacher.pt")
@@ -153,7 +158,7 @@ def test_build_datasets_needs_a_path_for_real_datasets():
 # ------------------------------------------------------------------------------------------
 # precision: fp32 by default (the authors' protocol), bf16 autocast only when asked for
 def test_default_evaluation_is_plain_fp32_and_bf16_moves_few_labels():
-    from spot_tutorial.evaluate import predict
+    from spot_tutorial.evaluation.evaluate import predict
 
     model = tiny_model(init_method="embedding").eval()
     images = torch.stack([SyntheticShapes(16, image_size=64, seed=3)[i]["image"] for i in range(16)])
@@ -173,7 +178,7 @@ def test_default_evaluation_is_plain_fp32_and_bf16_moves_few_labels():
 
 
 def test_precision_contexts():
-    from spot_tutorial.evaluate import precision_context
+    from spot_tutorial.evaluation.evaluate import precision_context
 
     assert not isinstance(precision_context(torch.device("cuda"), "fp32"), torch.autocast)
     context = precision_context(torch.device("cpu"), "bf16")
@@ -183,7 +188,7 @@ def test_precision_contexts():
 
 
 def test_run_evaluation_records_precision_and_slot_count(tmp_path):
-    from spot_tutorial.evaluate import run_evaluation
+    from spot_tutorial.evaluation.evaluate import run_evaluation
 
     save_model(tiny_model(eval_images=4), tmp_path / "gaussian.pt")
     common = dict(permutations="standard", batch_size=4, device="cpu", num_workers=0, figure_images=0,
@@ -222,7 +227,7 @@ def test_segment_refuses_images_it_would_misread():
 def test_evaluate_model_adds_p_ari_and_pq_for_panoptic_items():
     from sklearn.metrics import adjusted_rand_score
 
-    from spot_tutorial.metrics import PanopticCounts, masks_to_labels, panoptic_quality
+    from spot_tutorial.evaluation.metrics import PanopticCounts, masks_to_labels, panoptic_quality
 
     dataset = TinyDataset()
     for item in dataset.items:  # stand-in panoptic segments: classes, then "stuff" 10 on the background

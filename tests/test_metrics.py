@@ -1,4 +1,4 @@
-"""Tests for spot_tutorial.metrics (FG-ARI, mBO, mIoU, masks_to_labels, accumulator).
+"""Tests for spot_tutorial.evaluation.metrics (FG-ARI, mBO, mIoU, masks_to_labels, accumulator).
 
 Expected values are computed by hand in the comments, or by slow reference
 implementations written here (pair enumeration, brute-force matching).
@@ -11,14 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from spot_tutorial import metrics
-from spot_tutorial.metrics import (
-    SegmentationMetrics,
-    fg_ari,
-    masks_to_labels,
-    mbo,
-    miou,
-)
+from spot_tutorial.evaluation import metrics
+from spot_tutorial.evaluation.metrics import SegmentationMetrics, fg_ari, masks_to_labels, mbo, miou
 
 
 def labels(rows):

@@ -3,9 +3,9 @@ import itertools
 import pytest
 import timm
 import torch
+from conftest import tiny_model
 
 from spot_tutorial import SPOT, SPOTConfig, get_preset
-from conftest import tiny_model
 
 OPTIONS = list(itertools.product(["shared_gaussian", "embedding"], ["bi-level", "fixed-point", "none"], [1, 2]))
 

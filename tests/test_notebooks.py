@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from spot_tutorial.colab import colab_url  # checked against book/_config.yml in test_colab.py
+from spot_tutorial.tutorial.colab import colab_url  # checked against book/_config.yml in test_colab.py
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -107,7 +107,7 @@ def test_book_lists_every_notebook():
 
 
 # ---------------------------------------------------------------------------------------------
-# spot_tutorial.tutorial: what the notebooks rely on
+# spot_tutorial.tutorial.session: what the notebooks rely on
 def test_mode_follows_the_environment_variable(monkeypatch):
     from spot_tutorial import tutorial
 
@@ -126,7 +126,7 @@ def test_mode_follows_the_environment_variable(monkeypatch):
 @pytest.mark.parametrize("kind", ["teacher", "raster", "student"])
 def test_stored_tutorial_checkpoints_load_with_their_recipe(kind):
     from spot_tutorial import tutorial
-    from spot_tutorial.checkpoints import load_model
+    from spot_tutorial.io.checkpoint_file import load_model
 
     path = tutorial.tutorial_checkpoint_dir() / f"tiny_{kind}.pt"
     assert path.is_file(), f"{path} missing: make it with tutorial.make_tutorial_checkpoints(['{kind}'])"
@@ -147,8 +147,8 @@ def test_stored_tutorial_checkpoints_load_with_their_recipe(kind):
 def test_tutorial_models_follow_the_quickstart_recipe():
     """One recipe: the stored models are trained like `spot quickstart`, for steps instead of minutes."""
     from spot_tutorial import tutorial
-    from spot_tutorial.quickstart import QUICKSTART_STUDENT_SETTINGS, quickstart_config
-    from spot_tutorial.config import student_config
+    from spot_tutorial.apps.quickstart import QUICKSTART_STUDENT_SETTINGS, quickstart_config
+    from spot_tutorial.recipes import student_config
 
     budget = ("max_minutes", "max_steps", "eval_every", "epochs")
     teacher, quick = tutorial.tutorial_recipe("teacher"), quickstart_config(6.0)

@@ -1,7 +1,7 @@
 """The commands of the book's "Your own data" chapter (book/own_data.md) run as printed.
 
 Every ``bash`` block of the chapter is parsed and each `spot ...` command is run, in order, in
-a folder holding a small generated `my_photos/` (with `my_masks/`), through `spot_tutorial.cli.main`.
+a folder holding a small generated `my_photos/` (with `my_masks/`), through `spot_tutorial.apps.cli.main`.
 """
 
 import json
@@ -10,9 +10,9 @@ import shlex
 from pathlib import Path
 
 import pytest
-
 from own_images import write_image_folder
-from spot_tutorial.cli import main
+
+from spot_tutorial.apps.cli import main
 
 CHAPTER = Path(__file__).resolve().parents[1] / "book" / "own_data.md"
 

@@ -2,10 +2,15 @@ import json
 
 import pytest
 import torch
-
-from spot_tutorial.permutations import (ORDER_NAMES, inverse_orders, order_grid, patch_orders,
-                                        select_orders)
 from conftest import DATA
+
+from spot_tutorial.model.permutations import (
+    ORDER_NAMES,
+    inverse_orders,
+    order_grid,
+    patch_orders,
+    select_orders,
+)
 
 
 @pytest.mark.parametrize("side", range(2, 17))

@@ -8,9 +8,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from spot_tutorial import get_preset, precision
-from spot_tutorial.evaluate import effective_precision
-from spot_tutorial.train import Trainer, apply_gradients
+from spot_tutorial import get_preset
+from spot_tutorial import runtime as precision
+from spot_tutorial.evaluation.evaluate import effective_precision
+from spot_tutorial.training.loop import Trainer, apply_gradients
 
 
 def fake_gpu(monkeypatch, native_bf16: bool, emulated_bf16: bool = True):

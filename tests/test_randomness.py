@@ -1,12 +1,12 @@
-"""Tests for spot_tutorial.randomness: seeding, saving and restoring the generators' states."""
+"""Tests for spot_tutorial.runtime: seeding, saving and restoring the generators' states."""
 
 import random
 
 import numpy as np
 import torch
 
-from spot_tutorial.checkpoints import atomic_save, safe_load
-from spot_tutorial.randomness import capture_rng_state, isolated_rng, restore_rng_state, seed_everything
+from spot_tutorial.io.checkpoint_file import atomic_save, safe_load
+from spot_tutorial.runtime import capture_rng_state, isolated_rng, restore_rng_state, seed_everything
 
 
 def draws():

@@ -1,9 +1,9 @@
-"""Tests for spot_tutorial.run_logging: what a run writes for people to read."""
+"""Tests for spot_tutorial.training.logs: what a run writes for people to read."""
 
 import csv
 import json
 
-from spot_tutorial.run_logging import RunLog
+from spot_tutorial.training.logs import RunLog
 
 METRICS = {"fg_ari": 50.0, "mbo_i": 40.0, "mbo_c": 41.0, "miou": 39.0, "num_images": 8}
 

@@ -1,9 +1,15 @@
-"""Tests for spot_tutorial.schedules: learning rate, CE weight, and T fit to a time budget."""
+"""Tests for spot_tutorial.training.schedules: learning rate, CE weight, and T fit to a time budget."""
 
 import pytest
 
 from spot_tutorial import get_preset
-from spot_tutorial.schedules import ce_weight, fits_time_budget, learning_rate, planned_steps, steps_in_budget
+from spot_tutorial.training.schedules import (
+    ce_weight,
+    fits_time_budget,
+    learning_rate,
+    planned_steps,
+    steps_in_budget,
+)
 
 
 def test_learning_rate_warmup_then_cosine_at_known_steps():

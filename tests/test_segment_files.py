@@ -1,16 +1,16 @@
-"""Tests of `spot segment` (spot_tutorial.segment_files): own images, any size and mode, bad files."""
+"""Tests of `spot segment` (spot_tutorial.inference): own images, any size and mode, bad files."""
 
 import json
 
 import numpy as np
 import pytest
 import torch
+from own_images import write_image_folder
 from PIL import Image
 
-from own_images import write_image_folder
 from spot_tutorial import SPOT, get_preset, save_model
-from spot_tutorial.cli import main
-from spot_tutorial.segment_files import find_images, segment_files
+from spot_tutorial.apps.cli import main
+from spot_tutorial.inference import find_images, segment_files
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

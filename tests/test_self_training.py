@@ -1,4 +1,4 @@
-"""Tests for spot_tutorial.self_training: teacher labels, Hungarian matching, distillation CE.
+"""Tests for spot_tutorial.training.self_training: teacher labels, Hungarian matching, distillation CE.
 
 The masks are made by hand, so the right matching and the loss are known in advance.
 """
@@ -8,8 +8,9 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_model
 
-from spot_tutorial.self_training import (
+from spot_tutorial.training.self_training import (
     EMPTY_TEACHER_SLOT_COST,
     distillation_loss,
     hungarian_matching,
@@ -18,8 +19,6 @@ from spot_tutorial.self_training import (
     reorder_slots,
     teacher_labels,
 )
-
-from conftest import tiny_model
 
 
 def quadrant_labels(batch: int = 1) -> torch.Tensor:
@@ -153,7 +152,7 @@ def test_works_on_real_model_outputs():
 # ---------------------------------------------------------------------------------------------
 # which teacher masks are distilled (stage 2's targets)
 def test_teacher_target_orders_choices():
-    from spot_tutorial.self_training import teacher_target_orders
+    from spot_tutorial.training.self_training import teacher_target_orders
 
     assert teacher_target_orders("trained-orders", "random") == "random"      # the paper
     assert teacher_target_orders("trained-orders", "standard") == "standard"  # a raster teacher
@@ -165,7 +164,7 @@ def test_teacher_target_orders_choices():
 
 def _distilled_teacher_masks(monkeypatch, targets, teacher, student, images, seed=3):
     """The teacher decoder masks that `batch_loss` hands to `distillation_loss`, and its loss."""
-    import spot_tutorial.objective as objective
+    import spot_tutorial.training.objective as objective
 
     seen = []
     real = objective.distillation_loss
@@ -189,7 +188,7 @@ def test_all_orders_targets_are_the_mean_of_the_nine_single_order_masks(monkeypa
 
 
 def test_default_targets_are_the_papers_one_random_order_bit_for_bit(monkeypatch):
-    from spot_tutorial.self_training import distillation_loss as paper_loss
+    from spot_tutorial.training.self_training import distillation_loss as paper_loss
 
     teacher = tiny_model().eval()            # the paper's teacher: Gaussian slots, random orders
     student = tiny_model(init_method="embedding", truncate="bi-level")

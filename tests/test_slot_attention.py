@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from spot_tutorial.slot_attention import SlotAttention, SlotAttentionEncoder
+from spot_tutorial.model.slot_attention import SlotAttention, SlotAttentionEncoder
 
 
 def make_encoder(init="embedding", truncate="none", heads=1, iterations=3):

@@ -1,4 +1,4 @@
-"""Tests for spot_tutorial.train: clipping, learning, resumption, NaN stop, DDP (the schedules and
+"""Tests for spot_tutorial.training.loop: clipping, learning, resumption, NaN stop, DDP (the schedules and
 the data order: test_schedules.py, test_distributed.py).
 
 Everything runs on the CPU with the tiny model and a few dozen synthetic images.
@@ -16,12 +16,9 @@ import pytest
 import torch
 
 from spot_tutorial import get_preset
-from spot_tutorial.checkpoints import safe_load
-from spot_tutorial.train import (
-    NonFiniteLossError,
-    Trainer,
-    student_config,
-)
+from spot_tutorial.io.checkpoint_file import safe_load
+from spot_tutorial.recipes import student_config
+from spot_tutorial.training.loop import NonFiniteLossError, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,7 +134,7 @@ RUN_SCRIPT = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     from spot_tutorial import get_preset
-    from spot_tutorial.train import Trainer
+    from spot_tutorial.training.loop import Trainer
 
     output_dir, mode, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])  # mode: 'kill' 
     config = get_preset("tiny", **overrides)
@@ -192,16 +189,16 @@ DDP_SCRIPT = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     from spot_tutorial import get_preset
-    from spot_tutorial.train import train
+    from spot_tutorial.training.loop import train
 
     output_dir = sys.argv[1]
     config = get_preset("tiny", train_images=64, eval_images=10, batch_size=8, max_steps=5,
                         log_every=1, lr_warmup_steps=1, eval_every=1000)
     result = train(config, output_dir=output_dir, device="cpu", progress=False)
-    import spot_tutorial.train as t
+    import spot_tutorial.training.loop as t
     rank = int(os.environ["RANK"])
     # every rank reports what it ended with
-    from spot_tutorial.checkpoints import load_model
+    from spot_tutorial.io.checkpoint_file import load_model
     json.dump({"metrics": result.final_metrics, "steps": result.steps,
                "param_sum": sum(float(p.double().sum()) for p in load_model(result.last_checkpoint).parameters())},
               open(os.path.join(output_dir, f"rank{rank}.json"), "w"))
@@ -233,7 +230,11 @@ def test_two_gloo_processes_train_in_sync_and_reduce_metrics(tmp_path):
 
 def test_stage2_teacher_reuses_the_student_targets_with_identical_loss():
     from spot_tutorial import SPOT, get_preset
-    from spot_tutorial.train import batch_loss, copy_encoder_from_teacher, teacher_sees_student_targets
+    from spot_tutorial.training.loop import (
+        batch_loss,
+        copy_encoder_from_teacher,
+        teacher_sees_student_targets,
+    )
 
     torch.manual_seed(0)
     teacher = SPOT.from_config(get_preset("tiny")).eval().requires_grad_(False)
@@ -312,7 +313,13 @@ def test_best_checkpoint_is_chosen_on_held_out_training_images(tmp_path):
 
 
 def test_fused_adam_takes_the_same_steps_as_plain_adam():
-    from spot_tutorial.train import adam, apply_gradients, batch_loss, build_model, trainable_parameters
+    from spot_tutorial.training.loop import (
+        adam,
+        apply_gradients,
+        batch_loss,
+        build_model,
+        trainable_parameters,
+    )
 
     config = tiny_config()
     images = torch.randn(8, 3, 64, 64)
@@ -336,7 +343,7 @@ def test_fused_adam_takes_the_same_steps_as_plain_adam():
 def test_a_resumed_fp16_run_continues_with_its_loss_scale(tmp_path, monkeypatch):
     """fp16 (GPUs without bf16) trains with a GradScaler; its state is in last.pt. On the CPU the
     same path runs by asking for fp16 autocast, as `precision.training_precision` does on a T4."""
-    import spot_tutorial.train as train_module
+    import spot_tutorial.training.loop as train_module
 
     monkeypatch.setattr(train_module, "training_precision", lambda device, bf16, cpu_bf16: "fp16")
     straight = Trainer(tiny_config(max_steps=6), output_dir=tmp_path / "straight", progress=False)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from fakes import full_mode_cache
-from spot_tutorial import downloads, get_preset, tutorial
-from spot_tutorial.evaluate import evaluate_model, results_table
-from spot_tutorial.train import STUDENT_SETTINGS, student_config
+
+from spot_tutorial import get_preset, tutorial
+from spot_tutorial.evaluation.evaluate import evaluate_model, results_table
+from spot_tutorial.io import downloads
+from spot_tutorial.recipes import STUDENT_SETTINGS, student_config
 
 NUM_IMAGES = 12
 

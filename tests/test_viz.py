@@ -1,4 +1,4 @@
-"""Tests for the figure writer shared by training, evaluation and the quickstart (spot_tutorial.viz)."""
+"""Tests for the figure writer shared by training, evaluation and the quickstart (spot_tutorial.viz.masks)."""
 
 import matplotlib
 
@@ -8,7 +8,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from spot_tutorial.data import SyntheticShapes  # noqa: E402
-from spot_tutorial.viz import figure_images, save_mask_figure  # noqa: E402
+from spot_tutorial.viz.masks import figure_images, save_mask_figure  # noqa: E402
 
 
 def test_figure_images_with_and_without_ground_truth():

@@ -79,7 +79,7 @@ def test_the_book_shows_the_architecture_figure_the_function_draws():
 def short_run(tmp_path_factory):
     """A real tiny stage-1 run: 12 steps, logged every 2, evaluated at the end of each epoch of 4."""
     from spot_tutorial import get_preset
-    from spot_tutorial.train import Trainer
+    from spot_tutorial.training.loop import Trainer
 
     out = tmp_path_factory.mktemp("run")
     config = get_preset("tiny", train_images=32, eval_images=8, batch_size=8, max_steps=12, log_every=2,

@@ -31,13 +31,13 @@ Defaults follow the paper: images 224 (shorter side resize + centre crop; MOVi: 
 cropping), masks 320 (COCO, VOC) or 128 (MOVi) with nearest-neighbour resizing.
 """
 
-from ._common import CorruptImageError
-from .build import DATASETS, build_datasets
-from .coco import COCO2017
-from .folder import ImageFolder
-from .movi import MOVi
-from .synthetic import DIFFICULTIES, SHAPES, RenderedScenes, SyntheticShapes
-from .transforms import (
+from spot_tutorial.data._common import CorruptImageError
+from spot_tutorial.data.coco import COCO2017
+from spot_tutorial.data.folder import ImageFolder
+from spot_tutorial.data.movi import MOVi
+from spot_tutorial.data.registry import DATASETS, build_datasets
+from spot_tutorial.data.synthetic import DIFFICULTIES, SHAPES, RenderedScenes, SyntheticShapes
+from spot_tutorial.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     denormalize,
@@ -45,7 +45,7 @@ from .transforms import (
     eval_mask_transform,
     train_transform,
 )
-from .voc import PascalVOC
+from spot_tutorial.data.voc import PascalVOC
 
 __all__ = [
     "DATASETS",

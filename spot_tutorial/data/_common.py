@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DatasetError
+from spot_tutorial.errors import DatasetError
 
 
 class CorruptImageError(DatasetError):

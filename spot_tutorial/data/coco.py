@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._common import check_split, load_rgb, require_dir, require_file
-from .coco_panoptic import PanopticAnnotations
-from .transforms import eval_image_transform, eval_mask_transform, train_transform
-from ..errors import DatasetError
+from spot_tutorial.data._common import check_split, load_rgb, require_dir, require_file
+from spot_tutorial.data.coco_panoptic import PanopticAnnotations
+from spot_tutorial.data.transforms import eval_image_transform, eval_mask_transform, train_transform
+from spot_tutorial.errors import DatasetError
 
 COCO_DOWNLOAD_URL = "https://cocodataset.org/#download"
 

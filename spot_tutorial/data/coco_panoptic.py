@@ -1,7 +1,7 @@
 """COCO panoptic ground truth: every thing instance and every stuff region is one segment.
 
 The newer protocol of FT-DINOSAUR (ICLR 2025) scores COCO also against these segments (P-ARI
-and class-agnostic PQ, see ``spot_tutorial.metrics``). COCO stores them as one JSON file and
+and class-agnostic PQ, see ``spot_tutorial.evaluation.metrics``). COCO stores them as one JSON file and
 one PNG per image, whose colour encodes the segment id: ``id = R + 256 G + 256^2 B``; the
 JSON's ``segments_info`` lists the image's segments (``id``, ``category_id``, ``iscrowd``).
 Id 0 marks unlabelled pixels, which every metric leaves out.
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import _open_fully, require_file
-from ..errors import DatasetError
+from spot_tutorial.data._common import _open_fully, require_file
+from spot_tutorial.errors import DatasetError
 
 PANOPTIC_HINT = ("Download panoptic_annotations_trainval2017.zip from https://cocodataset.org/#download, "
                  "unzip it into ROOT (it creates annotations/panoptic_*.json) and unzip "

@@ -21,9 +21,9 @@ from typing import Union
 import torch
 from torch.utils.data import Dataset
 
-from ._common import load_label_png, load_rgb, require_dir
-from .transforms import eval_image_transform, eval_mask_transform, train_transform
-from ..errors import DatasetError
+from spot_tutorial.data._common import load_label_png, load_rgb, require_dir
+from spot_tutorial.data.transforms import eval_image_transform, eval_mask_transform, train_transform
+from spot_tutorial.errors import DatasetError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 

@@ -36,9 +36,9 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 
-from ._common import check_split, load_binary_png, load_rgb, require_dir
-from .transforms import eval_image_transform, eval_mask_transform, train_transform
-from ..errors import DatasetError
+from spot_tutorial.data._common import check_split, load_binary_png, load_rgb, require_dir
+from spot_tutorial.data.transforms import eval_image_transform, eval_mask_transform, train_transform
+from spot_tutorial.errors import DatasetError
 
 MOVI_HINT = ("Export MOVi-C / MOVi-E from TFDS (gs://kubric-public/tfds, e.g. movi_c/128x128 or "
              "256x256) to PNG files with the usual export script: one folder per video holding "

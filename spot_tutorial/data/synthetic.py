@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_mask_transform
-from ..errors import DatasetError
+from spot_tutorial.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_mask_transform
+from spot_tutorial.errors import DatasetError
 
 SHAPES = ("circle", "square", "triangle", "ellipse", "diamond")  # class ids 1..5
 DIFFICULTIES = ("shapes", "textured", "occluded")

@@ -26,7 +26,7 @@ import torchvision.transforms as T
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from ..errors import DatasetError
+from spot_tutorial.errors import DatasetError
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._common import check_split, load_label_png, load_rgb, require_dir, require_file
-from .transforms import eval_image_transform, eval_mask_transform, train_transform
-from ..errors import DatasetError
+from spot_tutorial.data._common import check_split, load_label_png, load_rgb, require_dir, require_file
+from spot_tutorial.data.transforms import eval_image_transform, eval_mask_transform, train_transform
+from spot_tutorial.errors import DatasetError
 
 VOC_DOWNLOAD_HINT = ("Download VOCtrainval_11-May-2012.tar from "
                      "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/ and extract it; the "

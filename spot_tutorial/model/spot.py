@@ -1,0 +1,173 @@
+"""SPOT: ViT encoder -> slot attention -> autoregressive decoder (paper, section 3, Fig. 2).
+
+The model reconstructs the encoder's patch features from K slots. It returns everything a
+reader, a trainer or an evaluator needs as one named `SPOTOutput`: the loss, the slots, the
+two kinds of masks (slot-attention masks and decoder cross-attention masks) and the logits
+that stage-2 self-training distils into. It knows nothing about optimisers or data.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+
+from spot_tutorial.config import OrderSpec, SPOTConfig
+from spot_tutorial.errors import InputError
+from spot_tutorial.model.decoders import AutoregressiveDecoder, MLPDecoder
+from spot_tutorial.model.encoder import ViTEncoder, build_encoder
+from spot_tutorial.model.outputs import SPOTOutput, grid_maps
+from spot_tutorial.model.permutations import select_orders
+from spot_tutorial.model.slot_attention import SlotAttentionEncoder
+
+
+class SPOT(nn.Module):
+    def __init__(self, encoder: nn.Module, config: SPOTConfig, target_encoder: nn.Module | None = None):
+        super().__init__()
+        self.config = config
+        self.encoder = as_vit_encoder(encoder, config)
+        self.target_encoder = None if target_encoder is None else as_vit_encoder(target_encoder, config, frozen=True)
+        grid = self.encoder.grid_size
+        if self.encoder.vit.patch_embed.grid_size[0] != self.encoder.vit.patch_embed.grid_size[1]:
+            raise ValueError(f"SPOT needs a square token grid, the encoder gives "
+                             f"{tuple(self.encoder.vit.patch_embed.grid_size)}")
+        d_model, num_patches = self.encoder.embed_dim, grid * grid
+        self.slot_attention = SlotAttentionEncoder(
+            d_model, config.num_slots, config.slot_size, config.mlp_hidden_size,
+            config.num_iterations, config.slot_att_heads, config.truncate, config.init_method)
+        if config.dec_type == "transformer":
+            self.decoder = AutoregressiveDecoder(
+                d_model, config.slot_size, num_patches, config.num_dec_blocks, config.num_heads,
+                config.num_orders, config.attention_impl)
+        else:
+            self.decoder = MLPDecoder(d_model, config.slot_size, num_patches, config.mlp_dec_hidden)
+        # stage 2: run the frozen leading encoder blocks once for both encoders (same math)
+        self.share_encoder_blocks = True
+        self._shared_blocks: tuple | None = None  # (frozen parameters' versions, number of shared blocks)
+
+    @classmethod
+    def from_config(cls, config: SPOTConfig, pretrained: bool = False,
+                    weights_path: str | None = None) -> "SPOT":
+        """Build encoder(s) from the config: a frozen target copy when some blocks are trained."""
+        encoder = build_encoder(config.which_encoder, config.image_size, pretrained, weights_path,
+                                config.encoder_final_norm, config.finetune_blocks_after,
+                                config.pos_embed_scale)
+        target = None
+        if not encoder.is_frozen:
+            target = copy.deepcopy(encoder)
+            target.set_trainable_blocks(10**6)
+        return cls(encoder, config, target)
+
+    def compile_modules(self) -> "SPOT":
+        """`torch.compile` the heavy parts in place: every ViT block, slot attention, the decoder.
+
+        Regional compilation: each block is compiled on its own (the blocks share code, so they
+        share compiled graphs), while the Python around them (the choice of patch orders, the
+        shared encoder blocks of stage 2) stays eager. Parameters and state_dict keys do not
+        change, so checkpoints are the same with and without it.
+        """
+        blocks = [block for encoder in (self.encoder, self.target_encoder) if encoder is not None
+                  for block in encoder.vit.blocks]
+        decoder = getattr(self.decoder, "transformer", self.decoder)  # AR: its transformer blocks
+        for module in (*blocks, self.slot_attention, decoder):
+            module.compile()
+        return self
+
+    # ------------------------------------------------------------------
+    def shared_encoder_blocks(self) -> int:
+        """Leading encoder blocks that the target encoder shares (frozen, same weights).
+
+        Decided by comparing the weights once, when first asked after the model is built, and
+        again only if a *frozen* parameter of either encoder is replaced or modified in place
+        (loading a checkpoint, say), which the tensors' version counters reveal. The optimiser's
+        updates of the trained blocks change nothing here, so training never pays for the check.
+        """
+        if self.target_encoder is None:
+            return 0
+        params = [*self.encoder.parameters(), *self.target_encoder.parameters()]
+        key = tuple((id(p), p._version) if not p.requires_grad else (id(p), -1) for p in params)
+        if self._shared_blocks is None or self._shared_blocks[0] != key:
+            self._shared_blocks = (key, self.encoder.frozen_prefix_shared_with(self.target_encoder))
+        return self._shared_blocks[1]
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features for slot attention, reconstruction targets), both [B, N, D]."""
+        if self.target_encoder is None:
+            with torch.no_grad() if self.encoder.is_frozen else nullcontext():
+                features = self.encoder(images)
+            return features, features.detach()
+        shared = self.shared_encoder_blocks() if self.share_encoder_blocks else 0
+        if shared == 0:
+            with torch.no_grad():
+                target = self.target_encoder(images)
+            return self.encoder(images), target
+        with torch.no_grad():  # frozen leading blocks: computed once for both encoders
+            tokens = self.encoder.run_blocks(self.encoder.embed(images), start=0, stop=shared)
+            target = self.target_encoder.patch_tokens(self.target_encoder.run_blocks(tokens, start=shared))
+        features = self.encoder.patch_tokens(self.encoder.run_blocks(tokens, start=shared))
+        return features, target
+
+    def forward(self, images: torch.Tensor, permutations: OrderSpec | None = None) -> SPOTOutput:
+        """images [B, 3, H, W], float, ImageNet-normalised; `permutations` overrides the config's
+        train/eval orders ('all' and 'random' mean the orders this model has: order 0 only for a
+        model with one [BOS] token, which refuses explicit ids other than 0)."""
+        check_image_dtype(images)
+        features, target = self.encode(images)
+        return self.forward_features(features, target, permutations)
+
+    def forward_features(self, features: torch.Tensor, target: torch.Tensor,
+                         permutations: OrderSpec | None = None) -> SPOTOutput:
+        """Slot attention + decoder on precomputed encoder features [B, N, D] and targets [B, N, D]."""
+        slot_out = self.slot_attention(features)
+        if permutations is None:
+            permutations = self.config.train_permutations if self.training else self.config.eval_permutations
+        order_ids = self.order_ids(permutations)
+        decoded = self.decoder(slot_out.slots, target, order_ids)
+        loss = (target - decoded.reconstruction).pow(2).sum() / target.numel()
+        # logsumexp over heads: softmax over slots of these logits == slot masks (any #heads)
+        slot_logits = slot_out.slot_logits.logsumexp(dim=1)  # [B, N, K]
+        return SPOTOutput(
+            loss=loss,
+            slots=slot_out.slots,
+            slot_masks=grid_maps(slot_out.slot_masks),
+            decoder_masks=grid_maps(decoded.masks),
+            reconstruction=decoded.reconstruction,
+            target=target,
+            slot_logits=grid_maps(slot_logits),
+            order_ids=order_ids,
+        )
+
+
+    def order_ids(self, permutations: OrderSpec) -> list[int]:
+        """The order ids one forward pass runs; explicit ids this model cannot decode are refused."""
+        num_orders = self.config.num_orders
+        if not isinstance(permutations, str):
+            unknown = [int(i) for i in permutations if not 0 <= int(i) < num_orders]
+            if unknown:
+                raise InputError(
+                    f"order ids {unknown} are not available: this model has {num_orders} [BOS] token(s) "
+                    f"(num_bos_tokens={num_orders}, decoder {self.config.dec_type!r}) and decodes order ids "
+                    f"0..{num_orders - 1} only; use permutations='standard' (raster order)")
+        return select_orders(permutations, num_orders)
+
+
+def check_image_dtype(images: torch.Tensor) -> None:
+    """The model takes float images normalised with the ImageNet mean/std, not raw pixels."""
+    if not isinstance(images, torch.Tensor):
+        raise InputError(f"images must be a float tensor [B, 3, H, W], got {type(images).__name__}; "
+                         "for PIL images or arrays use spot_tutorial.segment()")
+    if not images.is_floating_point():
+        raise InputError(
+            f"images must be a float tensor [B, 3, H, W] normalised with the ImageNet mean/std, got dtype "
+            f"{images.dtype}: convert with images.float() / 255, then normalise "
+            "(spot_tutorial.data transforms), or use spot_tutorial.segment(), which does both")
+
+
+def as_vit_encoder(encoder: nn.Module, config: SPOTConfig, frozen: bool = False) -> ViTEncoder:
+    """Accept a ViTEncoder or a bare timm ViT (wrapped with the config's freezing options)."""
+    if isinstance(encoder, ViTEncoder):
+        return encoder
+    blocks_after = 10**6 if frozen else config.finetune_blocks_after
+    return ViTEncoder(encoder, final_norm=config.encoder_final_norm, finetune_blocks_after=blocks_after)

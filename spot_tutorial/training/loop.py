@@ -1,0 +1,465 @@
+"""Training for both stages of SPOT (paper, section 4 "Implementation details" and appendix).
+
+Stage 1 trains the *teacher*: slot attention + autoregressive decoder on a frozen ViT, each
+batch decoded in a random patch order, loss = MSE of the reconstructed features.
+Stage 2 trains a new *student* (learned slot embeddings, bi-level truncation, the last ViT
+blocks fine-tuned) with loss = MSE + w * CE, where CE distils the frozen teacher's decoder
+masks into the student's slot-attention masks (`spot_tutorial.training.objective`).
+
+Every optimisation step: lr and w from their schedules (`spot_tutorial.training.schedules`), the batch's
+loss, then Adam after clipping the gradient in the infinity norm (`spot_tutorial.training.optimizers`).
+That loop is `Trainer.fit`; what a real run needs around it lives in modules of its own:
+mixed precision (`precision`: bf16 autocast where the GPU has native bf16, fp16 with gradient
+scaling on older GPUs such as a T4 or V100), several GPUs with torchrun (`distributed`), exact
+resumption (`checkpointing`, `randomness`: a run killed at any moment and restarted with
+``resume=True`` ends with the same weights as one never interrupted), and the logs, curves and
+figures (`run_logging`).
+
+Which checkpoint to report: the paper reports the *last* one, and so does this trainer (last.pt).
+The periodic evaluation on the evaluation split (COCO val2017, VOC val) is a learning curve only;
+nothing is chosen by it. Model selection (best.pt) happens only when asked for, on training
+images held out from training (``selection_images``, see ``spot_tutorial.data.registry``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from spot_tutorial import viz
+from spot_tutorial.config import SPOTConfig  # noqa: F401 - their old home
+from spot_tutorial.data import build_datasets
+from spot_tutorial.data.registry import holdout_split
+from spot_tutorial.errors import ConfigError
+from spot_tutorial.io.checkpoint_file import atomic_save, safe_load
+from spot_tutorial.io.official import initialize_from
+from spot_tutorial.model.spot import SPOT
+from spot_tutorial.runtime import autocast as precision_autocast
+from spot_tutorial.runtime import (
+    capture_rng_state,
+    cpu_has_native_bf16,
+    isolated_rng,
+    resolve_device,
+    restore_rng_state,
+    seed_everything,
+    training_precision,
+)
+from spot_tutorial.training.distributed import EpochSampler, ShardSampler, init_distributed
+from spot_tutorial.training.logs import ProgressBar, RunLog
+from spot_tutorial.training.objective import (
+    batch_loss,
+    check_teacher,
+    copy_encoder_from_teacher,
+    load_teacher,
+    teacher_sees_student_targets,
+)
+from spot_tutorial.training.optimizers import adam, apply_gradients, trainable_parameters
+from spot_tutorial.training.run_state import (
+    BEST,
+    LAST,
+    Progress,
+    best_state,
+    check_resumable,
+    check_selection,
+    clear_previous_run,
+    restore_run_state,
+    run_state,
+    selection_improves,
+)
+from spot_tutorial.training.schedules import (
+    ce_weight,
+    fits_time_budget,
+    learning_rate,
+    planned_steps,
+    steps_in_budget,
+)
+
+FIGURE_IMAGES = 4  # evaluation images shown in the figures written at each evaluation
+EVAL_SEED_OFFSET = 12345  # evaluation draws its slot noise from seed + this, apart from training
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the gradient became NaN or infinite; training stopped."""
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    last_checkpoint: Path
+    best_checkpoint: Optional[Path]
+    steps: int
+    train_seconds: float
+    images_per_second: float
+    final_metrics: dict = field(default_factory=dict)  # {"slot": {...}, "decoder": {...}}
+    best_metrics: dict = field(default_factory=dict)
+    stopped_by: str = "steps"  # 'steps': planned steps done; 'time': the time budget decided
+
+
+def build_model(config: SPOTConfig, encoder_weights: str | None = None,
+                pretrained: bool | None = None) -> SPOT:
+    """SPOT from the config; pretrained encoder weights unless it is the CPU 'tiny' encoder."""
+    if pretrained is None:
+        pretrained = config.which_encoder != "tiny"
+    return SPOT.from_config(config, pretrained=pretrained, weights_path=encoder_weights)
+
+
+def check_stage(stage: int, teacher: str | os.PathLike | None, config: SPOTConfig) -> None:
+    if stage not in (1, 2):
+        raise ConfigError(f"stage must be 1 (teacher) or 2 (self-training), got {stage!r}")
+    if stage == 2 and teacher is None:
+        raise ConfigError("stage 2 needs the stage-1 teacher checkpoint: pass teacher=PATH (--teacher)")
+    if stage == 1 and teacher is not None:
+        raise ConfigError("a teacher checkpoint is only used in stage 2; drop --teacher or use --stage 2")
+    if stage == 2 and config.init_method != "embedding":
+        warnings.warn("stage 2 with init_method != 'embedding': the paper's student uses learned "
+                      "slot embeddings (see spot_tutorial.recipes.student_config)", stacklevel=3)
+
+
+class Trainer:
+    """One trainer for both stages. `fit()` runs (or resumes) training and returns a TrainResult.
+
+    Args:
+        config: the SPOTConfig (for stage 2, the *student's*: see `student_config`).
+        stage: 1 (teacher) or 2 (self-training student; needs `teacher`).
+        output_dir: checkpoints, config.json, logs, TensorBoard events and figures go here.
+        teacher: path of a stage-1 checkpoint (last.pt of a stage-1 run, or its best.pt).
+        data_path: dataset folder (not needed for the synthetic dataset).
+        device: 'auto', 'cpu', 'cuda', 'cuda:1', ...
+        resume: continue the run in `output_dir` from its last.pt (starts fresh if there is none).
+        overwrite: allow starting a fresh run in a folder that already holds one.
+        select_by: '<masks>/<metric>' deciding best.pt on the held-out training images
+            (`config.selection_images` > 0; without them there is no model selection and no
+            best.pt). Default 'decoder/mbo_i' (decoder masks are what the teacher hands to
+            stage 2); 'slot/mbo_i' is the alternative for the student.
+        on_checkpoint: called with the step after each resumable checkpoint is written.
+        datasets: (train, eval) datasets to use instead of `build_datasets(config, data_path)`.
+        mask_path: with ``config.dataset == 'folder'``, the folder of instance-mask PNGs that
+            makes evaluation (and model selection) possible; without it there are figures only.
+        init_from: a checkpoint (ours or the authors') whose weights start the model, for
+            fine-tuning; see `checkpoints.initialize_from`. Ignored when resuming a run.
+    """
+
+    def __init__(self, config: SPOTConfig, stage: int = 1, output_dir: str | os.PathLike = "outputs/run",
+                 teacher: str | os.PathLike | None = None, data_path: str | os.PathLike | None = None,
+                 device: str = "auto", resume: bool = False, overwrite: bool = False,
+                 progress: bool = True, encoder_weights: str | None = None,
+                 select_by: str | None = None, on_checkpoint: Callable[[int], None] | None = None,
+                 datasets: tuple[Dataset, Dataset] | None = None, mask_path: str | os.PathLike | None = None,
+                 init_from: str | os.PathLike | None = None):
+        check_stage(stage, teacher, config)
+        self.config, self.stage, self.output_dir = config, stage, Path(output_dir)
+        self.select_by = check_selection(select_by, config)
+        self.teacher_path = None if teacher is None else str(teacher)
+        self.init_from = None if init_from is None else str(init_from)
+        self.on_checkpoint, self.show_progress = on_checkpoint, progress
+
+        self.device = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
+        self.distributed = init_distributed(self.device)
+        self.is_main = self.distributed.is_main
+        seed_everything(config.seed)  # the same initial weights in every process
+        self._check_output_dir(resume, overwrite)
+        self._build_data(datasets, data_path, mask_path)
+        self._build_models(encoder_weights, resume)
+        self.optimizer = adam(trainable_parameters(self.model), config.lr_main)
+        # fp16 needs loss scaling; for bf16 and fp32 the scaler is disabled and does nothing
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.train_model: nn.Module = self.model
+        if self.distributed.enabled:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+
+        self.sampler = EpochSampler(len(self.train_set), config.batch_size, config.seed,
+                                    self.distributed.rank, self.distributed.world_size)
+        self.progress = Progress(total_steps=planned_steps(config, self.sampler.steps_per_epoch))
+        seed_everything(config.seed + self.distributed.rank)  # own orders and noise per process
+        if resume:
+            self._resume()
+        self.log = RunLog(self.output_dir, enabled=self.is_main)
+        self._figure_batch: tuple[torch.Tensor, dict] | None = None  # images and ground truth, read once
+
+    # -- setup -----------------------------------------------------------------------------
+    def _check_output_dir(self, resume: bool, overwrite: bool) -> None:
+        if resume or not (self.output_dir / LAST).exists():
+            return
+        if not overwrite:
+            raise FileExistsError(f"{self.output_dir} already holds a run ({LAST}); pass resume=True "
+                                  "(--resume) to continue it, or choose another output folder")
+        if self.is_main:  # a fresh run: remove the files of the previous one (and nothing else)
+            clear_previous_run(self.output_dir)
+        self.distributed.barrier()
+
+    def _build_data(self, datasets, data_path, mask_path) -> None:
+        """Data first: a missing dataset is reported before any weights are downloaded."""
+        if datasets is None:
+            datasets = build_datasets(self.config, data_path, mask_path)
+        train_set, eval_set = datasets
+        self.selection_set = None  # held-out training images that choose best.pt
+        if self.select_by is not None:
+            train_set, self.selection_set = holdout_split(self.config, train_set, data_path, mask_path)
+        self.train_set, self.eval_set = train_set, eval_set
+        self.eval_has_masks = "instance_mask" in eval_set[0]  # an image folder may have no masks
+
+    def _build_models(self, encoder_weights: str | None, resume: bool) -> None:
+        """The model to train and, in stage 2, its frozen teacher (whose ViT the student starts from)."""
+        config = self.config
+        self.teacher = load_teacher(self.teacher_path, self.device) if self.stage == 2 else None
+        if self.teacher is not None:
+            check_teacher(self.teacher, config)
+        self.model = build_model(config, encoder_weights,
+                                 pretrained=False if self.stage == 2 or self.init_from is not None else None)
+        if self.teacher is not None:
+            copy_encoder_from_teacher(self.model, self.teacher)
+        self.init_report = None  # fine-tuning: weights from another checkpoint (ours or the authors')
+        if self.init_from is not None and not (resume and (self.output_dir / LAST).exists()):
+            self.init_report = initialize_from(self.model, self.init_from)
+            if self.is_main:
+                print(f"[spot] {self.init_report.summary()}")
+        self.teacher_on_targets = (self.teacher is not None
+                                   and teacher_sees_student_targets(self.teacher, self.model))
+        self.model.to(self.device)
+        if config.cpu_bf16 and self.device.type == "cpu" and not cpu_has_native_bf16():
+            warnings.warn("cpu_bf16=True on a CPU without AVX512-BF16 or AMX: bf16 is emulated there and "
+                          "training gets slower, not faster; drop --cpu-bf16", stacklevel=3)
+        if config.torch_compile:  # same weights and checkpoints; faster steps after the first
+            self.model.compile_modules()
+
+    def _resume(self) -> None:
+        path = self.output_dir / LAST
+        if not path.exists():
+            if self.is_main:
+                print(f"[spot] no checkpoint at {path}; starting a new run")
+            return
+        payload = safe_load(path, map_location="cpu")
+        check_resumable(payload, self.config, self.stage, path)
+        self.progress = restore_run_state(payload, self.model, self.optimizer, str(path), self.scaler)
+        # `epochs` / `max_steps` may have grown
+        self.progress.total_steps = planned_steps(self.config, self.sampler.steps_per_epoch)
+        rng_states = payload["rng"]
+        if len(rng_states) == self.distributed.world_size:
+            restore_rng_state(rng_states[self.distributed.rank])
+        elif self.is_main:
+            print(f"[spot] {path} was written by {len(rng_states)} process(es), "
+                  f"now {self.distributed.world_size}: "
+                  "random states are re-seeded, so the run continues but not bit for bit")
+        if self.is_main:
+            print(f"[spot] resumed {path} at step {self.progress.step} (epoch {self.progress.epoch}, "
+                  f"batch {self.progress.batch_in_epoch})")
+
+    # -- data ----------------------------------------------------------------------------------
+    def _train_loader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.config.seed * 7919 + self.progress.epoch * 31
+                                                  + self.distributed.rank)  # worker seeds
+        return DataLoader(self.train_set, batch_size=self.config.batch_size, sampler=self.sampler,
+                          num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
+                          drop_last=True, generator=generator,
+                          persistent_workers=False)
+
+    def eval_loader(self, dataset: Dataset | None = None) -> DataLoader:
+        dataset = self.eval_set if dataset is None else dataset
+        sampler = ShardSampler(len(dataset), self.distributed.rank, self.distributed.world_size)
+        return DataLoader(dataset, batch_size=self.config.batch_size, sampler=sampler,
+                          num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda")
+
+    # -- one step --------------------------------------------------------------------------------
+    @property
+    def precision(self) -> str:
+        """The training step's precision: 'bf16', 'fp16' or 'fp32' (`precision.training_precision`).
+
+        Periodic evaluation runs in bf16 only where the step does, and in fp32 otherwise.
+        """
+        return training_precision(self.device, bf16=self.config.bf16, cpu_bf16=self.config.cpu_bf16)
+
+    def autocast(self):
+        """The autocast context of `precision` (a no-op for fp32)."""
+        return precision_autocast(self.device, self.precision)
+
+    def train_step(self, images: torch.Tensor) -> dict[str, float]:
+        """One optimisation step on a batch of images [B, 3, H, W]; returns its log values."""
+        step, total = self.progress.step, self.progress.total_steps
+        lr = learning_rate(step, total, self.config)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        weight = ce_weight(step, total, self.config)
+        with self.autocast():
+            loss, record = batch_loss(self.train_model, images, self.teacher, weight, self.teacher_on_targets,
+                                      self.config.teacher_targets)
+        if not self.distributed.all_finite([loss]):
+            self._stop_non_finite("loss", loss)
+        grad_norm = apply_gradients(self.model, self.optimizer, loss, self.config.clip,
+                                    check=self._check_gradient, scaler=self.scaler)
+        record.update(loss=loss.detach(), grad_norm=grad_norm.detach())
+        return {"lr": lr, **{k: float(v) for k, v in record.items()}}
+
+    def _check_gradient(self, grad_norm: torch.Tensor) -> None:
+        if not self.distributed.all_finite([grad_norm]):
+            self._stop_non_finite("gradient (infinity norm)", grad_norm)
+
+    def _stop_non_finite(self, what: str, value: torch.Tensor) -> None:
+        last = self.output_dir / LAST
+        kept = (f"the last good checkpoint is {last}" if last.exists()
+                else "no checkpoint was written yet")
+        raise NonFiniteLossError(
+            f"the {what} is {float(value.detach().float())} at step {self.progress.step} "
+            f"(epoch {self.progress.epoch}); training stopped and nothing was saved after it: {kept}. "
+            "Lower lr_main (--lr-main) or clip (--clip), check the data, then resume with --resume "
+            "or restart.")
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        """Train until the planned steps are done or the time budget is spent."""
+        config, progress = self.config, self.progress
+        self.log.open(config.to_json(), progress.step)
+        self.model.train()
+        already, started = progress.train_seconds, time.perf_counter()
+        steps_here, stopped_by, results = 0, "steps", {}
+        bar = ProgressBar(progress.total_steps, progress.step, f"stage {self.stage}",
+                          enabled=self.show_progress and self.is_main)
+        window_start, window_images = time.perf_counter(), 0
+        while progress.step < progress.total_steps and stopped_by == "steps":
+            self.sampler.set_epoch(progress.epoch, progress.batch_in_epoch)
+            for batch in self._train_loader():
+                images = batch["image"].to(self.device, non_blocking=True)
+                values = self.train_step(images)
+                progress.step += 1
+                progress.batch_in_epoch += 1
+                steps_here += 1
+                window_images += images.shape[0] * self.distributed.world_size
+                if fits_time_budget(config):  # T = the steps that fit in the budget at this speed
+                    elapsed = self._agree(already + time.perf_counter() - started, dist.ReduceOp.MAX)
+                    planned = planned_steps(config, self.sampler.steps_per_epoch)
+                    progress.total_steps = steps_in_budget(progress.step, elapsed, planned, config)
+                if progress.step % config.log_every == 0 or progress.step == 1:
+                    now = time.perf_counter()
+                    values["images_per_s"] = window_images / max(now - window_start, 1e-9)
+                    window_start, window_images = now, 0
+                    self.log.train(progress.step, progress.epoch, values)
+                    bar.show(values, progress.total_steps)
+                bar.update()
+                epoch_done = progress.batch_in_epoch == self.sampler.steps_per_epoch
+                if epoch_done:
+                    progress.epoch += 1
+                    progress.batch_in_epoch = 0
+                finished = progress.step >= progress.total_steps
+                if self._time_is_up(started, already):
+                    stopped_by, finished = "time", True
+                progress.train_seconds = already + time.perf_counter() - started
+                if epoch_done and progress.epoch % config.eval_every == 0 and not finished:
+                    results = self._evaluate_and_select()
+                if finished:
+                    break
+                if epoch_done or (config.checkpoint_every and progress.step % config.checkpoint_every == 0):
+                    self.save_checkpoint()
+        bar.close()
+        progress.train_seconds = already + time.perf_counter() - started
+        if progress.last_eval_step != progress.step:
+            results = self._evaluate_and_select()
+        self.save_checkpoint()
+        return self._result(results, stopped_by, steps_here, time.perf_counter() - started)
+
+    def _agree(self, value: float, op: "dist.ReduceOp") -> float:
+        return self.distributed.agree(value, op, self.device)
+
+    def _time_is_up(self, started: float, already: float) -> bool:
+        budget = self.config.max_minutes * 60.0
+        if budget <= 0:
+            return False
+        out_of_time = already + (time.perf_counter() - started) >= budget
+        return bool(self._agree(out_of_time, dist.ReduceOp.MAX))  # any process out of time: all stop
+
+    def _result(self, results: dict, stopped_by: str, steps_here: int, seconds_here: float) -> TrainResult:
+        best = self.output_dir / BEST
+        best_metrics = safe_load(best)["metrics"] if best.exists() else {}
+        images_here = steps_here * self.config.batch_size * self.distributed.world_size
+        images_per_second = images_here / max(seconds_here, 1e-9)
+        result = TrainResult(self.output_dir, self.output_dir / LAST, best if best.exists() else None,
+                             self.progress.step, self.progress.train_seconds, images_per_second,
+                             results, best_metrics, stopped_by)
+        self.log.summary({k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()})
+        return result
+
+    # -- evaluation, model selection, checkpoints --------------------------------------------------
+    def evaluate(self, dataset: Dataset | None = None) -> dict[str, dict[str, float]]:
+        """Slot- and decoder-mask metrics on the evaluation set, or on `dataset` (stage-1 style:
+        'standard' order).
+
+        Runs in a forked random state with a fixed seed, so evaluating (or not) never changes
+        the training run, and the numbers of a given model are reproducible.
+        """
+        from spot_tutorial.evaluation.evaluate import evaluate_model
+
+        with isolated_rng(self.device, self.config.seed + EVAL_SEED_OFFSET):
+            return evaluate_model(self.model, self.eval_loader(dataset), self.device,
+                                  permutations=self.config.eval_permutations,
+                                  progress=self.show_progress and self.is_main,
+                                  precision=self._evaluation_precision())
+
+    def _evaluation_precision(self) -> str:
+        """bf16 where the training step runs in bf16 on a GPU, else fp32 (never fp16)."""
+        return "bf16" if self.device.type == "cuda" and self.precision == "bf16" else "fp32"
+
+    def _evaluate_and_select(self) -> dict[str, dict[str, float]]:
+        """The learning curve on the evaluation split and its figure, then model selection if asked for."""
+        self.progress.last_eval_step = self.progress.step
+        if not self.eval_has_masks:  # images without ground truth: figures, no metrics
+            if self.is_main:
+                self._save_figure()
+            return {}
+        results = self.evaluate()
+        self.log.evaluation("eval", self.progress.step, self.progress.epoch, results)
+        if self.is_main:
+            self._save_figure()
+        self._save_best()
+        return results
+
+    def _save_figure(self) -> None:
+        """Masks of the first evaluation images at this step: figures/step_XXXXXXX.png."""
+        if self._figure_batch is None:
+            self._figure_batch = viz.figure_images(self.eval_set, FIGURE_IMAGES)
+        images, ground_truth = self._figure_batch
+        images = images.to(self.device)
+        with torch.no_grad(), isolated_rng(self.device, 0), self.autocast():
+            was_training = self.model.training
+            output = self.model.eval()(images, permutations=self.config.eval_permutations)
+            self.model.train(was_training)
+        masks = {**ground_truth, "slot masks": output.slot_masks.float(),
+                 "decoder masks": output.decoder_masks.float()}
+        viz.save_mask_figure(self.log.figure_path(self.progress.step), images.cpu(), masks, dpi=80)
+
+    def _save_best(self) -> None:
+        """Score the model on the held-out training images; best.pt keeps the best one so far."""
+        if self.selection_set is None:
+            return
+        results = self.evaluate(self.selection_set)
+        self.log.evaluation("selection", self.progress.step, self.progress.epoch, results)
+        if selection_improves(results, self.select_by, self.progress) and self.is_main:
+            atomic_save(best_state(self.stage, self.config, self.model, self.progress.step, results,
+                                   self.select_by, f"{len(self.selection_set)} held-out training images"),
+                        self.output_dir / BEST)
+
+    def save_checkpoint(self) -> None:
+        """last.pt: everything needed to continue exactly (written atomically; every process joins)."""
+        rng_states = self.distributed.gather(capture_rng_state())
+        if self.is_main:
+            atomic_save(run_state(self.stage, self.config, self.model, self.optimizer, self.progress,
+                                  rng_states, self.teacher_path, self.init_from, self.scaler),
+                        self.output_dir / LAST)
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(self.progress.step)
+
+
+def train(config: SPOTConfig, stage: int = 1, **kwargs: Any) -> TrainResult:
+    """Build a Trainer and run it: ``train(get_preset('coco'), stage=1, data_path=..., output_dir=...)``."""
+    trainer = Trainer(config, stage=stage, **kwargs)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.distributed.shutdown()
