@@ -15,7 +15,7 @@ from spot_tutorial.model.permutations import patch_orders
 from spot_tutorial.model.spot import SPOT
 from spot_tutorial.recipes import PRESETS, get_preset
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "SPOT", "SPOTConfig", "Architecture", "SPOTOutput", "PRESETS", "get_preset", "ViTEncoder", "build_encoder",

@@ -70,7 +70,7 @@ def make_tutorial_checkpoints(kinds: Sequence[str] = tuple(TUTORIAL_KINDS), outp
     their training logs in ``logs/<kind>/``. The student is distilled from the teacher in
     ``output_dir``. The stored ones were made with::
 
-        python -c "from spot_tutorial.tutorial.session import make_tutorial_checkpoints as m; m()"
+        python -c "from spot_tutorial.tutorial.models import make_tutorial_checkpoints as m; m()"
     """
     import tempfile
 

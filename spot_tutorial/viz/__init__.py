@@ -3,8 +3,9 @@
     masks          images with masks over them, label PNGs, contact sheets, mask figures
     orders         the nine patch orders and one decoding step
     animation      HTML animations (slot-attention iterations, training, decoding)
-    architecture   the SPOT diagram (paper, Fig. 2) and the package's layer diagram
+    architecture   the SPOT diagram (paper, Fig. 2)
     curves         training curves from a run's log
+    layers         the package's own layers, read from its source (book: How the library is organised)
 
 May import: `spot_tutorial.model.permutations`, `spot_tutorial.data.transforms`,
 `spot_tutorial.errors`, numpy, torch and matplotlib. No training, no metrics here.
