@@ -88,10 +88,12 @@ def test_notebook_pages_have_colab_launch_button(html, name):
 def test_api_reference_is_generated_from_docstrings(html):
     text = (html / "api.html").read_text()
     for anchor in ("spot_tutorial.model.spot.SPOT", "spot_tutorial.model.slot_attention.SlotAttention",
-                   "spot_tutorial.training.self_training.distillation_loss", "spot_tutorial.evaluation.metrics.fg_ari",
+                   "spot_tutorial.training.self_training.distillation_loss",
+                   "spot_tutorial.evaluation.metrics.fg_ari",
                    "spot_tutorial.training.loop.Trainer", "spot_tutorial.tutorial.session.setup",
                    "spot_tutorial.config.Architecture", "spot_tutorial.training.schedules.learning_rate",
-                   "spot_tutorial.training.run_state.run_state", "spot_tutorial.training.objective.batch_loss"):
+                   "spot_tutorial.training.run_state.run_state",
+                   "spot_tutorial.training.objective.batch_loss"):
         assert f'id="{anchor}"' in text, f"{anchor} is not documented in api.html"
     # the field comments of SPOTConfig read as prose: napoleon turns "words: more" into a bogus "Type"
     assert 'Type<span class="colon">' not in text, "a docstring's 'X: y' was rendered as a type"

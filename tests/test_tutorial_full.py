@@ -49,7 +49,8 @@ def test_lesson1_demo_teacher_is_trained_once_and_reused(T, tmp_path, monkeypatc
     assert model.config.train_permutations == "random" and hasattr(model.slot_attention, "slot_mu")
     monkeypatch.setattr(tutorial.Tutorial, "train_demo", _no_network)
     again = T.teacher()
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    pairs = zip(model.state_dict().values(), again.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
     batch = T.batch(6)
     with torch.no_grad():
         features = model.encoder(batch["image"])
@@ -97,7 +98,8 @@ def test_lesson4_demo_student_from_the_demo_teacher(T, tmp_path):
     trained = T.load("student")
     assert (tmp_path / "demo_models" / "coco_student.pt").is_file()
     models = {"teacher": teacher, "student": trained, "authors": T.official_model()}
-    table = {name: evaluate_model(m, T.loader(256), T.device, progress=False)["slot"] for name, m in models.items()}
+    table = {name: evaluate_model(m, T.loader(256), T.device, progress=False)["slot"]
+             for name, m in models.items()}
     assert set(table) == {"teacher", "student", "authors"}
 
 

@@ -15,7 +15,6 @@ from typing import Optional, Sequence
 import torch
 
 from spot_tutorial.config import SPOTConfig
-from spot_tutorial.runtime import seed_everything
 
 # Tutorial-mode models stored with the notebooks (notebooks/checkpoints/tiny_<kind>.pt, ~1 MB each),
 # trained on the CPU by `make_tutorial_checkpoints()` with the library's trainer and ONE recipe, the
@@ -42,7 +41,7 @@ def tutorial_checkpoint_dir() -> Path:
     """Where the tutorial-mode checkpoints live: $SPOT_TUTORIAL_CHECKPOINTS or notebooks/checkpoints."""
     if os.environ.get(CHECKPOINTS_ENV):
         return Path(os.environ[CHECKPOINTS_ENV]).expanduser()
-    return Path(__file__).resolve().parent.parent / "notebooks" / "checkpoints"
+    return Path(__file__).resolve().parents[2] / "notebooks" / "checkpoints"
 
 
 def tutorial_recipe(kind: str = "teacher", steps: Optional[int] = None, seed: int = 0) -> SPOTConfig:
@@ -63,8 +62,9 @@ def tutorial_recipe(kind: str = "teacher", steps: Optional[int] = None, seed: in
     return config
 
 
-def make_tutorial_checkpoints(kinds: Sequence[str] = tuple(TUTORIAL_KINDS), output_dir: str | Path | None = None,
-                              progress: bool = True, steps: Optional[int] = None) -> dict[str, Path]:
+def make_tutorial_checkpoints(kinds: Sequence[str] = tuple(TUTORIAL_KINDS),
+                              output_dir: str | Path | None = None, progress: bool = True,
+                              steps: Optional[int] = None) -> dict[str, Path]:
     """Train the tutorial checkpoints on the CPU with the library's trainer (one thread,
     deterministic; 3-8 minutes each) and save them (weights + config) as ``tiny_<kind>.pt``, with
     their training logs in ``logs/<kind>/``. The student is distilled from the teacher in

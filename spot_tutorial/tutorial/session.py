@@ -75,7 +75,8 @@ def in_colab() -> bool:
 
 
 def detect_mode(default: Optional[str] = None) -> str:
-    """``SPOT_TUTORIAL_MODE`` if set, else ``default`` if given, else 'full' on a GPU, 'tutorial' otherwise."""
+    """``SPOT_TUTORIAL_MODE`` if set, else ``default`` if given, else 'full' on a GPU, 'tutorial'
+    otherwise."""
     value = os.environ.get(MODE_ENV, "").strip().lower() or (default or "")
     if value:
         if value not in MODES:
@@ -167,7 +168,8 @@ class Tutorial:
         from torch.utils.data import Subset
 
         train_set, eval_set = self.coco(train=True), self.coco()
-        held_out = {image["file_name"] for image in eval_set.coco.loadImgs(eval_set.image_ids[:self.demo_holdout])}
+        held_out_ids = eval_set.image_ids[:self.demo_holdout]
+        held_out = {image["file_name"] for image in eval_set.coco.loadImgs(held_out_ids)}
         indices = [i for i, name in enumerate(train_set.image_files) if name not in held_out]
         if not indices:
             raise ValueError(f"no COCO val2017 images left to train on after holding out {self.demo_holdout}")

@@ -9,8 +9,6 @@ from __future__ import annotations
 import io
 from typing import Any, Callable, Optional, Sequence
 
-from spot_tutorial.runtime import seed_everything
-
 
 def _matplotlib_defaults() -> None:
     try:
