@@ -178,13 +178,27 @@ def test_default_evaluation_is_plain_fp32_and_bf16_moves_few_labels():
 
 
 def test_precision_contexts():
-    from spot_tutorial.evaluation.evaluate import precision_context
+    from spot_tutorial.errors import InputError
+    from spot_tutorial.runtime import evaluation_autocast
 
-    assert not isinstance(precision_context(torch.device("cuda"), "fp32"), torch.autocast)
-    context = precision_context(torch.device("cpu"), "bf16")
+    assert not isinstance(evaluation_autocast(torch.device("cuda"), "fp32"), torch.autocast)
+    context = evaluation_autocast(torch.device("cpu"), "bf16")
     assert isinstance(context, torch.autocast) and context.fast_dtype == torch.bfloat16
     with pytest.raises(ValueError, match="choose one of"):
-        precision_context(torch.device("cpu"), "fp16")
+        evaluation_autocast(torch.device("cpu"), "fp16")
+    with pytest.raises(InputError, match="CUDA or the CPU, not on 'meta'"):
+        evaluation_autocast(torch.device("meta"), "bf16")
+    assert not isinstance(evaluation_autocast(torch.device("meta"), "fp32"), torch.autocast)
+
+
+def test_evaluation_keeps_no_precision_policy_of_its_own():
+    from spot_tutorial import runtime
+    from spot_tutorial.evaluation import evaluate
+
+    assert evaluate.evaluation_autocast is runtime.evaluation_autocast
+    assert evaluate.evaluation_precision is runtime.evaluation_precision
+    for name in ("PRECISIONS", "precision_context", "effective_precision"):
+        assert not hasattr(evaluate, name)
 
 
 def test_run_evaluation_records_precision_and_slot_count(tmp_path):
