@@ -211,9 +211,11 @@ def test_run_evaluation_records_precision_and_slot_count(tmp_path):
     written = json.loads(report.json_path.read_text())
     assert written["precision"] == "fp32" and written["num_slots"] == 5
     assert "num_slots = 5 (from checkpoint config)" in report.notes
-    report = run_evaluation(tmp_path / "gaussian.pt", output_dir=tmp_path / "b", num_slots=3, bf16=True, **common)
+    report = run_evaluation(tmp_path / "gaussian.pt", output_dir=tmp_path / "b", num_slots=3, bf16=True,
+                            **common)
     written = json.loads(report.json_path.read_text())
-    assert written["precision"] == "bf16" and written["num_slots"] == 3 and written["config"]["num_slots"] == 3
+    assert written["precision"] == "bf16" and written["num_slots"] == 3
+    assert written["config"]["num_slots"] == 3
 
 
 # ------------------------------------------------------------------------------------------
@@ -261,4 +263,5 @@ def test_evaluate_model_adds_p_ari_and_pq_for_panoptic_items():
                                                counts.false_negatives)))
     assert results["pq"] == pytest.approx(100 * total.pq().item(), abs=1e-6)
     assert "P-ARI" in results_table({"slot": results})
-    assert "pq" not in evaluate_model(model, DataLoader(TinyDataset(), batch_size=3), "cpu", progress=False)["slot"]
+    plain = evaluate_model(model, DataLoader(TinyDataset(), batch_size=3), "cpu", progress=False)
+    assert "pq" not in plain["slot"]

@@ -175,7 +175,8 @@ def check_quickstart_arguments(minutes: float, student_minutes: float, data_work
         raise ConfigError(f"data_workers must be an integer >= 0 (0 renders the images in the training "
                          f"process), got {data_workers!r}")
     if threads != "auto" and not (isinstance(threads, int) and threads >= 0):
-        raise ConfigError(f"threads must be 'auto' or an integer >= 0 (0: PyTorch's default), got {threads!r}")
+        raise ConfigError(f"threads must be 'auto' or an integer >= 0 (0: PyTorch's default), "
+                          f"got {threads!r}")
 
 
 def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float = DEFAULT_MINUTES,
@@ -203,7 +204,8 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
     check_quickstart_arguments(minutes, student_minutes, data_workers, threads)
     if prerender and workers_asked:
         raise ConfigError(f"data_workers={workers_asked} renders scenes every epoch, but the scenes are "
-                          "prerendered (the default): pass prerender=False (--no-prerender) to use data workers")
+                          "prerendered (the default): pass prerender=False (--no-prerender) to use data "
+                          "workers")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     config_overrides.setdefault("num_workers", 0 if prerender else data_workers)
@@ -235,8 +237,9 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
     stage_start = time.perf_counter()
     student_cfg = student_config(teacher_config).replace(max_minutes=student_minutes,
                                                         **QUICKSTART_STUDENT_SETTINGS)
-    student = Trainer(student_cfg, stage=2, output_dir=output_dir / "student", teacher=teacher.last_checkpoint,
-                      device=device, overwrite=True, progress=progress, datasets=datasets).fit()
+    student = Trainer(student_cfg, stage=2, output_dir=output_dir / "student",
+                      teacher=teacher.last_checkpoint, device=device, overwrite=True, progress=progress,
+                      datasets=datasets).fit()
     student_seconds = time.perf_counter() - stage_start
 
     eval_set = teacher_trainer.eval_set
@@ -263,7 +266,8 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
         "config": {"teacher": teacher_config.to_dict(), "student": student_cfg.to_dict()},
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": device,
                         "thread_step_ms": {str(n): round(ms, 1) for n, ms in thread_timings.items()},
-                        "data_workers": teacher_config.num_workers, "prerendered": prerender, "cpus": available_cpus(),
+                        "data_workers": teacher_config.num_workers, "prerendered": prerender,
+                        "cpus": available_cpus(),
                         "python": platform.python_version(), "machine": platform.machine()},
         "table": table,
     }

@@ -1,5 +1,5 @@
 """Evaluation (paper, section 4 "Evaluation"): metrics of slot masks and decoder masks on a dataset,
-and `segment()` for images of any size.
+and what `spot evaluate` does with a checkpoint.
 
 Both kinds of masks are scored: the slot-attention masks (what the encoder sees) and the
 decoder's cross-attention masks (what SPOT's teacher hands to self-training). With
@@ -8,7 +8,8 @@ in the paper's final numbers.
 
 Evaluation runs in fp32 by default, as the authors evaluate; bf16 autocast is an opt-in
 (`precision="bf16"`, `spot evaluate --bf16`): faster on a GPU, and it moves a small share of
-the argmax labels.
+the argmax labels. The precision policy is `runtime.evaluation_precision` and
+`runtime.evaluation_autocast`.
 
 Beside the paper's protocol, COCO can be scored against its panoptic ground truth (P-ARI and
 class-agnostic PQ, the protocol of FT-DINOSAUR, ICLR 2025), and at another ground-truth mask
@@ -30,12 +31,13 @@ from tqdm.auto import tqdm
 
 from spot_tutorial import viz
 from spot_tutorial.config import OrderSpec
-from spot_tutorial.errors import DatasetError, InputError
+from spot_tutorial.errors import DatasetError
 from spot_tutorial.evaluation.metrics import SegmentationMetrics
 from spot_tutorial.model.spot import SPOT
 from spot_tutorial.runtime import evaluation_autocast, evaluation_precision, resolve_device
 
 MASK_KINDS = ("slot", "decoder")
+TARGET_KEYS = ("instance_mask", "class_mask", "ignore_mask", "panoptic_mask", "panoptic_crowd")
 
 
 @torch.no_grad()
@@ -75,8 +77,7 @@ def evaluate_model(model: SPOT, loader: Iterable[dict], device: str | torch.devi
         if max_batches is not None and index >= max_batches:
             break
         output = predict(model, batch["image"].to(device, non_blocking=True), permutations, precision)
-        targets = {name: batch[name].to(device) if name in batch else None
-                   for name in ("instance_mask", "class_mask", "ignore_mask", "panoptic_mask", "panoptic_crowd")}
+        targets = {name: batch[name].to(device) if name in batch else None for name in TARGET_KEYS}
         for kind, masks in (("slot", output.slot_masks), ("decoder", output.decoder_masks)):
             meters[kind].update(masks.float(), targets["instance_mask"], targets["class_mask"],
                                 targets["ignore_mask"], targets["panoptic_mask"], targets["panoptic_crowd"])
@@ -124,8 +125,9 @@ def load_any_checkpoint(path: str | os.PathLike, encoder: str | nn.Module = "vit
     return load_checkpoint_for_evaluation(path, encoder, config, num_slots)[0]
 
 
-def load_checkpoint_for_evaluation(path: str | os.PathLike, encoder: str | nn.Module = "vit_base_patch16_224.dino",
-                                   config=None, num_slots: int | None = None) -> tuple[SPOT, dict[str, Any]]:
+def load_checkpoint_for_evaluation(path: str | os.PathLike,
+                                   encoder: str | nn.Module = "vit_base_patch16_224.dino", config=None,
+                                   num_slots: int | None = None) -> tuple[SPOT, dict[str, Any]]:
     """(model, shape info): the info says where the slot count came from and which model
     shapes were assumed because the file does not store them (authors' checkpoints).
 
@@ -139,7 +141,8 @@ def load_checkpoint_for_evaluation(path: str | os.PathLike, encoder: str | nn.Mo
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
         model = load_model(path, num_slots=num_slots)
         stored = checkpoint_config(payload, str(path)).num_slots
-        source = "checkpoint config" if model.config.num_slots == stored else f"--num-slots (checkpoint config: {stored})"
+        source = ("checkpoint config" if model.config.num_slots == stored
+                  else f"--num-slots (checkpoint config: {stored})")
         return model, {"num_slots": model.config.num_slots, "num_slots_from": source, "assumed": {}}
     model = load_official_checkpoint(payload, encoder, config, num_slots=num_slots)
     state = payload.get("model", payload) if isinstance(payload, dict) else payload
@@ -147,7 +150,8 @@ def load_checkpoint_for_evaluation(path: str | os.PathLike, encoder: str | nn.Mo
     if "num_slots" not in assumed:
         source = "checkpoint weights (one learned vector per slot)"
     else:
-        source = "--num-slots" if num_slots else f"preset {model.config.dataset!r} (the weights do not store it)"
+        source = ("--num-slots" if num_slots
+                  else f"preset {model.config.dataset!r} (the weights do not store it)")
     return model, {"num_slots": model.config.num_slots, "num_slots_from": source, "assumed": assumed}
 
 
@@ -279,5 +283,6 @@ def save_evaluation_figure(model: SPOT, dataset, count: int, permutations: Order
     `viz.save_mask_figure` (in fp32; slot noise from torch's global generator)."""
     images, masks = viz.figure_images(dataset, count)
     output = model.eval()(images.to(device), permutations=permutations)
-    masks.update({"slot masks": output.slot_masks.float().cpu(), "decoder masks": output.decoder_masks.float().cpu()})
+    masks.update({"slot masks": output.slot_masks.float().cpu(),
+                  "decoder masks": output.decoder_masks.float().cpu()})
     viz.save_mask_figure(path, images, masks, max_images=count, dpi=100)
