@@ -2,7 +2,7 @@
 
     masks          images with masks over them, label PNGs, contact sheets, mask figures
     orders         the nine patch orders and one decoding step
-    animation      HTML animations (slot-attention iterations, training, decoding)
+    animation      HTML animations (slot-attention iterations, masks slot by slot, decoding)
     architecture   the SPOT diagram (paper, Fig. 2)
     curves         training curves from a run's log
     layers         the package's own layers, read from its source (book: How the library is organised)

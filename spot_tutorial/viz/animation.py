@@ -1,4 +1,5 @@
-"""Animations of the book: slot attention's iterations, slot masks over training, decoding orders.
+"""Animations of the book: slot attention's iterations, kinds of masks compared slot by slot, and
+autoregressive decoding in each patch order.
 
 Each is a small matplotlib animation turned into an HTML player with palette-compressed PNG
 frames, so the built pages stay light.
