@@ -1,8 +1,9 @@
-"""Segmenting image files: what `spot segment` does with your own photos.
+"""Segmenting images of any size (`segment`), and image files: what `spot segment` does with your
+own photos.
 
 For every image (files, folders searched recursively, or glob patterns; any size and mode) the
 model's slot masks and/or decoder masks are computed at the image's own resolution
-(`evaluate.segment`) and written as two PNGs per kind of mask:
+(`segment`, in fp32) and written as two PNGs per kind of mask:
 
     OUT/<name>_<slot|decoder>_overlay.png   the photo with one colour per slot blended over it
     OUT/<name>_<slot|decoder>_labels.png    the label map: pixel value = slot id (palette PNG)
@@ -55,7 +56,6 @@ def _as_image_tensor(image: Any) -> torch.Tensor:
     """
     if isinstance(image, torch.Tensor):
         return _tensor_to_unit_range(image)
-    import numpy as np
     array = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
     if array.ndim != 3 or array.shape[2] != 3:
         raise InputError(f"images must be RGB (H x W x 3); got an array of shape {array.shape}")
@@ -68,7 +68,8 @@ def _as_image_tensor(image: Any) -> torch.Tensor:
 def _tensor_to_unit_range(image: torch.Tensor) -> torch.Tensor:
     """[3, H, W] uint8 (0..255) or float in [0, 1] -> float [3, H, W] in [0, 1]."""
     if image.ndim != 3 or image.shape[0] != 3:
-        raise InputError(f"image tensors must be [3, H, W] (or one [B, 3, H, W] batch); got {tuple(image.shape)}")
+        raise InputError(f"image tensors must be [3, H, W] (or one [B, 3, H, W] batch); "
+                         f"got {tuple(image.shape)}")
     if image.dtype == torch.uint8:
         return image.float() / 255.0
     if not image.is_floating_point():
@@ -76,8 +77,9 @@ def _tensor_to_unit_range(image: torch.Tensor) -> torch.Tensor:
     low, high = float(image.min()), float(image.max())
     if low < -0.01 or high > 1.01:
         raise InputError(
-            f"float image tensors must hold unnormalised pixels in [0, 1], got values in [{low:.2f}, {high:.2f}]: "
-            "pass uint8 0..255 or divide by 255, and do not normalise (segment() normalises)")
+            f"float image tensors must hold unnormalised pixels in [0, 1], got values in "
+            f"[{low:.2f}, {high:.2f}]: pass uint8 0..255 or divide by 255, and do not normalise "
+            "(segment() normalises)")
     return image.float()
 
 
@@ -104,8 +106,9 @@ def segment(model: SPOT, images: Sequence[Any] | torch.Tensor, permutations: Ord
         output = model(_model_input(pixels, model.encoder.image_size, device), permutations=permutations)
         for index, image in enumerate(pixels):
             size = tuple(image.shape[-2:])
-            for masks, soft_list, label_list in ((output.slot_masks, result.slot_masks, result.slot_labels),
-                                                 (output.decoder_masks, result.decoder_masks, result.decoder_labels)):
+            kinds = ((output.slot_masks, result.slot_masks, result.slot_labels),
+                     (output.decoder_masks, result.decoder_masks, result.decoder_labels))
+            for masks, soft_list, label_list in kinds:
                 up = F.interpolate(masks[index:index + 1].float(), size=size, mode="bilinear",
                                    align_corners=False)[0]  # [K, H, W]
                 if soft_masks:
@@ -134,7 +137,8 @@ def plot_segmentation(images: Sequence[Any], segmentation: Segmentation, alpha: 
         rgb = _as_image_tensor(image).permute(1, 2, 0).numpy()
         panels = (rgb, overlay(rgb, segmentation.slot_labels[row].numpy(), alpha),
                   overlay(rgb, segmentation.decoder_labels[row].numpy(), alpha))
-        for col, (panel, title) in enumerate(zip(panels, ("image", "slot masks", "decoder masks"))):
+        titles = ("image", "slot masks", "decoder masks")
+        for col, (panel, title) in enumerate(zip(panels, titles, strict=True)):
             axes[row, col].imshow(panel)
             axes[row, col].set_title(title if row == 0 else "")
             axes[row, col].axis("off")
@@ -261,9 +265,9 @@ def _save_sheet(rows: list, kinds: Sequence[str], path: Path) -> Path | None:
 
 
 # ------------------------------------------------------------------------------------------
-def segment_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-                  orders: OrderSpec = "standard", masks: str = "both", device: str = "auto",
-                  batch_size: int = 8, encoder: str = "vit_base_patch16_224.dino",
+def segment_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathLike],
+                  out_dir: str | os.PathLike, orders: OrderSpec = "standard", masks: str = "both",
+                  device: str = "auto", batch_size: int = 8, encoder: str = "vit_base_patch16_224.dino",
                   num_slots: int | None = None, preset: str = "coco", sheet_images: int = 12,
                   progress: bool = True) -> SegmentRun:
     """Segment image files with a checkpoint (ours or the authors'); see the module docstring.
@@ -313,7 +317,8 @@ def segment_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
     seconds = time.perf_counter() - started
     sheet_path = _save_sheet(sheet_rows, kinds, out_dir / "contact_sheet.png")
     settings = {"checkpoint": str(checkpoint), "orders": orders, "order_ids": model.order_ids(orders),
-                "masks": list(kinds), "num_slots": shapes["num_slots"], "num_slots_from": shapes["num_slots_from"],
+                "masks": list(kinds), "num_slots": shapes["num_slots"],
+                "num_slots_from": shapes["num_slots_from"],
                 "device": str(device), "batch_size": batch_size, "image_size": model.config.image_size,
                 "precision": "fp32"}
     run = SegmentRun(out_dir, done, failed, out_dir / "index.json", sheet_path, seconds, settings)

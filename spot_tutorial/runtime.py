@@ -27,6 +27,11 @@ runs in fp32 unless asked otherwise (see `SPOTConfig.cpu_bf16`). The functions::
     training_precision(...)     the same, with the CPU's opt-in bf16 (`SPOTConfig.cpu_bf16`)
     autocast(device, precision) the matching torch.autocast (a no-op for 'fp32'); the only
                                 place in the library that opens an autocast context
+    evaluation_precision(...)   'bf16' | 'fp32' for an evaluation (fp32 unless bf16 is asked for)
+    evaluation_autocast(...)    the evaluation's autocast context; refuses fp16 and other devices
+
+Evaluation runs in fp32 by default, as the authors evaluate; bf16 autocast (on CUDA or the CPU)
+is an opt-in (faster on a GPU; it moves a small share of the argmax labels). It never uses fp16.
 
 Random states
 -------------
@@ -51,7 +56,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from spot_tutorial.errors import ConfigError
+from spot_tutorial.errors import ConfigError, InputError
 
 
 def resolve_device(device: str | torch.device, local_rank: int = 0) -> torch.device:
@@ -126,6 +131,31 @@ def autocast(device: str | torch.device, precision: str):
     if precision == "fp32":
         return nullcontext()
     return torch.autocast(torch.device(device).type, dtype=DTYPES[precision])
+
+
+EVALUATION_PRECISIONS = ("fp32", "bf16")
+
+
+def evaluation_precision(device: str | torch.device, precision: str = "fp32", amp: bool = False) -> str:
+    """The precision an evaluation really uses: 'bf16' when asked for, else 'fp32'.
+
+    `amp` is the older switch: bf16 on CUDA only, and fp32 on a GPU without native bf16 (e.g. a T4).
+    """
+    if precision == "bf16":
+        return "bf16"
+    on_cuda = torch.device(device).type == "cuda"
+    return "bf16" if amp and on_cuda and cuda_has_native_bf16() else "fp32"
+
+
+def evaluation_autocast(device: str | torch.device, precision: str = "fp32"):
+    """The evaluation's context: 'fp32' opens no autocast at all, 'bf16' bf16 autocast on CUDA or
+    the CPU. Anything else is refused before any work is done."""
+    if precision not in EVALUATION_PRECISIONS:
+        raise InputError(f"precision={precision!r}; choose one of {EVALUATION_PRECISIONS}")
+    kind = torch.device(device).type
+    if precision != "fp32" and kind not in ("cuda", "cpu"):
+        raise InputError(f"bf16 autocast runs on CUDA or the CPU, not on {kind!r}; use fp32")
+    return autocast(device, precision)
 
 
 def seed_everything(seed: int) -> None:

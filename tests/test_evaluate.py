@@ -178,13 +178,27 @@ def test_default_evaluation_is_plain_fp32_and_bf16_moves_few_labels():
 
 
 def test_precision_contexts():
-    from spot_tutorial.evaluation.evaluate import precision_context
+    from spot_tutorial.errors import InputError
+    from spot_tutorial.runtime import evaluation_autocast
 
-    assert not isinstance(precision_context(torch.device("cuda"), "fp32"), torch.autocast)
-    context = precision_context(torch.device("cpu"), "bf16")
+    assert not isinstance(evaluation_autocast(torch.device("cuda"), "fp32"), torch.autocast)
+    context = evaluation_autocast(torch.device("cpu"), "bf16")
     assert isinstance(context, torch.autocast) and context.fast_dtype == torch.bfloat16
     with pytest.raises(ValueError, match="choose one of"):
-        precision_context(torch.device("cpu"), "fp16")
+        evaluation_autocast(torch.device("cpu"), "fp16")
+    with pytest.raises(InputError, match="CUDA or the CPU, not on 'meta'"):
+        evaluation_autocast(torch.device("meta"), "bf16")
+    assert not isinstance(evaluation_autocast(torch.device("meta"), "fp32"), torch.autocast)
+
+
+def test_evaluation_keeps_no_precision_policy_of_its_own():
+    from spot_tutorial import runtime
+    from spot_tutorial.evaluation import evaluate
+
+    assert evaluate.evaluation_autocast is runtime.evaluation_autocast
+    assert evaluate.evaluation_precision is runtime.evaluation_precision
+    for name in ("PRECISIONS", "precision_context", "effective_precision"):
+        assert not hasattr(evaluate, name)
 
 
 def test_run_evaluation_records_precision_and_slot_count(tmp_path):
@@ -197,9 +211,11 @@ def test_run_evaluation_records_precision_and_slot_count(tmp_path):
     written = json.loads(report.json_path.read_text())
     assert written["precision"] == "fp32" and written["num_slots"] == 5
     assert "num_slots = 5 (from checkpoint config)" in report.notes
-    report = run_evaluation(tmp_path / "gaussian.pt", output_dir=tmp_path / "b", num_slots=3, bf16=True, **common)
+    report = run_evaluation(tmp_path / "gaussian.pt", output_dir=tmp_path / "b", num_slots=3, bf16=True,
+                            **common)
     written = json.loads(report.json_path.read_text())
-    assert written["precision"] == "bf16" and written["num_slots"] == 3 and written["config"]["num_slots"] == 3
+    assert written["precision"] == "bf16" and written["num_slots"] == 3
+    assert written["config"]["num_slots"] == 3
 
 
 # ------------------------------------------------------------------------------------------
@@ -247,4 +263,5 @@ def test_evaluate_model_adds_p_ari_and_pq_for_panoptic_items():
                                                counts.false_negatives)))
     assert results["pq"] == pytest.approx(100 * total.pq().item(), abs=1e-6)
     assert "P-ARI" in results_table({"slot": results})
-    assert "pq" not in evaluate_model(model, DataLoader(TinyDataset(), batch_size=3), "cpu", progress=False)["slot"]
+    plain = evaluate_model(model, DataLoader(TinyDataset(), batch_size=3), "cpu", progress=False)
+    assert "pq" not in plain["slot"]

@@ -101,7 +101,7 @@ def test_non_contiguous_target_ids():
     target = labels([[0, 0, 0, 0], [7, 7, 40, 40], [7, 7, 40, 40], [9999, 9999, 0, 0]])
     pred = labels([[0, 0, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1], [2, 2, 0, 0]])
     reference = labels([[0, 0, 0, 0], [1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 0, 0]])
-    for got, expected in zip(all_metrics(pred, target), all_metrics(pred, reference)):
+    for got, expected in zip(all_metrics(pred, target), all_metrics(pred, reference), strict=True):
         torch.testing.assert_close(got, expected)
 
 
@@ -304,7 +304,8 @@ def test_fg_ari_matches_sklearn():
     target = rng.integers(0, 6, size=(batch, 20, 20))
     pred = rng.integers(0, 4, size=(batch, 20, 20))
     # Make some images structured rather than uniform noise.
-    pred[: batch // 2] = np.where(rng.random((batch // 2, 20, 20)) < 0.7, target[: batch // 2] % 4, pred[: batch // 2])
+    half = batch // 2
+    pred[:half] = np.where(rng.random((half, 20, 20)) < 0.7, target[:half] % 4, pred[:half])
     ignore = rng.random((batch, 20, 20)) < 0.1
     got = fg_ari(torch.from_numpy(pred), torch.from_numpy(target), torch.from_numpy(ignore))
     compared = 0
@@ -532,7 +533,8 @@ def test_panoptic_quality_matches_the_definition_per_image(seed):
     matched_images = 0
     for b in range(pred.shape[0]):
         void = (target[b] == 0) | ignore[b]
-        iou_sum, tp, fp, fn = pq_by_definition(pred[b].numpy(), target[b].numpy(), void.numpy(), crowd[b].numpy())
+        iou_sum, tp, fp, fn = pq_by_definition(pred[b].numpy(), target[b].numpy(), void.numpy(),
+                                               crowd[b].numpy())
         assert counts.iou_sum[b].item() == pytest.approx(iou_sum, abs=1e-12)
         assert (counts.true_positives[b].item(), counts.false_positives[b].item(),
                 counts.false_negatives[b].item()) == (tp, fp, fn), b
@@ -565,8 +567,8 @@ def test_accumulator_reports_p_ari_and_dataset_pq_with_panoptic_targets():
     meter.update(pred[3:], target[3:] % 4, panoptic_target=target[3:], panoptic_crowd=crowd[3:])
     results = meter.compute()
     counts = metrics.panoptic_quality(pred, target, crowd=crowd)
-    total = metrics.PanopticCounts(*(value.sum() for value in (counts.iou_sum, counts.true_positives,
-                                                               counts.false_positives, counts.false_negatives)))
+    per_image = (counts.iou_sum, counts.true_positives, counts.false_positives, counts.false_negatives)
+    total = metrics.PanopticCounts(*(value.sum() for value in per_image))
     assert results["pq"] == pytest.approx(100 * total.pq().item())  # summed over the data set
     assert results["p_ari"] == pytest.approx(100 * metrics.panoptic_ari(pred, target).mean().item())
     plain = SegmentationMetrics()

@@ -10,7 +10,6 @@ import torch
 
 from spot_tutorial import get_preset
 from spot_tutorial import runtime as precision
-from spot_tutorial.evaluation.evaluate import effective_precision
 from spot_tutorial.training.loop import Trainer, apply_gradients
 
 
@@ -45,9 +44,12 @@ def test_trainer_uses_fp16_with_a_scaler_on_a_gpu_without_bf16(monkeypatch):
 
 def test_training_evaluation_does_not_use_bf16_on_a_gpu_without_it(monkeypatch):
     fake_gpu(monkeypatch, native_bf16=False)
-    assert effective_precision(torch.device("cuda"), amp=True) == "fp32"
+    assert precision.evaluation_precision(torch.device("cuda"), amp=True) == "fp32"
     fake_gpu(monkeypatch, native_bf16=True)
-    assert effective_precision(torch.device("cuda"), amp=True) == "bf16"
+    assert precision.evaluation_precision(torch.device("cuda"), amp=True) == "bf16"
+    assert precision.evaluation_precision("cuda") == "fp32"            # fp32 unless asked
+    assert precision.evaluation_precision("cpu", amp=True) == "fp32"   # amp is CUDA only
+    assert precision.evaluation_precision("cpu", "bf16") == "bf16"     # asked for: on any device
 
 
 def _model_and_loss(scale: float = 1.0):
@@ -65,7 +67,7 @@ def test_apply_gradients_with_a_scaler_unscales_before_clipping():
     norms = []
     apply_gradients(scaled, torch.optim.SGD(scaled.parameters(), lr=0.1), loss, clip=0.01,
                     check=norms.append, scaler=scaler)
-    for a, b in zip(plain.parameters(), scaled.parameters()):
+    for a, b in zip(plain.parameters(), scaled.parameters(), strict=True):
         torch.testing.assert_close(a, b)
     assert len(norms) == 1 and float(norms[0]) < 1e3   # the unscaled norm reached the check
 
@@ -78,4 +80,4 @@ def test_an_overflowing_fp16_step_is_skipped_not_reported():
     apply_gradients(model, torch.optim.SGD(model.parameters(), lr=0.1), loss, clip=0.3,
                     check=checked.append, scaler=scaler)
     assert not checked and scaler.get_scale() < 1024.0
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

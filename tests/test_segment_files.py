@@ -32,7 +32,7 @@ def test_segment_a_folder_writes_overlays_label_maps_sheet_and_index(tmp_path, c
     index = json.loads((out / "index.json").read_text())
     assert len(index["images"]) == 6 and index["failed"] == [] and index["masks"] == ["slot", "decoder"]
     assert index["order_ids"] == [0] and index["num_slots"] == 5 and index["seconds_per_image"] > 0
-    for entry, path in zip(index["images"], sorted(files)):
+    for entry, path in zip(index["images"], sorted(files), strict=True):
         assert entry["file"] == str(path)
         width, height = Image.open(path).size
         assert entry["size"] == [width, height]
@@ -74,7 +74,8 @@ def test_authors_checkpoint_glob_all_orders_decoder_masks_and_odd_modes(tmp_path
     model = SPOT.from_config(get_preset("tiny", num_slots=4))
     torch.save({"model": to_official(model.state_dict())}, tmp_path / "authors.pt")
     (tmp_path / "photos").mkdir()
-    Image.fromarray((np.arange(50 * 30).reshape(30, 50) * 40).astype(np.uint16)).save(tmp_path / "photos" / "depth.png")
+    depth = (np.arange(50 * 30).reshape(30, 50) * 40).astype(np.uint16)
+    Image.fromarray(depth).save(tmp_path / "photos" / "depth.png")
     Image.new("RGBA", (33, 65), (200, 0, 0, 128)).save(tmp_path / "photos" / "alpha.png")
     Image.new("CMYK", (20, 20), (0, 255, 0, 0)).save(tmp_path / "photos" / "print.jpg")
     run = segment_files(tmp_path / "authors.pt", [str(tmp_path / "photos" / "*.*")], tmp_path / "out",
@@ -94,6 +95,7 @@ def test_find_images_names_are_unique_and_nothing_found_is_one_clear_error(tmp_p
         Image.new("RGB", (8, 8)).save(tmp_path / folder / "same.png")
     found, missing = find_images([str(tmp_path / "*" / "same.png"), str(tmp_path / "a" / "same.png")])
     assert [item.name for item in found] == ["same", "same_2"] and not missing  # each file once
-    assert main(["segment", str(checkpoint), str(tmp_path / "nothing_*.jpg"), "--out", str(tmp_path / "o")]) == 1
+    code = main(["segment", str(checkpoint), str(tmp_path / "nothing_*.jpg"), "--out", str(tmp_path / "o")])
+    assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no images to segment" in err[0] and "nothing_*.jpg" in err[0]

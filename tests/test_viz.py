@@ -29,3 +29,44 @@ def test_save_mask_figure_writes_one_row_per_image_and_a_column_per_mask_kind(tm
     width, height = Image.open(path).size
     # 3 columns (image, ground truth, soft masks) x 2 rows of 2.2 inch panels at 50 dpi
     assert (width, height) == (round(3 * 2.2 * 50), round(2 * 2.2 * 50))
+
+
+def _same_figure_by_hand(path, models, images, masks, count, names):
+    """The mask figure written directly with `save_mask_figure` from the models' masks."""
+    masks = dict(masks)
+    with torch.no_grad():
+        for model, (slot_name, decoder_name) in zip(models, names, strict=True):
+            torch.manual_seed(0)
+            output = model.eval()(images)
+            masks[slot_name] = output.slot_masks.float()
+            masks[decoder_name] = output.decoder_masks.float()
+    return save_mask_figure(path, images, masks, max_images=count, dpi=100)
+
+
+def test_evaluation_and_quickstart_figures_are_the_viz_mask_figure(tmp_path):
+    from spot_tutorial import SPOT, get_preset, load_model, save_model
+    from spot_tutorial.apps.quickstart import save_teacher_student_figure
+    from spot_tutorial.evaluation.evaluate import save_evaluation_figure
+
+    scenes = SyntheticShapes(4, 64, seed=3, mask_size=64)
+    teacher = SPOT.from_config(get_preset("tiny", init_method="embedding"))
+    torch.manual_seed(1)
+    student = SPOT.from_config(get_preset("tiny", init_method="embedding"))
+    save_model(teacher, tmp_path / "teacher.pt")
+    save_model(student, tmp_path / "student.pt")
+    images, truth = figure_images(scenes, 3)
+
+    torch.manual_seed(0)
+    save_evaluation_figure(teacher, scenes, 3, "standard", torch.device("cpu"), tmp_path / "evaluation.png")
+    _same_figure_by_hand(tmp_path / "evaluation_by_hand.png", [teacher], images, truth, 3,
+                         [("slot masks", "decoder masks")])
+    assert (tmp_path / "evaluation.png").read_bytes() == (tmp_path / "evaluation_by_hand.png").read_bytes()
+
+    save_teacher_student_figure(tmp_path / "quickstart.png", tmp_path / "teacher.pt", tmp_path / "student.pt",
+                                scenes, count=3, seed=0)
+    loaded = [load_model(tmp_path / "teacher.pt"), load_model(tmp_path / "student.pt")]
+    _same_figure_by_hand(tmp_path / "quickstart_by_hand.png", loaded, images, truth, 3,
+                         [("teacher slot", "teacher decoder"), ("student slot", "student decoder")])
+    assert (tmp_path / "quickstart.png").read_bytes() == (tmp_path / "quickstart_by_hand.png").read_bytes()
+    width, height = Image.open(tmp_path / "quickstart.png").size
+    assert (width, height) == (round(6 * 2.2 * 100), round(3 * 2.2 * 100))  # image, truth, 4 kinds

@@ -52,7 +52,8 @@ def available_cpus() -> int:
 
 
 def default_data_workers() -> int:
-    """Data-loading processes for the quickstart: 1 when a second core is free for it, else 0.
+    """Data-loading processes for the quickstart with ``prerender=False``: 1 when a second core is
+    free for it, else 0 (prerendered scenes, the default, need none).
 
     Measured with batches of 32 on a 2-core AMD EPYC: rendering a batch of synthetic scenes takes
     about 18 ms and a training step of the tiny model about 66 ms on one core. In one process they
@@ -110,35 +111,12 @@ class QuickstartResult:
     figure_path: Path
 
 
-# The quickstart recipe on top of the synthetic preset (4 or 8 seeds each: benchmarks/RESULTS.md):
-# - lr 5e-4, near the paper's 4e-4. Larger steps train the decoder faster but hurt the slot
-#   masks: teacher slot-mask mBO^i after 4000 steps, seed 0 (seed 1): lr 2e-3 -> 30,
-#   1e-3 -> 52 (44), 5e-4 -> 53 (47);
-# - the teacher iterates slot attention 5 times, not the paper's 3. With 3, half of the
-#   seeds give one slot the ring of boundary patches around the objects in this short run
-#   (slot-mask mBO^i 40.5 and 40.7 against 52.2-52.4); with 5, 47.4-54.1 on the same seeds;
-# - evaluation with all nine patch orders averaged, as in the paper's final numbers;
-# - the run length is a wall-time budget; one evaluation at the end;
-# - the images are rendered in a data-loading process on the second core (`default_data_workers`):
-#   about 5300 teacher steps in the 6 minutes instead of 3850, which lifted the teacher's
-#   slot masks from 49.4 +- 4.3 to 55.0 +- 3.1 mBO^i on seeds 0-3 (54.1 +- 3.4 over 8 seeds);
-# - batches of 16, not 32: in a fixed time the tiny model gains more from more updates (about
-#   8000 steps, 350 images/s) than from bigger batches (5300 steps, 470 images/s). Teacher slot /
-#   decoder mBO^i over 8 seeds: 55.9 +- 2.7 / 49.6 +- 1.9 against 54.1 +- 3.4 / 48.0 +- 3.2,
-#   and every seed met the quickstart's targets then (>= 50 / >= 45); with 32, 6 of 8 did;
-# - the training scenes rendered once into memory (`prerender`) and the model on the freed core
-#   (`fastest_thread_count`): 13,600 teacher steps on average instead of 8000 (1.71x), 3000
-#   student steps instead of 1800. Over 8 seeds every row gains: teacher slot / decoder 56.3 /
-#   52.8, student slot / decoder 50.0 / 49.1 mBO^i (before: 55.9 / 49.6, 42.8 / 48.3). lr 3.5e-4
-#   for the longer runs was tried and dropped: it kept the teacher's slot masks high but weakened
-#   its decoder masks, and with them the student.
+# The quickstart recipe on top of the synthetic preset; the measurements behind each setting are
+# in benchmarks/RESULTS.md, "How the quickstart recipe was chosen". The teacher: lr 5e-4, five
+# slot-attention iterations, batches of 16, one evaluation at the end over all nine patch orders.
 QUICKSTART_SETTINGS = dict(lr_main=5e-4, num_iterations=5, batch_size=16, eval_permutations="all",
                            epochs=NEVER, eval_every=NEVER, checkpoint_every=0, log_every=50)
-# The student trains for 2.5 minutes (about 3000 steps, a quarter of the teacher's) with the
-# paper's 3 iterations. At 5e-4 its new decoder is still far from trained then (decoder-mask
-# mBO^i ~25 on seeds 0 and 1, measured without the data worker), at 2e-3 it catches up (41-47).
-# With 5 iterations it makes fewer steps and ends lower (decoder masks 36.8 and 36.3 against
-# 40.9 and 50.3 with 3, seeds 0 and 3). Its batches stay at 32: lr 2e-3 was chosen for them.
+# The student: lr 2e-3, the paper's three iterations, batches of 32.
 QUICKSTART_STUDENT_SETTINGS = dict(lr_main=2e-3, num_iterations=3, batch_size=32)
 
 
@@ -151,12 +129,12 @@ def quickstart_config(minutes: float, seed: int = 0, train_images: int = 0, eval
 
 
 # ----------------------------------------------------------------------------------------------
-def save_mask_figure(path: Path, teacher_checkpoint: Path, student_checkpoint: Path, eval_set,
-                     count: int = 6, seed: int = 0) -> Path:
-    """Ground truth and the four kinds of masks for the first `count` evaluation images."""
+def save_teacher_student_figure(path: Path, teacher_checkpoint: Path, student_checkpoint: Path, eval_set,
+                                count: int = 6, seed: int = 0) -> Path:
+    """Ground truth and the four kinds of masks for the first `count` evaluation images, written
+    by `viz.save_mask_figure`; each model draws its slot noise from `seed`."""
     from spot_tutorial.io.checkpoint_file import load_model
-    from spot_tutorial.viz.masks import figure_images
-    from spot_tutorial.viz.masks import save_mask_figure as write_figure
+    from spot_tutorial.viz.masks import figure_images, save_mask_figure
 
     images, masks = figure_images(eval_set, count)
     with torch.no_grad():
@@ -165,7 +143,7 @@ def save_mask_figure(path: Path, teacher_checkpoint: Path, student_checkpoint: P
             output = load_model(checkpoint)(images)  # eval mode, the config's eval orders
             masks[f"{name} slot"] = output.slot_masks
             masks[f"{name} decoder"] = output.decoder_masks
-    return write_figure(path, images, masks, max_images=count, dpi=100)
+    return save_mask_figure(path, images, masks, max_images=count, dpi=100)
 
 
 def describe_orders(spec) -> str:
@@ -198,7 +176,8 @@ def check_quickstart_arguments(minutes: float, student_minutes: float, data_work
         raise ConfigError(f"data_workers must be an integer >= 0 (0 renders the images in the training "
                          f"process), got {data_workers!r}")
     if threads != "auto" and not (isinstance(threads, int) and threads >= 0):
-        raise ConfigError(f"threads must be 'auto' or an integer >= 0 (0: PyTorch's default), got {threads!r}")
+        raise ConfigError(f"threads must be 'auto' or an integer >= 0 (0: PyTorch's default), "
+                          f"got {threads!r}")
 
 
 def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float = DEFAULT_MINUTES,
@@ -226,7 +205,8 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
     check_quickstart_arguments(minutes, student_minutes, data_workers, threads)
     if prerender and workers_asked:
         raise ConfigError(f"data_workers={workers_asked} renders scenes every epoch, but the scenes are "
-                          "prerendered (the default): pass prerender=False (--no-prerender) to use data workers")
+                          "prerendered (the default): pass prerender=False (--no-prerender) to use data "
+                          "workers")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     config_overrides.setdefault("num_workers", 0 if prerender else data_workers)
@@ -258,8 +238,9 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
     stage_start = time.perf_counter()
     student_cfg = student_config(teacher_config).replace(max_minutes=student_minutes,
                                                         **QUICKSTART_STUDENT_SETTINGS)
-    student = Trainer(student_cfg, stage=2, output_dir=output_dir / "student", teacher=teacher.last_checkpoint,
-                      device=device, overwrite=True, progress=progress, datasets=datasets).fit()
+    student = Trainer(student_cfg, stage=2, output_dir=output_dir / "student",
+                      teacher=teacher.last_checkpoint, device=device, overwrite=True, progress=progress,
+                      datasets=datasets).fit()
     student_seconds = time.perf_counter() - stage_start
 
     eval_set = teacher_trainer.eval_set
@@ -275,8 +256,8 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
     orders = describe_orders(teacher_config.eval_permutations)
     table = results_table(rows, title=f"Quickstart: synthetic shapes, {rows[baseline_name]['num_images']} "
                                       f"held-out images (x100; judge by mBO^i)\ndecoder masks: {orders}")
-    figure_path = save_mask_figure(output_dir / "masks.png", teacher.last_checkpoint,
-                                   student.last_checkpoint, eval_set, seed=seed)
+    figure_path = save_teacher_student_figure(output_dir / "masks.png", teacher.last_checkpoint,
+                                              student.last_checkpoint, eval_set, seed=seed)
     report = {
         "results": rows,
         "decoder_orders": orders,
@@ -286,7 +267,8 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
         "config": {"teacher": teacher_config.to_dict(), "student": student_cfg.to_dict()},
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": device,
                         "thread_step_ms": {str(n): round(ms, 1) for n, ms in thread_timings.items()},
-                        "data_workers": teacher_config.num_workers, "prerendered": prerender, "cpus": available_cpus(),
+                        "data_workers": teacher_config.num_workers, "prerendered": prerender,
+                        "cpus": available_cpus(),
                         "python": platform.python_version(), "machine": platform.machine()},
         "table": table,
     }

@@ -5,7 +5,7 @@
     baselines   masks that know nothing about the image (a fixed grid), for scale
 
 May import: `spot_tutorial.model`, `spot_tutorial.data`, `spot_tutorial.io`, `spot_tutorial.viz`,
-`spot_tutorial.runtime`, `spot_tutorial.config`, `spot_tutorial.errors`.
+`spot_tutorial.recipes`, `spot_tutorial.runtime`, `spot_tutorial.config`, `spot_tutorial.errors`.
 """
 
 from spot_tutorial.evaluation.baselines import grid_baseline, grid_masks

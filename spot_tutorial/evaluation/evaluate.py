@@ -1,5 +1,5 @@
 """Evaluation (paper, section 4 "Evaluation"): metrics of slot masks and decoder masks on a dataset,
-and `segment()` for images of any size.
+and what `spot evaluate` does with a checkpoint.
 
 Both kinds of masks are scored: the slot-attention masks (what the encoder sees) and the
 decoder's cross-attention masks (what SPOT's teacher hands to self-training). With
@@ -8,7 +8,8 @@ in the paper's final numbers.
 
 Evaluation runs in fp32 by default, as the authors evaluate; bf16 autocast is an opt-in
 (`precision="bf16"`, `spot evaluate --bf16`): faster on a GPU, and it moves a small share of
-the argmax labels.
+the argmax labels. The precision policy is `runtime.evaluation_precision` and
+`runtime.evaluation_autocast`.
 
 Beside the paper's protocol, COCO can be scored against its panoptic ground truth (P-ARI and
 class-agnostic PQ, the protocol of FT-DINOSAUR, ICLR 2025), and at another ground-truth mask
@@ -30,30 +31,13 @@ from tqdm.auto import tqdm
 
 from spot_tutorial import viz
 from spot_tutorial.config import OrderSpec
-from spot_tutorial.errors import DatasetError, InputError
+from spot_tutorial.errors import DatasetError
 from spot_tutorial.evaluation.metrics import SegmentationMetrics
 from spot_tutorial.model.spot import SPOT
-from spot_tutorial.runtime import autocast, cuda_has_native_bf16, resolve_device
+from spot_tutorial.runtime import evaluation_autocast, evaluation_precision, resolve_device
 
 MASK_KINDS = ("slot", "decoder")
-PRECISIONS = ("fp32", "bf16")
-
-
-def precision_context(device: torch.device, precision: str = "fp32"):
-    """fp32: no autocast at all. bf16: bf16 autocast on CUDA or on the CPU."""
-    if precision not in PRECISIONS:
-        raise InputError(f"precision={precision!r}; choose one of {PRECISIONS}")
-    if precision != "fp32" and device.type not in ("cuda", "cpu"):
-        raise InputError(f"bf16 autocast runs on CUDA or the CPU, not on {device.type!r}; use fp32")
-    return autocast(device, precision)
-
-
-def effective_precision(device: torch.device, precision: str = "fp32", amp: bool = False) -> str:
-    """The precision a run really uses: `amp` is the older switch for bf16 on CUDA only, and it
-    falls back to fp32 on a GPU without native bf16 (e.g. a T4)."""
-    if precision == "bf16":
-        return "bf16"
-    return "bf16" if amp and device.type == "cuda" and cuda_has_native_bf16() else "fp32"
+TARGET_KEYS = ("instance_mask", "class_mask", "ignore_mask", "panoptic_mask", "panoptic_crowd")
 
 
 @torch.no_grad()
@@ -63,7 +47,7 @@ def predict(model: SPOT, images: torch.Tensor, permutations: OrderSpec = "standa
 
     fp32 is a plain forward pass; bf16 runs it under bf16 autocast on the images' device.
     """
-    with precision_context(images.device, precision):
+    with evaluation_autocast(images.device, precision):
         return model(images, permutations=permutations)
 
 
@@ -74,13 +58,14 @@ def evaluate_model(model: SPOT, loader: Iterable[dict], device: str | torch.devi
                    precision: str = "fp32") -> dict[str, dict[str, float]]:
     """FG-ARI, mBO^i, mBO^c, mIoU (x100) of slot masks and decoder masks over `loader`.
 
-    Batches are dicts with "image" and "instance_mask" (+ optional "class_mask",
-    "ignore_mask", and "panoptic_mask" / "panoptic_crowd" for P-ARI and PQ), as the datasets in `spot_tutorial.data` return them. Runs in fp32 (the
-    authors' protocol) unless `precision="bf16"` (bf16 autocast on CUDA or the CPU) or `amp`
-    (bf16 autocast on CUDA only, the switch training's periodic evaluation uses).
+    Batches are dicts with "image" and "instance_mask" (+ optional "class_mask", "ignore_mask",
+    and "panoptic_mask" / "panoptic_crowd" for P-ARI and PQ), as the datasets in
+    `spot_tutorial.data` return them. Runs in fp32 (the authors' protocol) unless
+    `precision="bf16"` (bf16 autocast on CUDA or the CPU) or `amp`, the older switch: bf16
+    autocast on a CUDA GPU with native bf16 only (`runtime.evaluation_precision`).
     """
     device = torch.device(device)
-    precision = effective_precision(device, precision, amp)
+    precision = evaluation_precision(device, precision, amp)
     was_training = model.training
     model.eval()
     meters = {kind: SegmentationMetrics() for kind in MASK_KINDS}
@@ -92,8 +77,7 @@ def evaluate_model(model: SPOT, loader: Iterable[dict], device: str | torch.devi
         if max_batches is not None and index >= max_batches:
             break
         output = predict(model, batch["image"].to(device, non_blocking=True), permutations, precision)
-        targets = {name: batch[name].to(device) if name in batch else None
-                   for name in ("instance_mask", "class_mask", "ignore_mask", "panoptic_mask", "panoptic_crowd")}
+        targets = {name: batch[name].to(device) if name in batch else None for name in TARGET_KEYS}
         for kind, masks in (("slot", output.slot_masks), ("decoder", output.decoder_masks)):
             meters[kind].update(masks.float(), targets["instance_mask"], targets["class_mask"],
                                 targets["ignore_mask"], targets["panoptic_mask"], targets["panoptic_crowd"])
@@ -141,8 +125,9 @@ def load_any_checkpoint(path: str | os.PathLike, encoder: str | nn.Module = "vit
     return load_checkpoint_for_evaluation(path, encoder, config, num_slots)[0]
 
 
-def load_checkpoint_for_evaluation(path: str | os.PathLike, encoder: str | nn.Module = "vit_base_patch16_224.dino",
-                                   config=None, num_slots: int | None = None) -> tuple[SPOT, dict[str, Any]]:
+def load_checkpoint_for_evaluation(path: str | os.PathLike,
+                                   encoder: str | nn.Module = "vit_base_patch16_224.dino", config=None,
+                                   num_slots: int | None = None) -> tuple[SPOT, dict[str, Any]]:
     """(model, shape info): the info says where the slot count came from and which model
     shapes were assumed because the file does not store them (authors' checkpoints).
 
@@ -156,7 +141,8 @@ def load_checkpoint_for_evaluation(path: str | os.PathLike, encoder: str | nn.Mo
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
         model = load_model(path, num_slots=num_slots)
         stored = checkpoint_config(payload, str(path)).num_slots
-        source = "checkpoint config" if model.config.num_slots == stored else f"--num-slots (checkpoint config: {stored})"
+        source = ("checkpoint config" if model.config.num_slots == stored
+                  else f"--num-slots (checkpoint config: {stored})")
         return model, {"num_slots": model.config.num_slots, "num_slots_from": source, "assumed": {}}
     model = load_official_checkpoint(payload, encoder, config, num_slots=num_slots)
     state = payload.get("model", payload) if isinstance(payload, dict) else payload
@@ -164,7 +150,8 @@ def load_checkpoint_for_evaluation(path: str | os.PathLike, encoder: str | nn.Mo
     if "num_slots" not in assumed:
         source = "checkpoint weights (one learned vector per slot)"
     else:
-        source = "--num-slots" if num_slots else f"preset {model.config.dataset!r} (the weights do not store it)"
+        source = ("--num-slots" if num_slots
+                  else f"preset {model.config.dataset!r} (the weights do not store it)")
     return model, {"num_slots": model.config.num_slots, "num_slots_from": source, "assumed": assumed}
 
 
@@ -214,7 +201,7 @@ def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, da
 
     device = resolve_device(device)
     precision = "bf16" if bf16 else "fp32"
-    precision_context(device, precision)  # refuses an unsupported device before any work
+    evaluation_autocast(device, precision)  # refuses an unsupported device before any work
     preset = dataset if dataset in PRESETS else "coco"  # an image folder: the COCO recipe
     model, shapes = load_checkpoint_for_evaluation(checkpoint, encoder, get_preset(preset), num_slots)
     model = model.to(device)
@@ -245,7 +232,7 @@ def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, da
     figure_path = None
     if figure_images:
         figure_path = Path(output_dir) / "masks.png"
-        save_mask_figure(model, eval_set, figure_images, permutations, device, figure_path)
+        save_evaluation_figure(model, eval_set, figure_images, permutations, device, figure_path)
     notes = describe_shapes(shapes) + [f"precision: {precision}; decoder orders: {order_ids}"]
     return EvaluationReport(results, table, json_path, csv_path, figure_path, info, notes)
 
@@ -290,10 +277,12 @@ def evaluation_protocol(config, checkpoint, permutations: OrderSpec, order_ids, 
 
 
 @torch.no_grad()
-def save_mask_figure(model: SPOT, dataset, count: int, permutations: OrderSpec, device: torch.device,
-                     path: Path) -> None:
-    """Ground truth, slot masks and decoder masks over the first `count` images."""
+def save_evaluation_figure(model: SPOT, dataset, count: int, permutations: OrderSpec, device: torch.device,
+                           path: Path) -> None:
+    """Ground truth, slot masks and decoder masks over the first `count` images, written by
+    `viz.save_mask_figure` (in fp32; slot noise from torch's global generator)."""
     images, masks = viz.figure_images(dataset, count)
     output = model.eval()(images.to(device), permutations=permutations)
-    masks.update({"slot masks": output.slot_masks.float().cpu(), "decoder masks": output.decoder_masks.float().cpu()})
+    masks.update({"slot masks": output.slot_masks.float().cpu(),
+                  "decoder masks": output.decoder_masks.float().cpu()})
     viz.save_mask_figure(path, images, masks, max_images=count, dpi=100)

@@ -319,7 +319,8 @@ class PanopticCounts:
 
     def rq(self) -> torch.Tensor:
         """Recognition quality: TP / (TP + FP / 2 + FN / 2) (an F1 score)."""
-        return self.true_positives / (self.true_positives + 0.5 * (self.false_positives + self.false_negatives))
+        errors = self.false_positives + self.false_negatives
+        return self.true_positives / (self.true_positives + 0.5 * errors)
 
 
 PQ_MATCH_IOU = 0.5       # a prediction matches a segment above this IoU (then the match is unique)
@@ -552,7 +553,7 @@ class SegmentationMetrics:
 
     def compute(self) -> dict:
         """Means over images x100 as Python floats, plus ``num_images``."""
-        totals = dict(zip(_TOTALS, self._reduced_totals().cpu().tolist()))
+        totals = dict(zip(_TOTALS, self._reduced_totals().cpu().tolist(), strict=True))
 
         def mean_x100(sum_name: str, count_name: str) -> float:
             count = totals[count_name]

@@ -2,7 +2,7 @@
 
     masks          images with masks over them, label PNGs, contact sheets, mask figures
     orders         the nine patch orders and one decoding step
-    animation      HTML animations (slot-attention iterations, training, decoding)
+    animation      HTML animations (slot-attention iterations, masks slot by slot, decoding)
     architecture   the SPOT diagram (paper, Fig. 2)
     curves         training curves from a run's log
     layers         the package's own layers, read from its source (book: How the library is organised)
@@ -38,4 +38,10 @@ from spot_tutorial.viz.masks import (
 )
 from spot_tutorial.viz.orders import SHORT_ORDER_NAMES, decoding_step_figure, orders_figure
 
-__all__ = ["PALETTE", "to_rgb", "label_maps", "overlay", "label_png", "overlay_png", "contact_sheet", "mask_figure", "figure_images", "save_mask_figure", "slot_figure", "attention_rows_figure", "label_maps_figure", "masks_by_row", "SHORT_ORDER_NAMES", "orders_figure", "decoding_step_figure", "Animation", "animate", "iterations_animation", "slot_masks_animation", "decoding_animation", "architecture_figure", "TrainingLog", "read_training_log", "training_curves"]
+__all__ = [
+    "PALETTE", "to_rgb", "label_maps", "overlay", "label_png", "overlay_png", "contact_sheet",
+    "mask_figure", "figure_images", "save_mask_figure", "slot_figure", "attention_rows_figure",
+    "label_maps_figure", "masks_by_row", "SHORT_ORDER_NAMES", "orders_figure", "decoding_step_figure",
+    "Animation", "animate", "iterations_animation", "slot_masks_animation", "decoding_animation",
+    "architecture_figure", "TrainingLog", "read_training_log", "training_curves",
+]

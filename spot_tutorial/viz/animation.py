@@ -1,4 +1,5 @@
-"""Animations of the book: slot attention's iterations, slot masks over training, decoding orders.
+"""Animations of the book: slot attention's iterations, kinds of masks compared slot by slot, and
+autoregressive decoding in each patch order.
 
 Each is a small matplotlib animation turned into an HTML player with palette-compressed PNG
 frames, so the built pages stay light.
@@ -77,9 +78,11 @@ def animate(draw, frames: list, figsize: tuple[float, float], dpi: int = 72, int
     with plt.rc_context({"savefig.dpi": dpi, "animation.embed_limit": 50.0}):
         html = animation.to_jshtml(default_mode=mode)
     plt.close(fig)
-    html = re.sub(r'frames\[(\d+)\] = "data:image/png;base64,(.*?)"',
-                  lambda m: f'frames[{m.group(1)}] = "data:image/png;base64,{_small_png(m.group(2), colours)}"',
-                  html, flags=re.S)
+
+    def small_frame(match: re.Match) -> str:
+        return f'frames[{match.group(1)}] = "data:image/png;base64,{_small_png(match.group(2), colours)}"'
+
+    html = re.sub(r'frames\[(\d+)\] = "data:image/png;base64,(.*?)"', small_frame, html, flags=re.S)
     html = re.sub(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*">', "", html)
     for icon, text in _PLAYER_ICONS.items():
         html = html.replace(f'<i class="fa {icon}"></i>', text)
@@ -202,7 +205,7 @@ def decoding_animation(image: torch.Tensor, side: int = 8, order_ids: list[int] 
         axes = fig.subplots(rows, columns, squeeze=False)
         for axis in axes.flat:
             axis.axis("off")
-        for axis, order_id in zip(axes.flat, order_ids):
+        for axis, order_id in zip(axes.flat, order_ids, strict=False):
             order = orders[order_id]
             r, c = np.divmod(order.numpy(), side)
             xs, ys = (c + 0.5) * patch_w - 0.5, (r + 0.5) * patch_h - 0.5

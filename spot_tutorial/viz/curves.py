@@ -11,7 +11,7 @@ from spot_tutorial.viz.masks import PALETTE
 
 @dataclass
 class TrainingLog:
-    """A run's log.jsonl, as written by `spot_tutorial.training.loop.Trainer`: the train records'
+    """A run's log.jsonl, as the `Trainer` writes it (`spot_tutorial.training.logs`): the train records'
     values by step (`train[key]` is a list aligned with `train_steps`) and the periodic
     evaluations (`evaluations[masks][metric]`, aligned with `eval_steps`)."""
 

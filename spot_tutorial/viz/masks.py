@@ -1,7 +1,7 @@
 """Figures: images with predicted masks drawn over them (no training, no metrics here).
 
-Every figure of the book is produced by these functions: from a `SPOTOutput` or from masks,
-the architecture diagram (drawn, no model needed), and training curves from a run's log.jsonl.
+Label PNGs, overlays and contact sheets for `spot segment`; the mask figure that training,
+evaluation and the quickstart write (`save_mask_figure`); and the mask figures of the lessons.
 """
 
 from __future__ import annotations
@@ -196,13 +196,14 @@ def attention_rows_figure(image: torch.Tensor, rows: dict[str, torch.Tensor], no
     return fig
 
 
-def label_maps_figure(panels: dict[str, torch.Tensor], numbers: bool = True, ignore: torch.Tensor | None = None):
+def label_maps_figure(panels: dict[str, torch.Tensor], numbers: bool = True,
+                      ignore: torch.Tensor | None = None):
     """Small label maps [H, W] side by side, one colour per label (0 = dark grey background);
     with `numbers` each cell shows its label; `ignore` [H, W] cells are hatched."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.4), squeeze=False)
-    for axis, (name, labels) in zip(axes[0], panels.items()):
+    for axis, (name, labels) in zip(axes[0], panels.items(), strict=True):
         labels = np.asarray(labels)
         colours = PALETTE[labels % len(PALETTE)]
         if "ground truth" in name or "target" in name:
@@ -239,7 +240,8 @@ def masks_by_row(images: torch.Tensor, masks_by_name: dict[str, torch.Tensor], m
             masks = masks_by_name[name][:count]
             labels = masks.cpu() if masks.ndim == 3 else label_maps(masks, height_width)
             if tuple(labels.shape[-2:]) != tuple(height_width):
-                labels = F.interpolate(labels[:, None].float(), size=height_width, mode="nearest")[:, 0].long()
+                labels = F.interpolate(labels[:, None].float(), size=height_width,
+                                       mode="nearest")[:, 0].long()
             axes[row, col].imshow(overlay(rgb[col], labels[col].numpy()))
     for row, name in enumerate(names):
         axes[row, 0].set_ylabel(name, fontsize=8)
@@ -248,6 +250,3 @@ def masks_by_row(images: torch.Tensor, masks_by_name: dict[str, torch.Tensor], m
         axis.set_yticks([])
     fig.tight_layout(pad=0.3)
     return fig
-
-
-# ----------------------------------------------------------------------------------------------

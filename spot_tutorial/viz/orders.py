@@ -49,7 +49,7 @@ def orders_figure(side: int = 8, order_ids: list[int] | None = None, numbers: bo
     fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.5 * rows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
-    for axis, order_id in zip(axes.flat, order_ids):
+    for axis, order_id in zip(axes.flat, order_ids, strict=False):
         axis.axis("on")
         _draw_order(axis, orders[order_id], side, numbers=numbers)
         axis.set_title(f"{order_id}: {SHORT_ORDER_NAMES[order_id]}", fontsize=8)
