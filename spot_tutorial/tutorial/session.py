@@ -47,6 +47,7 @@ from typing import Any, Optional
 import torch
 
 from spot_tutorial.config import SPOTConfig
+from spot_tutorial.data.registry import SYNTHETIC_EVAL_SEED as EVAL_SEED  # the held-out scenes' seed
 from spot_tutorial.recipes import get_preset
 from spot_tutorial.runtime import resolve_device, seed_everything
 from spot_tutorial.tutorial.models import (
@@ -66,7 +67,6 @@ COCO_ENV = "SPOT_COCO_ROOT"
 CHECKPOINT_ENV = "SPOT_CHECKPOINT"
 TEACHER_ENV = "SPOT_TEACHER_CHECKPOINT"
 
-EVAL_SEED = 999_999  # seed of the held-out synthetic scenes (the trainer's evaluation set)
 
 
 def in_colab() -> bool:
