@@ -44,3 +44,15 @@ def official_layouts():
 def tiny_model(**overrides) -> SPOT:
     """The CPU tutorial model (64 px, depth-0 ViT, 8x8 token grid) with config overrides."""
     return SPOT.from_config(get_preset("tiny", **overrides))
+
+
+BOOK_MODULES = {"test_book.py", "test_notebooks.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """The `book` marker for everything that builds the book or executes a notebook: the book
+    tests, and the notebooks themselves when nbval collects them (`pytest --nbval`)."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.suffix == ".ipynb" or path.name in BOOK_MODULES:
+            item.add_marker(pytest.mark.book)
