@@ -43,6 +43,7 @@ def expected_variants(ablation):
     return {dataset: [ablation.GRID, *info["variants"]] for dataset, info in ablation.DATASETS.items()}
 
 
+@pytest.mark.slow
 def test_quick_run_writes_every_output_with_rows_for_every_variant(ablation, quick_run):
     out, _, paths = quick_run
     for key in ("json", "csv", "png", "table", "book_png"):

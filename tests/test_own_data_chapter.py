@@ -37,6 +37,7 @@ def test_the_chapter_has_the_commands_it_describes():
     assert "--dataset folder" in flat[0] and "--init-from" in flat[4] and "--mask-path" in flat[3]
 
 
+@pytest.mark.slow
 def test_the_chapters_commands_run_on_a_generated_folder(tmp_path, monkeypatch, capsys):
     write_image_folder(tmp_path / "my_photos", count=12, masks=tmp_path / "my_masks")
     monkeypatch.chdir(tmp_path)

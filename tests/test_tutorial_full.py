@@ -71,6 +71,7 @@ def test_lesson2_shows_the_authors_model(T):
         {"decoder masks": results["decoder"]})
 
 
+@pytest.mark.slow
 def test_lesson3_two_demo_models_and_the_nine_orders_of_the_authors_model(T):
     for kind in ("teacher", "raster"):
         assert T.recipe(kind).max_steps == 2
@@ -88,6 +89,7 @@ def test_lesson3_two_demo_models_and_the_nine_orders_of_the_authors_model(T):
         assert results["decoder"]["num_images"] == NUM_IMAGES
 
 
+@pytest.mark.slow
 def test_lesson4_demo_student_from_the_demo_teacher(T, tmp_path):
     teacher = T.teacher()
     student = T.new_model(**STUDENT_SETTINGS)

@@ -41,6 +41,7 @@ def test_animate_embeds_one_png_per_frame_offline_and_reproducibly():
     assert '"loop"' in first.html or "value=\"loop\"" in first.html
 
 
+@pytest.mark.slow
 def test_lesson_animations_have_their_frames():
     torch.manual_seed(0)
     images = torch.randn(4, 3, 32, 32)

@@ -88,6 +88,7 @@ def short_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_read_training_log_holds_the_steps_losses_and_evaluations_of_a_run(short_run):
     log = viz.read_training_log(short_run)
     assert log.train_steps == [1, 2, 4, 6, 8, 10, 12]            # step 1, then every log_every
