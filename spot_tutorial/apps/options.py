@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -358,15 +359,20 @@ def user_paths(args: argparse.Namespace, command: Command) -> dict[str, str]:
 # ----------------------------------------------------------------------------------------------
 # the book's reference page
 def _markdown_text(text: str) -> str:
-    """Help text as literal markdown (no HTML tags, emphasis or table cells)."""
+    """Help text as literal markdown (no HTML tags, emphasis or table cells), its flags as code."""
     for special in ("\\", "<", ">", "*", "|", "[", "]"):
         text = text.replace(special, "\\" + special)
-    return text
+    return re.sub(r"(?<![\w`-])(--[a-z][a-z0-9-]*)", r"`\1`", text)
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith(".") else text + "."
 
 
 def _usage(option: Option) -> str:
     if not option.flag.startswith("-"):
-        return option.metavar or option.flag
+        name = option.metavar or option.flag
+        return f"{name} ..." if option.nargs == "+" else name
     if option.action == "store_true":
         return option.flag
     if option.action is argparse.BooleanOptionalAction:
@@ -377,7 +383,7 @@ def _usage(option: Option) -> str:
 
 
 def _option_entry(option: Option) -> str:
-    notes = [_markdown_text(option.help)] if option.help else []
+    notes = [_sentence(_markdown_text(option.help))] if option.help else []
     if option.required:
         notes.append("Required.")
     if option.default not in (NOT_GIVEN, None) and option.action != "store_true":
