@@ -1,4 +1,5 @@
-"""The `spot` command: argument parsing only; the work is done by the library.
+"""The `spot` command: its parser and commands, from the tables of spot_tutorial.apps.options; the work
+is done by the library.
 
     spot quickstart                                    # both stages on synthetic shapes, CPU, minutes
     spot train --stage 1 --preset coco --data-path /data/coco --output-dir runs/coco_teacher
