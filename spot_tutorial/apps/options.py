@@ -19,7 +19,7 @@ import json
 import re
 import sys
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from spot_tutorial.config import ORDER_MODES, SPOTConfig
@@ -140,7 +140,6 @@ class Command:
     description: str
     options: tuple[Option, ...]
     config_options: bool = False
-    examples: tuple[str, ...] = field(default=())
 
 
 NO_PROGRESS = Option("--no-progress", action="store_true", help="no progress bar", keyword="progress",
