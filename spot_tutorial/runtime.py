@@ -4,6 +4,11 @@ Training, evaluation, segmentation and the notebooks all take these three decisi
 'auto' means the same device everywhere, one policy picks the precision, and one set of helpers
 seeds and restores the random generators.
 
+Runtime
+-------
+``in_colab()``: whether this process runs in Google Colab (the notebooks' setup and the download
+cache folder ask it).
+
 Devices
 -------
 Which device a run uses: the one place that turns 'auto', 'cpu', 'cuda' or 'cuda:1' into a device.
@@ -50,6 +55,7 @@ an evaluation in the middle of a run must not consume draws that training would 
 from __future__ import annotations
 
 import random
+import sys
 from contextlib import contextmanager, nullcontext
 from typing import Any, Iterator
 
@@ -57,6 +63,11 @@ import numpy as np
 import torch
 
 from spot_tutorial.errors import ConfigError, InputError
+
+
+def in_colab() -> bool:
+    """True inside Google Colab (its kernel imports ``google.colab`` at start-up)."""
+    return "google.colab" in sys.modules
 
 
 def resolve_device(device: str | torch.device, local_rank: int = 0) -> torch.device:

@@ -221,6 +221,34 @@ def test_internal_errors_keep_their_traceback_and_user_errors_print_one_line(mon
         "spot evaluate: error: model.pt does not fit: pass --num-slots 7"]
 
 
+def test_a_missing_file_is_a_user_error_only_when_it_is_the_users(monkeypatch, capsys, tmp_path):
+    import errno
+
+    import spot_tutorial.evaluation.evaluate
+
+    def raising(error):
+        def run_evaluation(*args, **kwargs):
+            raise error
+        return run_evaluation
+
+    internal = FileNotFoundError(errno.ENOENT, "No such file or directory", str(tmp_path / "internal.json"))
+    monkeypatch.setattr(spot_tutorial.evaluation.evaluate, "run_evaluation", raising(internal))
+    with pytest.raises(FileNotFoundError, match="internal.json"):   # a file of the library's own: a bug
+        main(["evaluate", "model.pt", "--data-path", "my_data", "--no-progress"])
+
+    named = FileNotFoundError(errno.ENOENT, "No such file or directory", "my_data")
+    monkeypatch.setattr(spot_tutorial.evaluation.evaluate, "run_evaluation", raising(named))
+    assert main(["evaluate", "model.pt", "--data-path", "my_data", "--no-progress"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "spot evaluate: error: --data-path my_data: no such file or folder; check the path"]
+
+    reported = FileNotFoundError("COCO val2017 image folder not found: expected a folder at my_data/val2017")
+    monkeypatch.setattr(spot_tutorial.evaluation.evaluate, "run_evaluation", raising(reported))
+    assert main(["evaluate", "model.pt", "--data-path", "my_data", "--no-progress"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "spot evaluate: error: COCO val2017 image folder not found: expected a folder at my_data/val2017"]
+
+
 def test_evaluate_an_authors_gaussian_checkpoint_with_num_slots(tmp_path, capsys):
     import torch
     from test_checkpoints import to_official
@@ -229,8 +257,9 @@ def test_evaluate_an_authors_gaussian_checkpoint_with_num_slots(tmp_path, capsys
 
     model = SPOT.from_config(get_preset("tiny", num_slots=4))
     torch.save({"model": to_official(model.state_dict()), "epoch": 49}, tmp_path / "authors.pt")
-    common = ["--dataset", "synthetic", "--encoder", "tiny", "--eval-permutations", "all", "--max-images", "4",
-              "--batch-size", "4", "--device", "cpu", "--num-workers", "0", "--figure-images", "0", "--no-progress"]
+    common = ["--dataset", "synthetic", "--encoder", "tiny", "--eval-permutations", "all",
+              "--max-images", "4", "--batch-size", "4", "--device", "cpu", "--num-workers", "0",
+              "--figure-images", "0", "--no-progress"]
     assert main(["evaluate", str(tmp_path / "authors.pt"), "--num-slots", "4",
                  "--output-dir", str(tmp_path / "eval"), *common]) == 0
     printed = capsys.readouterr().out
@@ -240,7 +269,8 @@ def test_evaluate_an_authors_gaussian_checkpoint_with_num_slots(tmp_path, capsys
     assert written["num_slots"] == 4 and written["precision"] == "fp32"
     assert written["order_ids"] == list(range(9))
     # without --num-slots the dataset preset's count is used, and said
-    assert main(["evaluate", str(tmp_path / "authors.pt"), "--output-dir", str(tmp_path / "e2"), *common]) == 0
+    assert main(["evaluate", str(tmp_path / "authors.pt"), "--output-dir", str(tmp_path / "e2"),
+                 *common]) == 0
     assert "num_slots = 5 (from preset 'synthetic'" in capsys.readouterr().out
 
 

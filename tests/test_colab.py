@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,8 @@ def test_first_cell_sets_the_mode_and_prints_the_environment(path):
     cell = first_code_cell(path)
     source = "".join(cell["source"])
     assert source.startswith('MODE = "auto"') and "colab.start(MODE)" in source
-    assert len(source.splitlines()) <= 15, "the first cell should stay short: put logic in spot_tutorial.tutorial.colab"
+    assert len(source.splitlines()) <= 15, (
+        "the first cell should stay short: put logic in spot_tutorial.tutorial.colab")
     printed = "".join("".join(o.get("text", "")) for o in cell["outputs"])
     for label in ("device", "GPU", "bf16", "precision", "mode"):
         assert re.search(rf"^{label}\s", printed, re.M), f"{path.name}: the first cell does not print {label}"
@@ -101,25 +103,60 @@ def fake_gpu(monkeypatch, name: str, native_bf16: bool):
 
 
 def test_start_on_a_t4_chooses_full_mode_and_fp16(monkeypatch, capsys):
-    monkeypatch.setenv("SPOT_TUTORIAL_MODE", "")  # unset for start(); restored afterwards
+    monkeypatch.delenv("SPOT_TUTORIAL_MODE", raising=False)
     fake_gpu(monkeypatch, "Tesla T4", native_bf16=False)
     env = colab.start("auto")
     printed = capsys.readouterr().out
     assert (env.mode, env.gpu, env.bf16, env.precision) == ("full", "Tesla T4", False, "fp16")
     assert "Tesla T4" in printed and "fp16 autocast with gradient scaling" in printed
     import os
-    assert os.environ["SPOT_TUTORIAL_MODE"] == "full"   # what tutorial.setup() reads next
+    assert "SPOT_TUTORIAL_MODE" not in os.environ   # the mode is returned, not left in the environment
+    from spot_tutorial import tutorial
+    assert tutorial.detect_mode(env.mode) == "full"   # what tutorial.setup(mode=env.mode) uses
 
 
 def test_start_honours_an_explicit_mode_and_refuses_unknown_ones(monkeypatch, capsys):
     fake_gpu(monkeypatch, "NVIDIA A100-SXM4-40GB", native_bf16=True)
-    monkeypatch.setenv("SPOT_TUTORIAL_MODE", "full")
+    monkeypatch.delenv("SPOT_TUTORIAL_MODE", raising=False)
     env = colab.start("tutorial")
     assert env.mode == "tutorial" and env.precision == "bf16"
     from spot_tutorial import tutorial
-    assert tutorial.detect_mode() == "tutorial"
+    assert tutorial.detect_mode(env.mode) == "tutorial"
+    assert tutorial.detect_mode() == "full"   # nothing handed over behind the notebook's back
     with pytest.raises(ValueError, match="MODE = 'gpu'"):
         colab.start("gpu")
+
+
+def test_start_leaves_a_users_mode_variable_alone(monkeypatch, capsys):
+    import os
+    monkeypatch.setenv("SPOT_TUTORIAL_MODE", "tutorial")
+    fake_gpu(monkeypatch, "NVIDIA A100-SXM4-40GB", native_bf16=True)
+    assert colab.start("auto").mode == "tutorial"   # MODE = "auto" follows the variable, as before
+    assert colab.start("full").mode == "full"
+    assert os.environ["SPOT_TUTORIAL_MODE"] == "tutorial"
+
+
+def test_notebooks_hand_the_first_cells_mode_to_setup():
+    for path in NOTEBOOKS:
+        cells = [cell for cell in json.loads(path.read_text())["cells"] if cell["cell_type"] == "code"]
+        sources = ["".join(cell["source"]) for cell in cells]
+        first = next(i for i, text in enumerate(sources) if "ENV = colab.start(MODE)" in text)
+        setups = [i for i, text in enumerate(sources) if "tutorial.setup(" in text]
+        assert setups and setups[0] > first, f"{path.name}: tutorial.setup comes before colab.start"
+        for i in setups:
+            assert "tutorial.setup(mode=ENV.mode" in sources[i], f"{path.name}: setup without ENV.mode"
+
+
+def test_one_in_colab_for_the_notebooks_and_the_download_cache(monkeypatch):
+    from spot_tutorial import runtime, tutorial
+    from spot_tutorial.io import downloads
+
+    assert colab.in_colab is runtime.in_colab and downloads.in_colab is runtime.in_colab
+    assert tutorial.in_colab is runtime.in_colab
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    assert not runtime.in_colab() and not colab.environment("tutorial").in_colab
+    monkeypatch.setitem(sys.modules, "google.colab", object())
+    assert runtime.in_colab() and colab.environment("tutorial").in_colab
 
 
 def test_readme_colab_section_matches_the_notebooks():
@@ -130,4 +167,5 @@ def test_readme_colab_section_matches_the_notebooks():
                  "python -m spot_tutorial.tutorial.colab --sync", "train2017"):
         assert fact in section, f"the README's Colab section does not mention {fact}"
     for path in NOTEBOOKS:
-        assert colab.colab_url(path.stem) in section, f"the README's Colab section lacks the link to {path.stem}"
+        assert colab.colab_url(path.stem) in section, (
+            f"the README's Colab section lacks the link to {path.stem}")

@@ -38,8 +38,12 @@ def test_cache_folder_follows_spot_data(monkeypatch, tmp_path):
     monkeypatch.setenv("SPOT_DATA", str(tmp_path))
     assert downloads.data_dir() == tmp_path
     monkeypatch.delenv("SPOT_DATA")
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    assert downloads.data_dir() == Path("spot_data")
     monkeypatch.setitem(sys.modules, "google.colab", object())
     assert downloads.data_dir() == Path("/content/spot_data")
+    from spot_tutorial.runtime import in_colab
+    assert downloads.in_colab is in_colab   # the one Colab check of the library
 
 
 def test_prefilled_cache_is_used_without_downloading(tmp_path):
@@ -96,13 +100,15 @@ class FakeResponse(io.BytesIO):
 
 
 def test_http_download_writes_the_file(monkeypatch, tmp_path):
-    monkeypatch.setattr(downloads.urllib.request, "urlopen", lambda url, timeout: FakeResponse(b"x" * 3000, 3000))
+    monkeypatch.setattr(downloads.urllib.request, "urlopen",
+                        lambda url, timeout: FakeResponse(b"x" * 3000, 3000))
     path = downloads.download_url("http://example.invalid/a.zip", tmp_path / "a.zip", progress=False)
     assert path.read_bytes() == b"x" * 3000 and not (tmp_path / "a.zip.part").exists()
 
 
 def test_interrupted_http_download_gives_a_clear_message(monkeypatch, tmp_path):
-    monkeypatch.setattr(downloads.urllib.request, "urlopen", lambda url, timeout: FakeResponse(b"x" * 10, 1000))
+    monkeypatch.setattr(downloads.urllib.request, "urlopen",
+                        lambda url, timeout: FakeResponse(b"x" * 10, 1000))
     with pytest.raises(DownloadError, match="stopped after 10 of 1,000 bytes.*Run the cell again"):
         downloads.download_url("http://example.invalid/a.zip", tmp_path / "a.zip", progress=False)
     assert not (tmp_path / "a.zip").exists()

@@ -23,13 +23,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Callable
 
 from spot_tutorial.errors import SpotUserError
+from spot_tutorial.runtime import in_colab
 
 DATA_ENV = "SPOT_DATA"
 COCO_URLS = {
@@ -50,8 +50,7 @@ def data_dir() -> Path:
     """The cache folder: $SPOT_DATA, else /content/spot_data in Colab, else ./spot_data."""
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV]).expanduser()
-    in_colab = "google.colab" in sys.modules
-    return Path("/content/spot_data") if in_colab else Path("spot_data")
+    return Path("/content/spot_data") if in_colab() else Path("spot_data")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -73,7 +72,8 @@ def download_url(url: str, path: str | os.PathLike, progress: bool = True) -> Pa
                 received = _copy(response, out, bar)
     except OSError as error:  # URLError, timeouts, connection resets, a full disk
         raise DownloadError(f"downloading {url} failed: {error}. Check the network (and the free disk space "
-                            f"in {path.parent}), then run the cell again; or download it yourself to {path}.") from error
+                            f"in {path.parent}), then run the cell again; or download it yourself to "
+                            f"{path}.") from error
     if expected is not None and received != expected:
         raise DownloadError(f"the download of {url} stopped after {received:,} of {expected:,} bytes; "
                             f"{partial} is incomplete. Run the cell again to restart it.")
@@ -115,9 +115,11 @@ def coco_val_problem(root: str | os.PathLike) -> str | None:
         images = json.loads(annotation.read_text())["images"]
     except (ValueError, KeyError, TypeError) as error:
         return f"{annotation} is not a COCO annotation file ({error!r})"
-    missing = [image["file_name"] for image in images if not (root / "val2017" / image["file_name"]).is_file()]
+    missing = [image["file_name"] for image in images
+               if not (root / "val2017" / image["file_name"]).is_file()]
     if missing:
-        return f"{len(missing)} of {len(images)} images are missing from {root / 'val2017'} (e.g. {missing[0]})"
+        return (f"{len(missing)} of {len(images)} images are missing from {root / 'val2017'} "
+                f"(e.g. {missing[0]})")
     return None
 
 
@@ -180,7 +182,8 @@ def gdown_fetch(file_id: str, path: Path) -> Path:
     if result is None or not path.is_file():
         raise DownloadError(
             f"Google Drive did not hand out the checkpoint (network, or the file's daily download quota). "
-            f"Download it in a browser from {OFFICIAL_CHECKPOINT_URL}, put it at {path} and run the cell again.")
+            f"Download it in a browser from {OFFICIAL_CHECKPOINT_URL}, put it at {path} and run the cell "
+            "again.")
     return path
 
 

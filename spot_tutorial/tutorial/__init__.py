@@ -9,6 +9,7 @@ A top layer beside `spot_tutorial.apps`: may import everything below it; nothing
 imports it.
 """
 
+from spot_tutorial.runtime import in_colab
 from spot_tutorial.tutorial.colab import (
     BRANCH,
     COPIES,
@@ -44,9 +45,13 @@ from spot_tutorial.tutorial.session import (
     TEACHER_ENV,
     Tutorial,
     detect_mode,
-    in_colab,
     setup,
 )
 from spot_tutorial.tutorial.widgets import explorer, figure_png, show_widget
 
-__all__ = ["MODES", "MODE_ENV", "COCO_ENV", "CHECKPOINT_ENV", "TEACHER_ENV", "EVAL_SEED", "in_colab", "detect_mode", "Tutorial", "setup", "TUTORIAL_KINDS", "TUTORIAL_STEPS", "CHECKPOINTS_ENV", "DEMO_BUDGET", "DEMO_HOLDOUT", "DEMO_EVAL_IMAGES", "tutorial_checkpoint_dir", "tutorial_recipe", "make_tutorial_checkpoints", "figure_png", "show_widget", "explorer", "REPOSITORY_URL", "BRANCH", "MODE_CHOICES", "COPIES", "colab_url", "pip_source", "read_repository_setting", "sync_repository", "Environment", "resolve_mode", "environment", "start", "main"]
+__all__ = ["MODES", "MODE_ENV", "COCO_ENV", "CHECKPOINT_ENV", "TEACHER_ENV", "EVAL_SEED", "in_colab",
+           "detect_mode", "Tutorial", "setup", "TUTORIAL_KINDS", "TUTORIAL_STEPS", "CHECKPOINTS_ENV",
+           "DEMO_BUDGET", "DEMO_HOLDOUT", "DEMO_EVAL_IMAGES", "tutorial_checkpoint_dir", "tutorial_recipe",
+           "make_tutorial_checkpoints", "figure_png", "show_widget", "explorer", "REPOSITORY_URL", "BRANCH",
+           "MODE_CHOICES", "COPIES", "colab_url", "pip_source", "read_repository_setting", "sync_repository",
+           "Environment", "resolve_mode", "environment", "start", "main"]

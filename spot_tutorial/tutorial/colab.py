@@ -7,9 +7,10 @@ against it. To point everything at a fork, edit ``repository.url`` and run::
 
     python -m spot_tutorial.tutorial.colab --sync      # rewrites every copy, from the repository root
 
-The first code cell of every notebook installs the library in Colab and calls `start(MODE)`,
-which chooses the mode (``auto``: full on a GPU, tutorial otherwise), makes the later
-``tutorial.setup()`` use it, and prints the device, the GPU, its bf16 support and the precision.
+The first code cell of every notebook installs the library in Colab and calls
+``ENV = start(MODE)``, which chooses the mode (``auto``: full on a GPU, tutorial otherwise), prints
+the device, the GPU, its bf16 support and the precision, and returns them; the notebook then
+hands the mode on explicitly: ``T = tutorial.setup(mode=ENV.mode)``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Optional
 
 import torch
 
-from spot_tutorial.runtime import choose_precision, cuda_has_native_bf16
+from spot_tutorial.runtime import choose_precision, cuda_has_native_bf16, in_colab
 
 REPOSITORY_URL = "https://github.com/spot-tutorial/spot-tutorial"  # = book/_config.yml repository.url
 BRANCH = "main"  # = book/_config.yml repository.branch
@@ -116,7 +117,7 @@ def resolve_mode(mode: str = "auto") -> str:
 def environment(mode: str = "auto") -> Environment:
     """The device, GPU, bf16 support, precision and resolved mode of this runtime."""
     cuda = torch.cuda.is_available()
-    return Environment(in_colab="google.colab" in sys.modules, mode=resolve_mode(mode),
+    return Environment(in_colab=in_colab(), mode=resolve_mode(mode),
                        device="cuda" if cuda else "cpu",
                        gpu=torch.cuda.get_device_name(0) if cuda else None,
                        bf16=cuda_has_native_bf16() if cuda else None,
@@ -124,11 +125,12 @@ def environment(mode: str = "auto") -> Environment:
 
 
 def start(mode: str = "auto") -> Environment:
-    """The first cell: resolve MODE, make `tutorial.setup()` use it, print the environment."""
-    from spot_tutorial.tutorial.session import MODE_ENV
+    """The first cell: resolve MODE, print the environment and return it.
 
+    The notebook passes the chosen mode on: ``ENV = start(MODE)``, then
+    ``tutorial.setup(mode=ENV.mode)``; nothing is left behind in the process's environment.
+    """
     env = environment(mode)
-    os.environ[MODE_ENV] = env.mode
     print(env)
     if env.mode == "full" and env.device == "cpu":
         print("note       full mode without a GPU is very slow; MODE = 'tutorial' is meant for CPUs")
@@ -136,7 +138,8 @@ def start(mode: str = "auto") -> Environment:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spot_tutorial.tutorial.colab", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m spot_tutorial.tutorial.colab",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--sync", action="store_true",
                         help="rewrite every copy of the repository URL from book/_config.yml")
     parser.add_argument("--root", default=".", help="repository root (default: the current folder)")
