@@ -118,6 +118,10 @@ def test_mode_follows_the_environment_variable(monkeypatch):
     monkeypatch.setenv("SPOT_TUTORIAL_MODE", "gpu")
     with pytest.raises(ValueError, match="SPOT_TUTORIAL_MODE"):
         tutorial.detect_mode()
+    monkeypatch.setenv("SPOT_TUTORIAL_MODE", "tutorial")
+    assert tutorial.detect_mode("full") == "full"  # the notebook's own choice wins
+    with pytest.raises(ValueError, match="mode='gpu'"):
+        tutorial.detect_mode("gpu")
     monkeypatch.delenv("SPOT_TUTORIAL_MODE")
     import torch
     assert tutorial.detect_mode() == ("full" if torch.cuda.is_available() else "tutorial")

@@ -39,7 +39,6 @@ Usage in a notebook::
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -69,18 +68,14 @@ TEACHER_ENV = "SPOT_TEACHER_CHECKPOINT"
 
 
 
-def in_colab() -> bool:
-    """True inside Google Colab (its kernel imports ``google.colab`` at start-up)."""
-    return "google.colab" in sys.modules
-
-
 def detect_mode(default: Optional[str] = None) -> str:
-    """``SPOT_TUTORIAL_MODE`` if set, else ``default`` if given, else 'full' on a GPU, 'tutorial'
-    otherwise."""
-    value = os.environ.get(MODE_ENV, "").strip().lower() or (default or "")
+    """The mode asked for (``default``, the notebook's first cell) if given, else
+    ``SPOT_TUTORIAL_MODE`` if set, else 'full' on a GPU, 'tutorial' otherwise."""
+    value = (default or "").strip().lower() or os.environ.get(MODE_ENV, "").strip().lower()
     if value:
         if value not in MODES:
-            raise ValueError(f"{MODE_ENV}={value!r}; choose one of {MODES}")
+            source = "mode" if default else MODE_ENV
+            raise ValueError(f"{source}={value!r}; choose one of {MODES}")
         return value
     return "full" if torch.cuda.is_available() else "tutorial"
 
