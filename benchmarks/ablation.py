@@ -98,9 +98,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "g_student_no_ce": dict(label="(g) control: student of (c) without distillation, w=0", stage=2,
                             teacher="c_random", ce_weight=0.0),
     # beyond the paper: distil the teacher's nine-order average instead of one random order
-    "h_spot_all_orders": dict(label=f"(h) (c) + self-training on nine-order-average targets, w={LARGE_CE_WEIGHT:g}",
-                              stage=2, teacher="c_random", ce_weight=LARGE_CE_WEIGHT, teacher_targets="all-orders"),
-    "i_raster_st_paper_w": dict(label=f"(i) raster teacher (b) + self-training, w={PAPER_CE_WEIGHT:g}", stage=2,
+    "h_spot_all_orders": dict(label=f"(h) (c) + self-training on nine-order-average targets, "
+                                    f"w={LARGE_CE_WEIGHT:g}",
+                              stage=2, teacher="c_random", ce_weight=LARGE_CE_WEIGHT,
+                              teacher_targets="all-orders"),
+    "i_raster_st_paper_w": dict(label=f"(i) raster teacher (b) + self-training, w={PAPER_CE_WEIGHT:g}",
+                                stage=2,
                                 teacher="b_raster", ce_weight=PAPER_CE_WEIGHT),
 }
 SHORT_LABELS = {"a_mlp": "MLP decoder", "b_raster": "AR, raster", "c_random": "AR, random orders",
@@ -119,7 +122,8 @@ DATASETS: dict[str, dict[str, Any]] = {
     # the harder data: every variant but the MLP decoder (a), which already fails on 'shapes'
     "occluded": dict(label="occluded (2-6 packed, overlapping shapes, 7 slots)", difficulty="occluded",
                      max_objects=None, num_slots=7,
-                     variants=["b_raster", "c_random", "d_raster_st", "e_spot", "f_spot_large_ce", "g_student_no_ce",
+                     variants=["b_raster", "c_random", "d_raster_st", "e_spot", "f_spot_large_ce",
+                               "g_student_no_ce",
                                "h_spot_all_orders", "i_raster_st_paper_w"]),
 }
 
@@ -304,7 +308,8 @@ def run_one(spec: dict[str, Any], runs_dir: str, work_dir: str, teacher_spec: di
     record = {
         "run": spec["run"], "dataset": spec["dataset"], "variant": spec["variant"],
         "label": VARIANTS[spec["variant"]]["label"], "seed": spec["seed"], "stage": spec["stage"],
-        "teacher": spec["teacher"], "budget": spec["budget"], "budget_signature": budget_signature(spec["budget"]),
+        "teacher": spec["teacher"], "budget": spec["budget"],
+        "budget_signature": budget_signature(spec["budget"]),
         "steps": result.steps, "train_seconds": round(result.train_seconds, 1),
         "train_wall_seconds": round(train_wall, 1), "images_per_second": round(result.images_per_second, 1),
         "wall_seconds": round(time.perf_counter() - started, 1),
@@ -317,7 +322,8 @@ def run_one(spec: dict[str, Any], runs_dir: str, work_dir: str, teacher_spec: di
     if previous is not None and previous["steps"] == record["steps"] and record["images_per_second"] == 0:
         # nothing was trained here (the checkpoint was already finished): only the evaluation is
         # new, the timings of the training belong to the earlier record
-        for key in ("train_seconds", "train_wall_seconds", "images_per_second", "wall_seconds", "finished_at"):
+        for key in ("train_seconds", "train_wall_seconds", "images_per_second", "wall_seconds",
+                    "finished_at"):
             record[key] = previous[key]
         record["re_evaluated_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     write_json(Path(runs_dir) / f"{spec['run']}.json", record)
@@ -354,14 +360,16 @@ def grid_record(dataset: str, budget: dict[str, Any]) -> dict[str, Any]:
         masks = grid_masks(target.shape[0], DATASETS[dataset]["num_slots"], *target.shape[-2:]).float()
         library.update(masks, target, batch["class_mask"], ignore)
     metrics = {k: round(float(v), 3) for k, v in library.compute().items()}
-    return {"run": f"{dataset}-{GRID}", "dataset": dataset, "variant": GRID, "label": GRID_LABEL, "seed": None,
+    return {"run": f"{dataset}-{GRID}", "dataset": dataset, "variant": GRID, "label": GRID_LABEL,
+            "seed": None,
             "budget": budget, "budget_signature": budget_signature(budget),
             "results": {"standard": {"slot": metrics, "decoder": metrics}}}
 
 
 # ---------------------------------------------------------------------------------------------
 # scheduling: up to `workers` runs at a time; a student starts once its teacher is done
-def stored_run(path: Path, budget: dict[str, Any], spec: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def stored_run(path: Path, budget: dict[str, Any], spec: dict[str, Any] | None = None) -> dict[str,
+                                                                                               Any] | None:
     """The finished run's record if it was made with this budget (and, for a training run, this config)."""
     if not path.exists():
         return None
@@ -508,7 +516,8 @@ def markdown_tables(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         n_seeds = max(r["n_seeds"] for r in rows if r["dataset"] == dataset)
         lines += [f"**{info['label']}**: mean ± std over {n_seeds} seed(s), x100. "
                   "'raster': decoder run in the standard order; 'all 9': the nine orders averaged.", ""]
-        header = ["variant", "masks"] + [f"{METRIC_NAMES[m]} {o}" for m in metrics for o in ("raster", "all 9")]
+        header = ["variant", "masks"] + [f"{METRIC_NAMES[m]} {o}" for m in metrics for o in ("raster",
+                                                                                             "all 9")]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join([":--", ":--"] + ["--:"] * (len(header) - 2)) + "|")
         for variant in [GRID, *VARIANTS]:
@@ -528,7 +537,8 @@ def markdown_tables(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     budget = meta.get("budget", {})
     if budget:
         lines.append(f"Budget per run: {budget.get('steps')} steps (stage 1), {budget.get('student_steps')} "
-                     f"steps (stage 2), batch {budget.get('batch_size')}, {budget.get('train_images')} training "
+                     f"steps (stage 2), batch {budget.get('batch_size')}, {budget.get('train_images')} "
+                     f"training "
                      f"images, {budget.get('eval_images')} evaluation images; seeds {meta.get('seeds')}.")
         lines.append("")
     return "\n".join(lines)
@@ -630,7 +640,8 @@ def write_outputs(results_dir: Path, static_dir: Path, meta: dict[str, Any]) -> 
     static_dir.mkdir(parents=True, exist_ok=True)
     if paths["book_png"].resolve() != paths["png"].resolve():
         shutil.copyfile(paths["png"], paths["book_png"])
-    paths["table"].write_text("<!-- generated by benchmarks/ablation.py from benchmarks/results/ablation_runs;"
+    paths["table"].write_text("<!-- generated by benchmarks/ablation.py from "
+                              "benchmarks/results/ablation_runs;"
                               " do not edit -->\n\n" + markdown_tables(rows, meta))
     return paths
 
@@ -646,8 +657,10 @@ def previous_invocations(path: Path) -> list[dict[str, Any]]:
     if "total_wall_seconds" not in old:
         return []
     return [{"command": old.get("command"), "budget_signature": old.get("budget_signature"),
-             "wall_seconds": old["total_wall_seconds"], "runs_trained": old.get("runs_trained_in_this_invocation"),
-             "load_average_start": old.get("load_average_start"), "load_average_end": old.get("load_average_end"),
+             "wall_seconds": old["total_wall_seconds"],
+             "runs_trained": old.get("runs_trained_in_this_invocation"),
+             "load_average_start": old.get("load_average_start"),
+             "load_average_end": old.get("load_average_end"),
              "finished_at": old.get("finished_at")}]
 
 
@@ -663,10 +676,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny budget, 1 seed, few images (smoke test)")
     parser.add_argument("--plot-only", action="store_true",
-                        help="regenerate ablation.json/.csv/.png and the book table from the stored run files")
+                        help="regenerate ablation.json/.csv/.png and the book table from the stored run "
+                             "files")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (quick: 0)")
     parser.add_argument("--steps", type=int, default=None, help="stage-1 steps per run (default 2000)")
-    parser.add_argument("--student-steps", type=int, default=None, help="stage-2 steps per run (default 2000)")
+    parser.add_argument("--student-steps", type=int, default=None,
+                        help="stage-2 steps per run (default 2000)")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--workers", type=int, default=2, help="runs at a time (1 torch thread each)")
     parser.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS),
@@ -675,7 +690,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="cpu (the stored results), or cuda: every run on the GPU in fp32; "
                              "use another --results-dir, since GPU runs draw other random numbers")
     parser.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
-    parser.add_argument("--static-dir", default=str(DEFAULT_STATIC), help="book/_static: plot and table copies")
+    parser.add_argument("--static-dir", default=str(DEFAULT_STATIC),
+                        help="book/_static: plot and table copies")
     parser.add_argument("--work-dir", default=str(DEFAULT_WORK), help="checkpoints and logs (not kept)")
     return parser
 
@@ -694,7 +710,8 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         stored = results_dir / "ablation.json"
         if stored.exists():
             old = json.loads(stored.read_text())
-            meta = {k: v for k, v in old.items() if k not in ("rows", "runs", "run_files", "runs_wall_seconds_sum")}
+            meta = {k: v for k, v in old.items() if k not in ("rows", "runs", "run_files",
+                                                              "runs_wall_seconds_sum")}
         else:
             meta = {"budget": budget, "seeds": seeds}
         meta["plot_only_command"] = "python benchmarks/ablation.py " + shlex.join(argv)
@@ -730,7 +747,8 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         "command": ("python benchmarks/ablation.py " + shlex.join(argv)).strip(),
         "seeds": seeds, "budget": budget, "budget_signature": budget_signature(budget),
         "datasets": {d: {k: v for k, v in DATASETS[d].items() if k != "variants"} for d in args.datasets},
-        "variants": {v: {k: x for k, x in info.items() if k != "overrides"} | {"overrides": info.get("overrides")}
+        "variants": {v: {k: x for k,
+                         x in info.items() if k != "overrides"} | {"overrides": info.get("overrides")}
                      for v, info in VARIANTS.items()},
         "ce_weights": {"paper": PAPER_CE_WEIGHT, "large": LARGE_CE_WEIGHT}, "lr_main": LR_MAIN,
         "workers": args.workers, "threads_per_run": 1,

@@ -52,7 +52,8 @@ def check_agreement(device: torch.device) -> dict:
         "bf16_vs_fp32_masks": max_diff(bf16.decoder_masks, ref.decoder_masks),
         "bf16_vs_fp32_loss_rel": abs(float(bf16.loss) - float(ref.loss)) / float(ref.loss),
         "all_batched_vs_loop_masks": max_diff(sdpa.decoder_masks, loop),
-        "argmax_agreement_bf16": float((bf16.decoder_masks.argmax(1) == ref.decoder_masks.argmax(1)).float().mean()),
+        "argmax_agreement_bf16": float((bf16.decoder_masks.argmax(1) == ref.decoder_masks.argmax(1))
+                                       .float().mean()),
     }
     result["pass"] = (result["sdpa_vs_math_masks"] < 1e-3 and result["all_batched_vs_loop_masks"] < 1e-3
                       and result["bf16_vs_fp32_loss_rel"] < 0.05 and result["argmax_agreement_bf16"] > 0.95)
@@ -73,7 +74,8 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats()
             numbers = time_train_step("coco", stage, impl == "fast", steps=5, device=device)
             report[f"stage{stage}_{impl}"] = numbers
-            print(f"stage {stage} {impl:<9}: {numbers['step_s'] * 1e3:7.1f} ms/step, peak {numbers['peak_mb']:.0f} MB")
+            print(f"stage {stage} {impl:<9}: {numbers['step_s'] * 1e3:7.1f} ms/step, peak "
+                  f"{numbers['peak_mb']:.0f} MB")
         speedup = report[f"stage{stage}_reference"]["step_s"] / report[f"stage{stage}_fast"]["step_s"]
         report[f"stage{stage}_speedup"] = speedup
         print(f"stage {stage} speed-up: {speedup:.2f}x")

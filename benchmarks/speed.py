@@ -238,7 +238,8 @@ def time_tiny_step(stage: int, fast: bool, steps: int = 200, warmup: int = 20,
         config = student_config(config).replace(**QUICKSTART_STUDENT_SETTINGS)
     model = build_model(config, pretrained=False).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = adam(params, config.lr_main) if fast else torch.optim.Adam(params, lr=config.lr_main, foreach=False)
+    optimizer = adam(params, config.lr_main) if fast else torch.optim.Adam(params, lr=config.lr_main,
+                                                                           foreach=False)
     images = torch.randn(config.batch_size, 3, config.image_size, config.image_size)
     times = []
     for _ in range(warmup + steps):
@@ -319,7 +320,8 @@ def main() -> None:
             if "error" in ref or "error" in fast:
                 print(f"{stage:<7}failed: {ref.get('error') or fast.get('error')}")
                 continue
-            print(f"{stage:<7}{ref['step_s']:>13.3f}{fast['step_s']:>9.3f}{ref['step_s'] / fast['step_s']:>9.2f}x"
+            speedup = ref['step_s'] / fast['step_s']
+            print(f"{stage:<7}{ref['step_s']:>13.3f}{fast['step_s']:>9.3f}{speedup:>9.2f}x"
                   f"{ref['peak_mb']:>9.0f}{fast['peak_mb']:>9.0f}")
             if args.compile:
                 compiled = in_subprocess(args, f"train:{stage}:compiled")
@@ -328,7 +330,8 @@ def main() -> None:
                     print(f"{'':<7}torch.compile failed: {compiled['error']}")
                 else:
                     print(f"{'':<7}fast + torch.compile: {compiled['step_s']:.3f} s "
-                          f"({ref['step_s'] / compiled['step_s']:.2f}x vs reference), {compiled['peak_mb']:.0f} MB")
+                          f"({ref['step_s'] / compiled['step_s']:.2f}x vs reference), "
+                          f"{compiled['peak_mb']:.0f} MB")
     if "eval" in args.sections:
         print(f"\n(b) evaluation forward pass, images/s ({args.config} config, {args.device})")
         modes = {mode: in_subprocess(args, f"eval:{mode}") for mode in ("standard", "all", "all-loop")}
@@ -336,7 +339,8 @@ def main() -> None:
         for mode, numbers in modes.items():
             print(f"  {mode:<10} {numbers.get('images_per_s', float('nan')):8.1f} images/s")
         if all("images_per_s" in modes[m] for m in ("all", "all-loop")):
-            print(f"  'all' batched vs loop: {modes['all']['images_per_s'] / modes['all-loop']['images_per_s']:.2f}x")
+            print(f"  'all' batched vs loop: "
+                  f"{modes['all']['images_per_s'] / modes['all-loop']['images_per_s']:.2f}x")
     if "tiny" in args.sections:
         print(f"\n(d) the quickstart's training step (tiny model, CPU, {torch.get_num_threads()} thread(s))")
         report["tiny"] = {f"stage{stage}_{impl}": in_subprocess(args, f"tiny:{stage}:{impl}")

@@ -18,7 +18,8 @@ from spot_tutorial.recipes import PRESETS, get_preset
 __version__ = "0.2.0"
 
 __all__ = [
-    "SPOT", "SPOTConfig", "Architecture", "SPOTOutput", "PRESETS", "get_preset", "ViTEncoder", "build_encoder",
+    "SPOT", "SPOTConfig", "Architecture", "SPOTOutput", "PRESETS", "get_preset", "ViTEncoder",
+    "build_encoder",
     "load_model", "load_official_checkpoint", "save_model", "patch_orders", "segment",
     "plot_segmentation", "evaluate_model",
 ]

@@ -217,7 +217,8 @@ class SPOTConfig:
             need(isinstance(value, int) and value >= 1, f"{name} must be a positive integer, got {value!r}")
         need(self.num_dec_blocks >= 1, f"num_dec_blocks must be >= 1, got {self.num_dec_blocks}")
         need(self.truncate in TRUNCATIONS, f"truncate={self.truncate!r}; choose one of {TRUNCATIONS}")
-        need(self.init_method in INIT_METHODS, f"init_method={self.init_method!r}; choose one of {INIT_METHODS}")
+        need(self.init_method in INIT_METHODS,
+             f"init_method={self.init_method!r}; choose one of {INIT_METHODS}")
         need(self.dec_type in DECODER_TYPES, f"dec_type={self.dec_type!r}; choose one of {DECODER_TYPES}")
         need(self.attention_impl in ("math", "sdpa"),
              f"attention_impl={self.attention_impl!r}; choose 'math' or 'sdpa'")
@@ -228,7 +229,8 @@ class SPOTConfig:
         if self.dec_type == "mlp":
             for name in ("train_permutations", "eval_permutations"):
                 need(getattr(self, name) == "standard",
-                     f"the MLP decoder has no patch orders: set {name}='standard' (got {getattr(self, name)!r})")
+                     f"the MLP decoder has no patch orders: set {name}='standard' (got "
+                     f"{getattr(self, name)!r})")
         self._validate_bos_tokens(need)
         need(self.lr_main > 0 and self.lr_min >= 0, "learning rates must be positive")
         need(self.clip > 0, f"clip must be > 0, got {self.clip}")
@@ -260,7 +262,8 @@ class SPOTConfig:
         """A validated copy with some fields changed; unknown names raise."""
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
-            raise ConfigError(f"SPOTConfig has no field(s) {unknown}; see SPOTConfig's fields for the valid names")
+            raise ConfigError(f"SPOTConfig has no field(s) {unknown}; see SPOTConfig's fields for the valid "
+                              f"names")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:

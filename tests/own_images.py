@@ -18,7 +18,8 @@ def scene(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarray
     ids = np.zeros((height, width), dtype=np.int64)
     for number in range(1, int(rng.integers(1, 4)) + 1):
         x0, y0 = int(rng.integers(0, width * 2 // 3)), int(rng.integers(0, height * 2 // 3))
-        x1, y1 = x0 + int(rng.integers(width // 5, width // 2)), y0 + int(rng.integers(height // 5, height // 2))
+        x1, y1 = x0 + int(rng.integers(width // 5, width // 2)), y0 + int(rng.integers(height // 5,
+                                                                                       height // 2))
         image[y0:y1, x0:x1] = rng.integers(0, 256, 3)
         ids[y0:y1, x0:x1] = number
     return image, ids
@@ -33,7 +34,8 @@ def write_image_folder(root: Path, count: int = 8, masks: Path | None = None, se
         width, height = SIZES[index % len(SIZES)]
         pixels, ids = scene(rng, width, height)
         mode = MODES[index % len(MODES)]
-        relative = Path("street" if index % 2 else "") / f"photo_{index:02d}{'.jpg' if mode == 'RGB' else '.png'}"
+        suffix = ".jpg" if mode == "RGB" else ".png"
+        relative = Path("street" if index % 2 else "") / f"photo_{index:02d}{suffix}"
         image = Image.fromarray(pixels)
         image = image.convert(mode) if mode != "P" else image.quantize(16)
         path = root / relative

@@ -39,7 +39,8 @@ def attention(q_in, kv_in, sd, name, heads, causal):
 def slot_attention(features, sd, iterations=3):
     p = "slot_attn"
     x = layer_norm(features, sd, f"{p}.layer_norm")
-    x = F.relu(x @ sd[f"{p}.mlp.0.weight"].T + sd[f"{p}.mlp.0.bias"]) @ sd[f"{p}.mlp.2.weight"].T + sd[f"{p}.mlp.2.bias"]
+    x = F.relu(x @ sd[f"{p}.mlp.0.weight"].T + sd[f"{p}.mlp.0.bias"])
+    x = x @ sd[f"{p}.mlp.2.weight"].T + sd[f"{p}.mlp.2.bias"]
     p = "slot_attn.slot_attention"
     inputs = layer_norm(x, sd, f"{p}.norm_inputs")
     slot_size = sd[f"{p}.project_q.weight"].shape[0]
@@ -52,7 +53,8 @@ def slot_attention(features, sd, iterations=3):
         masks = logits.softmax(-1)
         weights = (masks + 1e-8) / (masks + 1e-8).sum(1, keepdim=True)
         slots = gru(weights.transpose(-1, -2) @ v, slots, sd, f"{p}.gru")
-        hidden = F.relu(layer_norm(slots, sd, f"{p}.norm_mlp") @ sd[f"{p}.mlp.0.weight"].T + sd[f"{p}.mlp.0.bias"])
+        hidden = F.relu(layer_norm(slots, sd,
+                                   f"{p}.norm_mlp") @ sd[f"{p}.mlp.0.weight"].T + sd[f"{p}.mlp.0.bias"])
         slots = slots + hidden @ sd[f"{p}.mlp.2.weight"].T + sd[f"{p}.mlp.2.bias"]
     return slots, masks, logits
 
@@ -70,7 +72,8 @@ def decoder(slots, targets, sd, order, order_id, heads, num_blocks):
         out, cross = attention(layer_norm(tokens, sd, f"{p}.encoder_decoder_attn_layer_norm"), memory, sd,
                                f"{p}.encoder_decoder_attn", heads, causal=False)
         tokens = tokens + out
-        hidden = F.relu(layer_norm(tokens, sd, f"{p}.ffn_layer_norm") @ sd[f"{p}.ffn.0.weight"].T + sd[f"{p}.ffn.0.bias"])
+        hidden = F.relu(layer_norm(tokens, sd,
+                                   f"{p}.ffn_layer_norm") @ sd[f"{p}.ffn.0.weight"].T + sd[f"{p}.ffn.0.bias"])
         tokens = tokens + hidden @ sd[f"{p}.ffn.2.weight"].T + sd[f"{p}.ffn.2.bias"]
     tokens = layer_norm(tokens, sd, "dec.layer_norm")
     masks = cross.sum(1)

@@ -19,9 +19,11 @@ TO_OFFICIAL = [
     (r"^target_encoder\.vit\.", "second_encoder."), (r"^encoder\.vit\.", "encoder."),
     (r"^slot_attention\.", "slot_attn."), (r"^decoder\.bos_tokens$", "bos_tokens"),
     (r"^decoder\.input_proj\.", "input_proj."), (r"^decoder\.slot_proj\.", "slot_proj."),
-    (r"\.self_attn_norm\.", ".self_attn_layer_norm."), (r"\.cross_attn_norm\.", ".encoder_decoder_attn_layer_norm."),
+    (r"\.self_attn_norm\.", ".self_attn_layer_norm."), (r"\.cross_attn_norm\.",
+                                                        ".encoder_decoder_attn_layer_norm."),
     (r"\.cross_attn\.", ".encoder_decoder_attn."), (r"\.ffn_norm\.", ".ffn_layer_norm."),
-    (r"^decoder\.transformer\.", "dec."), (r"^decoder\.pos_embed$", "dec.pos_embed"), (r"^decoder\.mlp\.", "dec.decoder."),
+    (r"^decoder\.transformer\.", "dec."), (r"^decoder\.pos_embed$", "dec.pos_embed"), (r"^decoder\.mlp\.",
+                                                                                       "dec.decoder."),
 ]
 
 
@@ -71,10 +73,12 @@ def test_same_outputs_as_an_independent_functional_reference():
         recon, dec_masks = reference_spot.decoder(slots, features, official, model.decoder.orders[order_id],
                                                   order_id, heads=4, num_blocks=2)
         torch.testing.assert_close(out.slots, slots, atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(out.slot_masks.flatten(2).transpose(1, 2), slot_masks, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(out.slot_masks.flatten(2).transpose(1, 2), slot_masks, atol=1e-5,
+                                   rtol=1e-4)
         torch.testing.assert_close(out.slot_logits.flatten(2).transpose(1, 2), logits, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(out.reconstruction, recon, atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(out.decoder_masks.flatten(2).transpose(1, 2), dec_masks, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(out.decoder_masks.flatten(2).transpose(1, 2), dec_masks, atol=1e-5,
+                                   rtol=1e-4)
 
 
 def test_mismatched_checkpoint_lists_keys_and_shapes():
@@ -97,7 +101,7 @@ def test_round_trip_of_our_checkpoints(tmp_path):
     save_model(model, path, epoch=3)
     loaded = load_model(path)
     assert loaded.config == model.config
-    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=False):
         assert torch.equal(a, b), name
     images = torch.randn(2, 3, 64, 64)
     torch.testing.assert_close(loaded(images).decoder_masks, model(images).decoder_masks, rtol=0, atol=0)
@@ -246,7 +250,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def format1_payload(model):
     """What save_model wrote before format 2: one flat "config" with every field."""
-    return {"format": "spot-tutorial", "version": 1, "config": model.config.to_dict(), "model": model.state_dict()}
+    return {"format": "spot-tutorial", "version": 1, "config": model.config.to_dict(),
+            "model": model.state_dict()}
 
 
 def test_a_checkpoint_stores_the_architecture_apart_from_the_settings(tmp_path):

@@ -11,7 +11,8 @@ def test_bos_token_count_is_a_validated_model_shape():
     raster = SPOTConfig(num_bos_tokens=1, train_permutations="standard")
     assert raster.num_orders == 1 and SPOTConfig.from_dict(raster.to_dict()) == raster
     assert SPOTConfig(num_bos_tokens=1, train_permutations=[0], eval_permutations=[0]).num_orders == 1
-    with pytest.raises(ConfigError, match="1 \\[BOS\\] token decodes raster order only: set train_permutations"):
+    with pytest.raises(ConfigError,
+                       match="1 \\[BOS\\] token decodes raster order only: set train_permutations"):
         SPOTConfig(num_bos_tokens=1)  # train_permutations='random' needs all nine
     with pytest.raises(ConfigError, match="1 \\[BOS\\] token.*eval_permutations"):
         SPOTConfig(num_bos_tokens=1, train_permutations="standard", eval_permutations="all")

@@ -18,7 +18,8 @@ def test_training_items_from_a_folder_of_any_sizes_and_modes(tmp_path):
     (tmp_path / "photos" / ".hidden.png").write_bytes(b"")
     dataset = ImageFolder(tmp_path / "photos", train=True, image_size=32)
     assert len(dataset) == len(files)  # recursive; text and hidden files skipped
-    assert [str(p) for p in dataset.relative_paths] == sorted(str(f.relative_to(tmp_path / "photos")) for f in files)
+    expected = sorted(str(f.relative_to(tmp_path / "photos")) for f in files)
+    assert [str(p) for p in dataset.relative_paths] == expected
     for index in range(len(dataset)):
         item = dataset[index]
         assert set(item) == {"image"} and item["image"].shape == (3, 32, 32)

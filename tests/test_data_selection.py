@@ -51,7 +51,8 @@ def test_coco_holdout_comes_from_train2017_with_its_annotations(tmp_path):
         for info in images:
             _image(tmp_path / f"{split}2017" / info["file_name"], seed=info["id"])
     annotations = [{"id": 100 + i, "image_id": i, "category_id": 7, "iscrowd": 0, "area": 1.0,
-                    "bbox": [0, 0, 1, 1], "segmentation": [[2, 2, 10, 2, 10, 10, 2, 10]]} for i in (1, 2, 3, 5)]
+                    "bbox": [0, 0, 1, 1], "segmentation": [[2, 2, 10, 2, 10, 10, 2, 10]]} for i in (1, 2, 3,
+                                                                                                    5)]
     content = {"images": images, "annotations": annotations, "categories": [{"id": 7, "name": "cup"}]}
     (tmp_path / "annotations" / "instances_train2017.json").write_text(json.dumps(content))
     config = get_preset("coco", selection_images=2, gt_mask_size=16, image_size=16)

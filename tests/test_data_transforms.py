@@ -110,7 +110,8 @@ def test_eval_mask_transform_equals_pil_nearest(kind, mask_size):
         out = transform(labels)
         assert out.dtype == torch.int64 and out.shape == (mask_size, mask_size)
         assert np.array_equal(out.numpy(), expected), (
-            f"{kind} {height}x{width} -> {mask_size}: {(out.numpy() != expected).mean():.3%} of pixels differ")
+            f"{kind} {height}x{width} -> {mask_size}: {(out.numpy() != expected).mean():.3%} of pixels "
+            f"differ")
 
 
 def test_eval_mask_transform_equals_pil_nearest_on_aspect_ratio_edge_cases():

@@ -52,7 +52,8 @@ def voc_root(tmp_path):
     names = ["2007_000032", "2007_000039"]
     objects, classes = _label_maps()
     for name in names + ["2008_000001"]:  # the last one is a trainaug-only image (no masks)
-        Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(root / "JPEGImages" / f"{name}.jpg")
+        Image.fromarray(rng.integers(0, 256, (H, W, 3),
+                                     dtype=np.uint8)).save(root / "JPEGImages" / f"{name}.jpg")
     for name in names:
         _save_palette_png(objects, root / "SegmentationObject" / f"{name}.png")
         _save_palette_png(classes, root / "SegmentationClass" / f"{name}.png")
@@ -124,6 +125,7 @@ def test_corrupt_image(voc_root):
 
 def test_rgb_label_png_is_rejected(voc_root):
     objects, _ = _label_maps()
-    Image.fromarray(np.stack([objects] * 3, axis=-1)).save(voc_root / "SegmentationObject" / "2007_000032.png")
+    Image.fromarray(np.stack([objects] * 3,
+                             axis=-1)).save(voc_root / "SegmentationObject" / "2007_000032.png")
     with pytest.raises(ValueError, match="palette"):
         PascalVOC(voc_root)[0]

@@ -36,7 +36,8 @@ def test_all_orders_equal_the_mean_of_the_nine_single_orders():
     slots, targets = torch.randn(2, K, S), torch.randn(2, N, D)
     together = decoder(slots, targets, list(range(9)))
     singles = [decoder(slots, targets, [p]) for p in range(9)]
-    torch.testing.assert_close(together.reconstruction, torch.stack([s.reconstruction for s in singles]).mean(0))
+    torch.testing.assert_close(together.reconstruction,
+                               torch.stack([s.reconstruction for s in singles]).mean(0))
     torch.testing.assert_close(together.masks, torch.stack([s.masks for s in singles]).mean(0))
     # and the orders really differ from each other
     assert not torch.allclose(singles[0].reconstruction, singles[5].reconstruction)

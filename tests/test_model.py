@@ -7,7 +7,8 @@ from conftest import tiny_model
 
 from spot_tutorial import SPOT, SPOTConfig, get_preset
 
-OPTIONS = list(itertools.product(["shared_gaussian", "embedding"], ["bi-level", "fixed-point", "none"], [1, 2]))
+OPTIONS = list(itertools.product(["shared_gaussian", "embedding"], ["bi-level", "fixed-point", "none"], [1,
+                                                                                                         2]))
 
 
 @pytest.mark.parametrize("init, truncate, heads", OPTIONS)
@@ -112,7 +113,7 @@ def test_stage2_runs_shared_frozen_blocks_once_with_identical_results():
     shared = model.encode(images)
     model.share_encoder_blocks = False
     separate = model.encode(images)
-    for a, b in zip(shared, separate):
+    for a, b in zip(shared, separate, strict=False):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     # a frozen block that differs is no longer shared (and is noticed without any explicit reset)
     with torch.no_grad():
@@ -129,7 +130,8 @@ def test_stage2_training_steps_do_not_compare_the_encoders_again(monkeypatch):
     model = SPOT.from_config(config)
     calls = []
     compare = model.encoder.frozen_prefix_shared_with
-    monkeypatch.setattr(model.encoder, "frozen_prefix_shared_with", lambda other: calls.append(1) or compare(other))
+    monkeypatch.setattr(model.encoder, "frozen_prefix_shared_with",
+                        lambda other: calls.append(1) or compare(other))
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     images = torch.randn(2, 3, 32, 32)
     for _ in range(3):  # the optimiser changes the trained blocks 8-11 at every step

@@ -14,7 +14,8 @@ def test_package_data_patterns_match_files():
     package_data = project.get("tool", {}).get("setuptools", {}).get("package-data", {})
     for package, patterns in package_data.items():
         for pattern in patterns:
-            assert list((ROOT / package).glob(pattern)), f"pyproject ships {package}/{pattern}, which matches no file"
+            assert list((ROOT / package).glob(pattern)), (
+                f"pyproject ships {package}/{pattern}, which matches no file")
 
 
 def test_no_module_points_at_internal_notes():

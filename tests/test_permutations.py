@@ -26,7 +26,7 @@ def test_every_order_is_a_permutation_and_inverse_undoes_it(side):
     assert torch.equal(orders.sort(dim=1).values, torch.arange(side * side).expand_as(orders))
     inverse = inverse_orders(orders)
     tokens = torch.randn(side * side)
-    for order, inv in zip(orders, inverse):
+    for order, inv in zip(orders, inverse, strict=False):
         assert torch.equal(tokens[order][inv], tokens)
 
 

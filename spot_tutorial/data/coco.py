@@ -161,7 +161,8 @@ class COCO2017(Dataset):
             truth = self.panoptic[image_id]
             if truth.segments.shape != instance.shape:
                 raise DatasetError(f"the panoptic PNG of image {image_id} is {truth.segments.shape[1]}x"
-                                   f"{truth.segments.shape[0]}, the image {instance.shape[1]}x{instance.shape[0]}")
+                                   f"{truth.segments.shape[0]}, the image "
+                                   f"{instance.shape[1]}x{instance.shape[0]}")
             item["panoptic_mask"] = self.mask_transform(truth.segments)
             item["panoptic_crowd"] = self.mask_transform(truth.crowd)
         return item

@@ -73,7 +73,8 @@ class ImageFolder(Dataset):
             if train:
                 raise DatasetError("mask PNGs are for evaluation; a training folder needs none (drop masks=)")
             self.mask_root = require_dir(Path(masks).expanduser(), "mask folder",
-                                         "Pass the folder of instance-mask PNGs parallel to the images (--mask-path).")
+                                         "Pass the folder of instance-mask PNGs parallel to the images "
+                                         "(--mask-path).")
         exclude = self.mask_root if exclude is None else Path(exclude)
         images = list_images(self.root, exclude=exclude)
         if not images:

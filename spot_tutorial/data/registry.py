@@ -87,7 +87,8 @@ def build_datasets(config: SPOTConfig, data_path: str | os.PathLike | None = Non
         train_set = COCO2017(data_path, "train", train=True, random_crop=config.random_crop, **common)
         eval_set = COCO2017(data_path, "val", mask_size=config.gt_mask_size, panoptic=panoptic, **common)
     elif name == "folder":  # your own images, the COCO recipe's transforms
-        train_set = ImageFolder(data_path, train=True, random_crop=config.random_crop, exclude=mask_path, **common)
+        train_set = ImageFolder(data_path, train=True, random_crop=config.random_crop, exclude=mask_path,
+                                **common)
         eval_set = ImageFolder(data_path, masks=mask_path, mask_size=config.gt_mask_size, **common)
     elif name == "voc":
         train_set = PascalVOC(data_path, "trainaug", train=True, random_crop=config.random_crop, **common)
@@ -107,7 +108,8 @@ def split_off(train_set: Dataset, train_keys: Sequence[Hashable], scored: Datase
     keep = [i for i, key in enumerate(train_keys) if key not in held_out]
     chosen = [i for i, key in enumerate(scored_keys) if key in held_out]
     if not keep:
-        raise ConfigError(f"holding out {len(chosen)} images leaves no training images; lower selection_images")
+        raise ConfigError(f"holding out {len(chosen)} images leaves no training images; lower "
+                          f"selection_images")
     return Subset(train_set, keep), Subset(scored, chosen)
 
 
@@ -152,7 +154,8 @@ def holdout_split(config: SPOTConfig, train_set: Dataset, data_path: str | os.Pa
         train_keys, scored_keys = [base.names[i] for i in indices], scored.names
     elif name == "folder":
         if mask_path is None:
-            raise ConfigError("model selection on an image folder scores held-out images against their masks: "
+            raise ConfigError("model selection on an image folder scores held-out images against their "
+                              "masks: "
                               "pass --mask-path (a folder of instance-mask PNGs), or drop --selection-images "
                               "and --select-by (the model to report is then last.pt)")
         scored = ImageFolder(data_path, masks=mask_path, **common)
@@ -163,6 +166,7 @@ def holdout_split(config: SPOTConfig, train_set: Dataset, data_path: str | os.Pa
         train_keys = [base.frames[i][0] for i in indices]
         scored_keys = [video for video, _ in scored.frames]
     else:
-        raise ConfigError(f"model selection on held-out training images is not available for dataset {name!r}")
+        raise ConfigError(f"model selection on held-out training images is not available for dataset "
+                          f"{name!r}")
     held_out = last_keys(scored_keys, config.selection_images)
     return split_off(Subset(base, indices), train_keys, scored, scored_keys, held_out)

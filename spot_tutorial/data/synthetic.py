@@ -237,7 +237,7 @@ class SyntheticShapes(Dataset):
         masks = np.stack([
             shape_mask(SHAPES[kind], xs, ys, cx, cy, radius, rng.uniform(0, 2 * np.pi),
                        rng.uniform(0.5, 0.75))
-            for kind, (cx, cy, radius) in zip(kinds, placed)
+            for kind, (cx, cy, radius) in zip(kinds, placed, strict=False)
         ]) if placed else np.zeros((0, size, size), dtype=bool)
         keep = visible_objects(masks)
         masks, kinds = masks[keep], kinds[keep]

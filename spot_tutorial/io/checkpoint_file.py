@@ -137,7 +137,8 @@ def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], sourc
     for title, items in (("missing from checkpoint", missing), ("not in model", unexpected),
                          ("shape mismatch", mismatched)):
         if items:
-            shown = "\n    ".join(items[:20]) + (f"\n    ... and {len(items) - 20} more" if len(items) > 20 else "")
+            shown = "\n    ".join(items[:20]) + (f"\n    ... and {len(items) - 20} "
+                                                 f"more" if len(items) > 20 else "")
             problems.append(f"  {title} ({len(items)}):\n    {shown}")
     if problems:
         raise CheckpointError(f"checkpoint {source} does not fit the model:\n" + "\n".join(problems))

@@ -38,7 +38,8 @@ OFFICIAL_KEY_RULES: list[tuple[str, str]] = [
     (r"^input_proj\.", "decoder.input_proj."),
     (r"^slot_proj\.", "decoder.slot_proj."),
     (r"^dec\.blocks\.(\d+)\.self_attn_layer_norm\.", r"decoder.transformer.blocks.\1.self_attn_norm."),
-    (r"^dec\.blocks\.(\d+)\.encoder_decoder_attn_layer_norm\.", r"decoder.transformer.blocks.\1.cross_attn_norm."),
+    (r"^dec\.blocks\.(\d+)\.encoder_decoder_attn_layer_norm\.",
+     r"decoder.transformer.blocks.\1.cross_attn_norm."),
     (r"^dec\.blocks\.(\d+)\.encoder_decoder_attn\.", r"decoder.transformer.blocks.\1.cross_attn."),
     (r"^dec\.blocks\.(\d+)\.ffn_layer_norm\.", r"decoder.transformer.blocks.\1.ffn_norm."),
     (r"^dec\.blocks\.", "decoder.transformer.blocks."),
@@ -97,7 +98,8 @@ def _num_decoder_blocks(state: Mapping[str, torch.Tensor]) -> int:
             "(older files: 'tf_dec.blocks.<i>.*') or MLP-decoder layers 'dec.decoder.*'; the file's "
             f"top-level names are {prefixes}")
     if indices != set(range(max(indices) + 1)):
-        raise CheckpointError(f"decoder blocks {sorted(indices)} are not numbered 0..n-1: the file is incomplete")
+        raise CheckpointError(f"decoder blocks {sorted(indices)} are not numbered 0..n-1: the file is "
+                              f"incomplete")
     return len(indices)
 
 
@@ -172,7 +174,8 @@ def load_official_checkpoint(path_or_state_dict: str | os.PathLike | Mapping[str
         vit_encoder = build_encoder(encoder, config.image_size, pretrained=False,
                                     final_norm=config.encoder_final_norm)
     else:
-        vit_encoder = encoder if isinstance(encoder, ViTEncoder) else ViTEncoder(encoder, config.encoder_final_norm)
+        vit_encoder = encoder if isinstance(encoder, ViTEncoder) else ViTEncoder(encoder,
+                                                                                 config.encoder_final_norm)
     target = None
     if has_target:
         import copy
@@ -228,7 +231,8 @@ class InitReport:
     unused: list[str]        # tensors of the file the model has no place for
 
     def summary(self) -> str:
-        parts = [f"initialised from {self.source} ({self.kind} checkpoint): {len(self.loaded)} tensors loaded"]
+        parts = [f"initialised from {self.source} ({self.kind} checkpoint): {len(self.loaded)} tensors "
+                 f"loaded"]
         for title, names in (("kept as built", self.kept_fresh), ("not used", self.unused)):
             if names:
                 shown = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
@@ -260,7 +264,8 @@ def initialize_from(model: SPOT, path: str | os.PathLike) -> InitReport:
     state, kind = checkpoint_state(path, model.config)
     expected = model.state_dict()
     target_prefix, encoder_prefix = "target_encoder.", "encoder."
-    if any(k.startswith(target_prefix) for k in expected) and not any(k.startswith(target_prefix) for k in state):
+    expects_target = any(k.startswith(target_prefix) for k in expected)
+    if expects_target and not any(k.startswith(target_prefix) for k in state):
         state.update({target_prefix + k[len(encoder_prefix):]: v for k, v in state.items()
                       if k.startswith(encoder_prefix)})
     mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
@@ -270,6 +275,8 @@ def initialize_from(model: SPOT, path: str | os.PathLike) -> InitReport:
                               "size and decoder sizes are needed):\n    " + "\n    ".join(mismatched[:20]))
     loaded = sorted(set(state) & set(expected))
     if not any(k.startswith("slot_attention.") for k in loaded):
-        raise CheckpointError(f"--init-from {path}: no slot-attention weights fit the model; is it a SPOT checkpoint?")
+        raise CheckpointError(f"--init-from {path}: no slot-attention weights fit the model; is it a SPOT "
+                              f"checkpoint?")
     model.load_state_dict({k: state[k] for k in loaded}, strict=False)
-    return InitReport(str(path), kind, loaded, sorted(set(expected) - set(state)), sorted(set(state) - set(expected)))
+    return InitReport(str(path), kind, loaded, sorted(set(expected) - set(state)),
+                      sorted(set(state) - set(expected)))

@@ -18,4 +18,5 @@ from spot_tutorial.model.permutations import patch_orders
 from spot_tutorial.model.slot_attention import SlotAttention, SlotAttentionEncoder
 from spot_tutorial.model.spot import SPOT
 
-__all__ = ["SPOT", "SPOTOutput", "ViTEncoder", "build_encoder", "SlotAttention", "SlotAttentionEncoder", "AutoregressiveDecoder", "MLPDecoder", "patch_orders"]
+__all__ = ["SPOT", "SPOTOutput", "ViTEncoder", "build_encoder", "SlotAttention", "SlotAttentionEncoder",
+           "AutoregressiveDecoder", "MLPDecoder", "patch_orders"]

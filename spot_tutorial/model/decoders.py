@@ -138,7 +138,8 @@ class AutoregressiveDecoder(nn.Module):
         if attention_impl not in ATTENTION_IMPLS:
             raise ValueError(f"attention_impl={attention_impl!r}; choose one of {ATTENTION_IMPLS}")
         if not 1 <= num_orders <= 9:
-            raise ValueError(f"num_orders must be between 1 and 9 (one [BOS] token per order), got {num_orders}")
+            raise ValueError(f"num_orders must be between 1 and 9 (one [BOS] token per order), got "
+                             f"{num_orders}")
         self.num_patches, self.attention_impl = num_patches, attention_impl
         self.bos_tokens = nn.Parameter(torch.randn(num_orders, 1, 1, d_model) * 0.02)  # one per order
         self.input_proj = nn.Sequential(linear(d_model, d_model, bias=False), nn.LayerNorm(d_model))

@@ -123,15 +123,18 @@ class ViTEncoder(nn.Module):
         def same(a: nn.Module, b: nn.Module) -> bool:
             pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
             return pa.keys() == pb.keys() and all(
-                not pa[k].requires_grad and pa[k].shape == pb[k].shape and torch.equal(pa[k], pb[k]) for k in pa)
+                not pa[k].requires_grad and pa[k].shape == pb[k].shape and torch.equal(pa[k],
+                                                                                       pb[k]) for k in pa)
 
         vit, other_vit = self.vit, other.vit
-        embed_names = [n for n, _ in vit.named_parameters() if not n.startswith(("blocks.", "norm.", "fc_norm.", "head"))]
+        embed_names = [n for n, _ in vit.named_parameters() if not n.startswith(("blocks.", "norm.",
+                                                                                 "fc_norm.", "head"))]
         own, theirs = dict(vit.named_parameters()), dict(other_vit.named_parameters())
-        if any(n not in theirs or own[n].requires_grad or not torch.equal(own[n], theirs[n]) for n in embed_names):
+        if any(n not in theirs or own[n].requires_grad or not torch.equal(own[n],
+                                                                          theirs[n]) for n in embed_names):
             return 0
         shared = 0
-        for block, other_block in zip(vit.blocks, other_vit.blocks):
+        for block, other_block in zip(vit.blocks, other_vit.blocks, strict=False):
             if not same(block, other_block):
                 break
             shared += 1

@@ -28,7 +28,8 @@ class SPOT(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = as_vit_encoder(encoder, config)
-        self.target_encoder = None if target_encoder is None else as_vit_encoder(target_encoder, config, frozen=True)
+        self.target_encoder = None if target_encoder is None else as_vit_encoder(target_encoder, config,
+                                                                                 frozen=True)
         grid = self.encoder.grid_size
         if self.encoder.vit.patch_embed.grid_size[0] != self.encoder.vit.patch_embed.grid_size[1]:
             raise ValueError(f"SPOT needs a square token grid, the encoder gives "
