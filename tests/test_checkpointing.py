@@ -30,7 +30,8 @@ def test_a_run_state_round_trips_through_a_safe_load(tmp_path):
     optimizer.step()
     progress = Progress(step=7, epoch=1, batch_in_epoch=2, total_steps=20.0)
     rng_states = [{"torch": torch.get_rng_state()}]
-    atomic_save(run_state(1, config, model, optimizer, progress, rng_states, None, None), tmp_path / "last.pt")
+    state = run_state(1, config, model, optimizer, progress, rng_states, None, None)
+    atomic_save(state, tmp_path / "last.pt")
     payload = safe_load(tmp_path / "last.pt")
     check_resumable(payload, config.replace(num_workers=3, max_steps=40), stage=1, path=tmp_path)
     torch.manual_seed(1)
@@ -112,7 +113,8 @@ def test_the_fp16_loss_scale_is_saved_and_restored(tmp_path):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     scaler = _scaler_after_real_steps()
     assert scaler.get_scale() == 512.0 and scaler.state_dict()["_growth_tracker"] == 3
-    atomic_save(run_state(1, config, model, optimizer, Progress(), [], None, None, scaler), tmp_path / "last.pt")
+    state = run_state(1, config, model, optimizer, Progress(), [], None, None, scaler)
+    atomic_save(state, tmp_path / "last.pt")
     payload = safe_load(tmp_path / "last.pt")   # weights_only: the scaler state is plain numbers
     fresh = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=5)
     restore_run_state(payload, model, optimizer, "last.pt", fresh)

@@ -22,7 +22,7 @@ def test_learning_rate_warmup_then_cosine_at_known_steps():
     assert learning_rate(110, total, config) == pytest.approx(1e-5)
     assert learning_rate(500, total, config) == pytest.approx(1e-5)             # stays at lr_min
     values = [learning_rate(s, total, config) for s in range(10, 111)]
-    assert all(b <= a for a, b in zip(values, values[1:]))                       # monotone decay
+    assert all(b <= a for a, b in zip(values, values[1:], strict=False))  # monotone decay
 
 
 def test_ce_weight_constant_or_cosine_to_zero():

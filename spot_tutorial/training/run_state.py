@@ -135,4 +135,5 @@ def selection_improves(results: dict[str, dict[str, float]], select_by: str, pro
 def best_state(stage: int, config: SPOTConfig, model: nn.Module, step: int,
                results: dict[str, dict[str, float]], select_by: str, selected_on: str) -> dict[str, Any]:
     """The payload of best.pt: the selected model and the scores that chose it."""
-    return {**config_payload(config), "stage": stage, "model": model.state_dict(), "step": step, "metrics": results, "select_by": select_by, "selected_on": selected_on}
+    return {**config_payload(config), "stage": stage, "model": model.state_dict(), "step": step,
+            "metrics": results, "select_by": select_by, "selected_on": selected_on}
