@@ -95,6 +95,7 @@ def test_quick_run_writes_every_output_with_rows_for_every_variant(ablation, qui
     assert not list(out.glob("results/**/*.pt")), "checkpoints must stay out of the results folder"
 
 
+@pytest.mark.slow
 def test_plot_only_regenerates_from_the_stored_json(ablation, quick_run):
     out, argv, paths = quick_run
     before = json.loads(paths["json"].read_text())

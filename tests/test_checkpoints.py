@@ -41,6 +41,7 @@ def random_official_state(shapes):
             for k, s in shapes.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["stage1_teacher", "stage2_student", "dinosaur_mlp_baseline"])
 def test_authors_coco_layout_maps_completely_onto_the_coco_model(official_layouts, layout):
     (title, shapes), = [(t, s) for t, s in official_layouts.items() if t.startswith(layout)]

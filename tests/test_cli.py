@@ -64,6 +64,7 @@ def test_bad_options_are_refused_with_a_message(capsys):
     assert "--teacher" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_both_stages_from_the_command_line(tmp_path):
     common = ["--preset", "synthetic", "--train-images", "32", "--eval-images", "8", "--batch-size", "8",
               "--max-steps", "3", "--device", "cpu", "--no-progress"]
@@ -87,6 +88,7 @@ def test_grid_baseline_masks():
     assert masks[:, 4].sum() == 0
 
 
+@pytest.mark.slow
 def test_quickstart_runs_end_to_end_as_a_module(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "spot_tutorial", "quickstart", "--minutes", "0.03",
@@ -116,6 +118,7 @@ def test_quickstart_runs_end_to_end_as_a_module(tmp_path):
     assert (tmp_path / "teacher" / "last.pt").is_file() and (tmp_path / "student" / "last.pt").is_file()
 
 
+@pytest.mark.slow
 def test_quickstart_without_prerendering_renders_in_a_data_worker_in_both_stages(tmp_path):
     from spot_tutorial.apps.quickstart import run_quickstart
 

@@ -143,6 +143,7 @@ def test_stage2_training_steps_do_not_compare_the_encoders_again(monkeypatch):
     assert model.shared_encoder_blocks() == 8 and len(calls) == 2
 
 
+@pytest.mark.slow
 def test_compiled_modules_give_the_same_outputs_gradients_and_state_dict(monkeypatch):
     # compiled code draws random numbers with its own generator unless told to use torch's
     monkeypatch.setattr(torch._inductor.config, "fallback_random", True)

@@ -102,6 +102,7 @@ def test_existing_run_is_not_overwritten_and_resume_checks_the_config(tmp_path):
         Trainer(tiny_config(max_steps=2, lr_main=1.0), output_dir=tmp_path, resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_time_budget_stops_the_run(tmp_path):
     config = tiny_config(max_steps=0, epochs=10**6, max_minutes=0.02)
     result = Trainer(config, output_dir=tmp_path, progress=False).fit()
@@ -153,6 +154,7 @@ def _start_run(script, output_dir, mode, overrides):
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.mark.slow
 def test_run_killed_with_sigkill_and_resumed_ends_with_identical_weights(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(RUN_SCRIPT)
@@ -206,6 +208,7 @@ DDP_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_train_in_sync_and_reduce_metrics(tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
@@ -271,6 +274,7 @@ def test_cpu_bf16_autocast_keeps_the_loss_and_masks_close_to_fp32(tmp_path):
     assert agreement > 0.9
 
 
+@pytest.mark.slow
 def test_a_data_loading_worker_trains_the_same_weights(tmp_path):
     """Rendering the batches in a worker process (the quickstart's second core) changes nothing."""
     weights = []
@@ -293,6 +297,7 @@ def test_selection_needs_held_out_training_images(tmp_path):
         Trainer(tiny_config(), output_dir=tmp_path, progress=False, select_by="decoder/mbo_i")
 
 
+@pytest.mark.slow
 def test_best_checkpoint_is_chosen_on_held_out_training_images(tmp_path):
     config = tiny_config(train_images=48, eval_images=8, selection_images=16, max_steps=12, eval_every=1)
     trainer = Trainer(config, output_dir=tmp_path, progress=False)
@@ -343,6 +348,7 @@ def test_fused_adam_takes_the_same_steps_as_plain_adam():
         torch.testing.assert_close(fused, plain, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_resumed_fp16_run_continues_with_its_loss_scale(tmp_path, monkeypatch):
     """fp16 (GPUs without bf16) trains with a GradScaler; its state is in last.pt. On the CPU the
     same path runs by asking for fp16 autocast, as `precision.training_precision` does on a T4."""

@@ -101,6 +101,7 @@ def test_read_training_log_holds_the_steps_losses_and_evaluations_of_a_run(short
     assert viz.read_training_log(short_run / "log.jsonl") == log   # the folder or the file
 
 
+@pytest.mark.slow
 def test_a_resumed_log_keeps_the_later_record_of_a_step(short_run, tmp_path):
     lines = (short_run / "log.jsonl").read_text().splitlines()
     repeated = json.loads(next(line for line in lines if '"step": 4,' in line and '"train"' in line))
