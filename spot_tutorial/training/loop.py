@@ -9,11 +9,11 @@ masks into the student's slot-attention masks (`spot_tutorial.training.objective
 Every optimisation step: lr and w from their schedules (`spot_tutorial.training.schedules`), the batch's
 loss, then Adam after clipping the gradient in the infinity norm (`spot_tutorial.training.optimizers`).
 That loop is `Trainer.fit`; what a real run needs around it lives in modules of its own:
-mixed precision (`precision`: bf16 autocast where the GPU has native bf16, fp16 with gradient
-scaling on older GPUs such as a T4 or V100), several GPUs with torchrun (`distributed`), exact
-resumption (`checkpointing`, `randomness`: a run killed at any moment and restarted with
-``resume=True`` ends with the same weights as one never interrupted), and the logs, curves and
-figures (`run_logging`).
+mixed precision and random states (`spot_tutorial.runtime`: bf16 autocast where the GPU has
+native bf16, fp16 with gradient scaling on older GPUs such as a T4 or V100), several GPUs with
+torchrun (`training.distributed`), exact resumption (`training.run_state`: a run killed at any
+moment and restarted with ``resume=True`` ends with the same weights as one never interrupted),
+and the logs, curves and figures (`training.logs`).
 
 Which checkpoint to report: the paper reports the *last* one, and so does this trainer (last.pt).
 The periodic evaluation on the evaluation split (COCO val2017, VOC val) is a learning curve only;
@@ -47,9 +47,9 @@ from spot_tutorial.runtime import autocast as precision_autocast
 from spot_tutorial.runtime import (
     capture_rng_state,
     cpu_has_native_bf16,
+    evaluation_precision,
     isolated_rng,
     resolve_device,
-    restore_rng_state,
     seed_everything,
     training_precision,
 )
@@ -68,10 +68,9 @@ from spot_tutorial.training.run_state import (
     LAST,
     Progress,
     best_state,
-    check_resumable,
     check_selection,
     clear_previous_run,
-    restore_run_state,
+    resume_run,
     run_state,
     selection_improves,
 )
@@ -89,6 +88,30 @@ EVAL_SEED_OFFSET = 12345  # evaluation draws its slot noise from seed + this, ap
 
 class NonFiniteLossError(RuntimeError):
     """The loss or the gradient became NaN or infinite; training stopped."""
+
+
+def non_finite_error(what: str, value: torch.Tensor, progress: Progress, last: Path) -> NonFiniteLossError:
+    """The error that stops a run whose loss or gradient is NaN/inf, saying what is kept and what to do."""
+    kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+    return NonFiniteLossError(
+        f"the {what} is {float(value.detach().float())} at step {progress.step} "
+        f"(epoch {progress.epoch}); training stopped and nothing was saved after it: {kept}. "
+        "Lower lr_main (--lr-main) or clip (--clip), check the data, then resume with --resume "
+        "or restart.")
+
+
+def save_step_figure(model: SPOT, figure_batch: tuple[torch.Tensor, dict], device: torch.device,
+                     orders: Any, autocast: Any, path: Path) -> None:
+    """Slot and decoder masks of the figure images beside their ground truth, written to `path`."""
+    images, ground_truth = figure_batch
+    images = images.to(device)
+    with torch.no_grad(), isolated_rng(device, 0), autocast:
+        was_training = model.training
+        output = model.eval()(images, permutations=orders)
+        model.train(was_training)
+    masks = {**ground_truth, "slot masks": output.slot_masks.float(),
+             "decoder masks": output.decoder_masks.float()}
+    viz.save_mask_figure(path, images.cpu(), masks, dpi=80)
 
 
 @dataclass
@@ -233,26 +256,11 @@ class Trainer:
             self.model.compile_modules()
 
     def _resume(self) -> None:
-        path = self.output_dir / LAST
-        if not path.exists():
-            if self.is_main:
-                print(f"[spot] no checkpoint at {path}; starting a new run")
-            return
-        payload = safe_load(path, map_location="cpu")
-        check_resumable(payload, self.config, self.stage, path)
-        self.progress = restore_run_state(payload, self.model, self.optimizer, str(path), self.scaler)
-        # `epochs` / `max_steps` may have grown
-        self.progress.total_steps = planned_steps(self.config, self.sampler.steps_per_epoch)
-        rng_states = payload["rng"]
-        if len(rng_states) == self.distributed.world_size:
-            restore_rng_state(rng_states[self.distributed.rank])
-        elif self.is_main:
-            print(f"[spot] {path} was written by {len(rng_states)} process(es), "
-                  f"now {self.distributed.world_size}: "
-                  "random states are re-seeded, so the run continues but not bit for bit")
-        if self.is_main:
-            print(f"[spot] resumed {path} at step {self.progress.step} (epoch {self.progress.epoch}, "
-                  f"batch {self.progress.batch_in_epoch})")
+        progress = resume_run(self.output_dir / LAST, self.config, self.stage, self.model, self.optimizer,
+                              self.scaler, self.distributed.rank, self.distributed.world_size, self.is_main)
+        if progress is not None:  # `epochs` / `max_steps` may have grown since
+            self.progress = progress
+            self.progress.total_steps = planned_steps(self.config, self.sampler.steps_per_epoch)
 
     # -- data ----------------------------------------------------------------------------------
     def _train_loader(self) -> DataLoader:
@@ -304,14 +312,7 @@ class Trainer:
             self._stop_non_finite("gradient (infinity norm)", grad_norm)
 
     def _stop_non_finite(self, what: str, value: torch.Tensor) -> None:
-        last = self.output_dir / LAST
-        kept = (f"the last good checkpoint is {last}" if last.exists()
-                else "no checkpoint was written yet")
-        raise NonFiniteLossError(
-            f"the {what} is {float(value.detach().float())} at step {self.progress.step} "
-            f"(epoch {self.progress.epoch}); training stopped and nothing was saved after it: {kept}. "
-            "Lower lr_main (--lr-main) or clip (--clip), check the data, then resume with --resume "
-            "or restart.")
+        raise non_finite_error(what, value, self.progress, self.output_dir / LAST)
 
     # -- the loop ----------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -400,11 +401,7 @@ class Trainer:
             return evaluate_model(self.model, self.eval_loader(dataset), self.device,
                                   permutations=self.config.eval_permutations,
                                   progress=self.show_progress and self.is_main,
-                                  precision=self._evaluation_precision())
-
-    def _evaluation_precision(self) -> str:
-        """bf16 where the training step runs in bf16 on a GPU, else fp32 (never fp16)."""
-        return "bf16" if self.device.type == "cuda" and self.precision == "bf16" else "fp32"
+                                  precision=evaluation_precision(self.device, amp=self.precision == "bf16"))
 
     def _evaluate_and_select(self) -> dict[str, dict[str, float]]:
         """The learning curve on the evaluation split and its figure, then model selection if asked for."""
@@ -424,15 +421,8 @@ class Trainer:
         """Masks of the first evaluation images at this step: figures/step_XXXXXXX.png."""
         if self._figure_batch is None:
             self._figure_batch = viz.figure_images(self.eval_set, FIGURE_IMAGES)
-        images, ground_truth = self._figure_batch
-        images = images.to(self.device)
-        with torch.no_grad(), isolated_rng(self.device, 0), self.autocast():
-            was_training = self.model.training
-            output = self.model.eval()(images, permutations=self.config.eval_permutations)
-            self.model.train(was_training)
-        masks = {**ground_truth, "slot masks": output.slot_masks.float(),
-                 "decoder masks": output.decoder_masks.float()}
-        viz.save_mask_figure(self.log.figure_path(self.progress.step), images.cpu(), masks, dpi=80)
+        save_step_figure(self.model, self._figure_batch, self.device, self.config.eval_permutations,
+                         self.autocast(), self.log.figure_path(self.progress.step))
 
     def _save_best(self) -> None:
         """Score the model on the held-out training images; best.pt keeps the best one so far."""

@@ -10,7 +10,7 @@ it: a run folder holds::
                  crash or a kill
     best.pt      with model selection only: the model that scored best on held-out training
                  images (`check_selection`), with its scores
-    config.json, log.jsonl, eval.csv, summary.json, tensorboard/, figures/   (`run_logging`)
+    config.json, log.jsonl, eval.csv, summary.json, tensorboard/, figures/   (`training.logs`)
 
 The position in the data is part of `Progress`: a resumed run restarts the same epoch order
 (`distributed.EpochSampler`) after the batches already trained on.
@@ -29,7 +29,8 @@ from torch import nn
 
 from spot_tutorial.config import RUNTIME_FIELDS, SPOTConfig
 from spot_tutorial.errors import ConfigError
-from spot_tutorial.io.checkpoint_file import checkpoint_config, config_payload, load_state_strict
+from spot_tutorial.io.checkpoint_file import checkpoint_config, config_payload, load_state_strict, safe_load
+from spot_tutorial.runtime import restore_rng_state
 
 LAST, BEST = "last.pt", "best.pt"
 RUN_FILES = (LAST, BEST, "config.json", "log.jsonl", "eval.csv", "summary.json", "tensorboard", "figures")
@@ -137,3 +138,30 @@ def best_state(stage: int, config: SPOTConfig, model: nn.Module, step: int,
     """The payload of best.pt: the selected model and the scores that chose it."""
     return {**config_payload(config), "stage": stage, "model": model.state_dict(), "step": step,
             "metrics": results, "select_by": select_by, "selected_on": selected_on}
+
+
+def resume_run(path: Path, config: SPOTConfig, stage: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+               scaler: torch.amp.GradScaler | None, rank: int, world_size: int,
+               verbose: bool) -> Progress | None:
+    """Load last.pt at `path` into the model, optimiser, scaler and this process's random state.
+
+    Returns the run's `Progress`, or None when there is no checkpoint (a new run starts). A run
+    written by another number of processes continues, re-seeded, but not bit for bit.
+    """
+    if not path.exists():
+        if verbose:
+            print(f"[spot] no checkpoint at {path}; starting a new run")
+        return None
+    payload = safe_load(path, map_location="cpu")
+    check_resumable(payload, config, stage, path)
+    progress = restore_run_state(payload, model, optimizer, str(path), scaler)
+    rng_states = payload["rng"]
+    if len(rng_states) == world_size:
+        restore_rng_state(rng_states[rank])
+    elif verbose:
+        print(f"[spot] {path} was written by {len(rng_states)} process(es), now {world_size}: "
+              "random states are re-seeded, so the run continues but not bit for bit")
+    if verbose:
+        print(f"[spot] resumed {path} at step {progress.step} (epoch {progress.epoch}, "
+              f"batch {progress.batch_in_epoch})")
+    return progress
