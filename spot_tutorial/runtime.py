@@ -4,8 +4,8 @@ Training, evaluation, segmentation and the notebooks all take these three decisi
 'auto' means the same device everywhere, one policy picks the precision, and one set of helpers
 seeds and restores the random generators.
 
-Runtime
--------
+Colab
+-----
 ``in_colab()``: whether this process runs in Google Colab (the notebooks' setup and the download
 cache folder ask it).
 
