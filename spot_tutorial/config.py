@@ -22,21 +22,24 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Sequence, Union
+from typing import Any
 
 from spot_tutorial.errors import ConfigError
+from spot_tutorial.orders import NUM_ORDERS, ORDER_MODES, OrderSpec, check_order_spec  # noqa: F401
 
-ORDER_MODES = ("standard", "random", "all")
 TRUNCATIONS = ("bi-level", "fixed-point", "none")
 INIT_METHODS = ("shared_gaussian", "embedding")
 DECODER_TYPES = ("transformer", "mlp")
 # Stage-2 distillation targets: the teacher's decoder masks in the orders it was trained with
 # (the paper: one random order per batch), averaged over all nine orders, or in raster order.
 TEACHER_TARGETS = ("trained-orders", "all-orders", "raster")
-NUM_ORDERS = 9
 
-# 'standard' | 'random' | 'all' or an explicit list of order ids (0..8).
-OrderSpec = Union[str, Sequence[int]]
+# finetune_blocks_after at this value trains no ViT block (every timm ViT here has 12 or 24
+# blocks): the frozen encoder of stage 1 and of the target copy in stage 2.
+FROZEN_ENCODER = 100
+# A count of epochs or steps that no run reaches: 'no limit' for epochs when max_minutes decides
+# the run length, 'never' for eval_every.
+NO_LIMIT = 10**6
 
 # How long and how a run goes, not what it computes: these may change when a run is resumed.
 RUNTIME_FIELDS = ("num_workers", "log_every", "checkpoint_every", "eval_every", "max_minutes",
@@ -88,8 +91,8 @@ class SPOTConfig:
     image_size: int = 224
     #: Apply the ViT's final LayerNorm to the features (DINOSAUR and SPOT do not).
     encoder_final_norm: bool = False
-    #: ViT blocks with index >= this are trained (stage 2 — 8 of 12); 100 keeps the encoder frozen.
-    finetune_blocks_after: int = 100
+    #: ViT blocks with index >= this are trained (stage 2 — 8 of 12); FROZEN_ENCODER keeps it frozen.
+    finetune_blocks_after: int = FROZEN_ENCODER
 
     # --- slot attention (paper, section 3) ---
     #: K, the number of slots (COCO 7, VOC 6, MOVi-C 11, MOVi-E 24).
@@ -316,13 +319,3 @@ class SPOTConfig:
         """Patch orders the model can decode (its [BOS] tokens; 1 for the MLP decoder)."""
         return self.num_bos_tokens
 
-
-def check_order_spec(spec: OrderSpec, name: str = "permutations") -> None:
-    """Check a patch-order choice: a mode name or a non-empty list of order ids 0..8."""
-    if isinstance(spec, str):
-        if spec not in ORDER_MODES:
-            raise ConfigError(f"{name}={spec!r}; choose one of {ORDER_MODES} or a list of order ids 0..8")
-        return
-    ids = list(spec)
-    if not ids or not all(isinstance(i, int) and 0 <= i < NUM_ORDERS for i in ids):
-        raise ConfigError(f"{name}={spec!r}: an explicit order list must hold order ids between 0 and 8")

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from spot_tutorial.config import SPOTConfig
+from spot_tutorial.config import NO_LIMIT, SPOTConfig
 from spot_tutorial.data import RenderedScenes, build_datasets
 from spot_tutorial.errors import ConfigError
 from spot_tutorial.evaluation.baselines import grid_baseline
@@ -41,7 +41,6 @@ DEFAULT_OUTPUT_DIR = "outputs/quickstart"
 # keep improving with more steps, and they are what the student learns from.
 DEFAULT_MINUTES = 6.0
 DEFAULT_STUDENT_MINUTES = 2.5
-NEVER = 10**6          # "epochs" when a time budget decides the run length
 
 
 def available_cpus() -> int:
@@ -115,7 +114,7 @@ class QuickstartResult:
 # in benchmarks/RESULTS.md, "How the quickstart recipe was chosen". The teacher: lr 5e-4, five
 # slot-attention iterations, batches of 16, one evaluation at the end over all nine patch orders.
 QUICKSTART_SETTINGS = dict(lr_main=5e-4, num_iterations=5, batch_size=16, eval_permutations="all",
-                           epochs=NEVER, eval_every=NEVER, checkpoint_every=0, log_every=50)
+                           epochs=NO_LIMIT, eval_every=NO_LIMIT, checkpoint_every=0, log_every=50)
 # The student: lr 2e-3, the paper's three iterations, batches of 32.
 QUICKSTART_STUDENT_SETTINGS = dict(lr_main=2e-3, num_iterations=3, batch_size=32)
 

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from spot_tutorial.config import SPOTConfig
+from spot_tutorial.config import FROZEN_ENCODER, SPOTConfig
 from spot_tutorial.errors import CheckpointError
 from spot_tutorial.io.checkpoint_file import FORMAT, load_state_strict, safe_load
 from spot_tutorial.model.encoder import ViTEncoder, build_encoder
@@ -126,7 +126,7 @@ def infer_official_config(state: Mapping[str, torch.Tensor], config: SPOTConfig 
             found["train_permutations"] = found["eval_permutations"] = "standard"
     if any(k.startswith("second_encoder.") for k in state):  # a stage-2 student
         found["truncate"] = "bi-level" if config.truncate == "none" else config.truncate
-        if config.finetune_blocks_after >= 100:
+        if config.finetune_blocks_after >= FROZEN_ENCODER:
             found["finetune_blocks_after"] = 8
     return config.replace(**found)
 

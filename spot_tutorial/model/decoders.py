@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spot_tutorial.errors import InputError
 from spot_tutorial.model.permutations import inverse_orders, patch_orders
 from spot_tutorial.model.slot_attention import linear
+from spot_tutorial.orders import check_order_ids
 
 ATTENTION_IMPLS = ("math", "sdpa")
 
@@ -156,13 +156,7 @@ class AutoregressiveDecoder(nn.Module):
 
     def check_order_ids(self, order_ids: Sequence[int]) -> None:
         """Refuse orders without a [BOS] token (a raster-only model decodes order 0 only)."""
-        unknown = [int(i) for i in order_ids if not 0 <= int(i) < self.num_orders]
-        if not order_ids or unknown:
-            raise InputError(
-                f"this decoder has {self.num_orders} [BOS] token(s), so it decodes order ids "
-                f"0..{self.num_orders - 1} only; got {list(order_ids)}"
-                + (". It was trained on raster order only: use permutations='standard'"
-                   if self.num_orders == 1 else ""))
+        check_order_ids(order_ids, self.num_orders, where="this decoder")
 
     def decoder_inputs(self, targets: torch.Tensor,
                        order_ids: Sequence[int]) -> torch.Tensor:

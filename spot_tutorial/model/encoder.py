@@ -18,6 +18,7 @@ import timm
 import torch
 from torch import nn
 
+from spot_tutorial.config import FROZEN_ENCODER
 from spot_tutorial.errors import CheckpointError, InputError
 
 ENCODER_NAMES = {
@@ -37,7 +38,7 @@ class OfflineError(RuntimeError):
 class ViTEncoder(nn.Module):
     """Wraps a timm VisionTransformer: images [B, 3, H, W] -> patch tokens [B, N, D]."""
 
-    def __init__(self, vit: nn.Module, final_norm: bool = False, finetune_blocks_after: int = 100):
+    def __init__(self, vit: nn.Module, final_norm: bool = False, finetune_blocks_after: int = FROZEN_ENCODER):
         super().__init__()
         if not hasattr(vit, "patch_embed") or not hasattr(vit, "blocks"):
             raise TypeError(f"expected a timm VisionTransformer, got {type(vit).__name__}")
@@ -249,7 +250,7 @@ def load_weights_file(vit: nn.Module, path: str | os.PathLike) -> None:
 
 def build_encoder(name: str = "vit_base_patch16_224.dino", image_size: int = 224,
                   pretrained: bool = False, weights_path: str | os.PathLike | None = None,
-                  final_norm: bool = False, finetune_blocks_after: int = 100,
+                  final_norm: bool = False, finetune_blocks_after: int = FROZEN_ENCODER,
                   pos_embed_scale: float = 0.5) -> ViTEncoder:
     """Build the patch-feature encoder.
 

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from spot_tutorial.config import NUM_ORDERS, OrderSpec, check_order_spec
+from spot_tutorial.orders import NUM_ORDERS, OrderSpec, check_order_ids, check_order_spec
 
 ORDER_NAMES = (
     "raster (row-major from top-left)",
@@ -96,8 +96,7 @@ def select_orders(spec: OrderSpec, num_orders: int = NUM_ORDERS,
     if spec == "all":
         return list(range(num_orders))
     ids = [int(i) for i in spec]  # type: ignore[union-attr]
-    if max(ids) >= num_orders:
-        raise ValueError(f"order ids {ids} out of range: this model has {num_orders} order(s)")
+    check_order_ids(ids, num_orders)
     return ids
 
 

@@ -14,13 +14,14 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from spot_tutorial.config import OrderSpec, SPOTConfig
+from spot_tutorial.config import FROZEN_ENCODER, SPOTConfig
 from spot_tutorial.errors import InputError
 from spot_tutorial.model.decoders import AutoregressiveDecoder, MLPDecoder
 from spot_tutorial.model.encoder import ViTEncoder, build_encoder
 from spot_tutorial.model.outputs import SPOTOutput, grid_maps
 from spot_tutorial.model.permutations import select_orders
 from spot_tutorial.model.slot_attention import SlotAttentionEncoder
+from spot_tutorial.orders import OrderSpec, check_order_ids
 
 
 class SPOT(nn.Module):
@@ -58,7 +59,7 @@ class SPOT(nn.Module):
         target = None
         if not encoder.is_frozen:
             target = copy.deepcopy(encoder)
-            target.set_trainable_blocks(10**6)
+            target.set_trainable_blocks(FROZEN_ENCODER)
         return cls(encoder, config, target)
 
     def compile_modules(self) -> "SPOT":
@@ -143,15 +144,10 @@ class SPOT(nn.Module):
 
     def order_ids(self, permutations: OrderSpec) -> list[int]:
         """The order ids one forward pass runs; explicit ids this model cannot decode are refused."""
-        num_orders = self.config.num_orders
+        where = f"this model (decoder {self.config.dec_type!r})"
         if not isinstance(permutations, str):
-            unknown = [int(i) for i in permutations if not 0 <= int(i) < num_orders]
-            if unknown:
-                raise InputError(
-                    f"order ids {unknown} are not available: this model has {num_orders} [BOS] token(s) "
-                    f"(num_bos_tokens={num_orders}, decoder {self.config.dec_type!r}) and decodes order ids "
-                    f"0..{num_orders - 1} only; use permutations='standard' (raster order)")
-        return select_orders(permutations, num_orders)
+            check_order_ids(permutations, self.config.num_orders, where)
+        return select_orders(permutations, self.config.num_orders)
 
 
 def check_image_dtype(images: torch.Tensor) -> None:
@@ -170,5 +166,5 @@ def as_vit_encoder(encoder: nn.Module, config: SPOTConfig, frozen: bool = False)
     """Accept a ViTEncoder or a bare timm ViT (wrapped with the config's freezing options)."""
     if isinstance(encoder, ViTEncoder):
         return encoder
-    blocks_after = 10**6 if frozen else config.finetune_blocks_after
+    blocks_after = FROZEN_ENCODER if frozen else config.finetune_blocks_after
     return ViTEncoder(encoder, final_norm=config.encoder_final_norm, finetune_blocks_after=blocks_after)

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from spot_tutorial.config import SPOTConfig
+from spot_tutorial.config import NO_LIMIT, SPOTConfig
 
 # Tutorial-mode models stored with the notebooks (notebooks/checkpoints/tiny_<kind>.pt, ~1 MB each),
 # trained on the CPU by `make_tutorial_checkpoints()` with the library's trainer and ONE recipe, the
@@ -32,7 +32,8 @@ CHECKPOINTS_ENV = "SPOT_TUTORIAL_CHECKPOINTS"
 # val2017 images DEMO_HOLDOUT.., the lessons evaluate on images 0..DEMO_HOLDOUT-1. The paper trains
 # 50 epochs of train2017 (about 20 h per stage); 10 minutes is a few thousand images' worth of
 # steps, so the warm-up is shortened to fit.
-DEMO_BUDGET = dict(max_minutes=10.0, epochs=10**6, lr_warmup_steps=500, checkpoint_every=0, eval_every=10**6)
+DEMO_BUDGET = dict(max_minutes=10.0, epochs=NO_LIMIT, lr_warmup_steps=500, checkpoint_every=0,
+                   eval_every=NO_LIMIT)
 DEMO_HOLDOUT = 1000
 DEMO_EVAL_IMAGES = 64  # the trainer's periodic evaluation (a learning curve only)
 

@@ -23,6 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("io", "viz"),                             # checkpoint files; figures
     ("model", "data", "recipes", "runtime"),   # the network; datasets; presets; device and RNG
     ("config",),                               # the model's shape and the run's settings
+    ("orders",),                               # the words for patch orders and their check
     ("errors",),                               # the exceptions users see
 )
 ROLES = {
@@ -31,7 +32,7 @@ ROLES = {
     "evaluation": "metrics, evaluate, baselines", "io": "checkpoint files, downloads",
     "viz": "figures, animations", "model": "encoder, slots, decoders", "data": "datasets, transforms",
     "recipes": "named presets", "runtime": "device, precision, RNG", "config": "Architecture, SPOTConfig",
-    "errors": "user-facing exceptions",
+    "orders": "patch-order choices", "errors": "user-facing exceptions",
 }
 LAYER_OF = {part: depth for depth, parts in enumerate(LAYERS) for part in parts}
 
