@@ -45,5 +45,5 @@ def check_order_ids(order_ids: Sequence[int], num_orders: int, where: str = "thi
     hint = (". It was trained on raster order only: use permutations='standard'"
             if num_orders == 1 else ", or permutations='standard' (raster order)")
     raise InputError(f"order ids {unknown or list(order_ids)} are not available: {where} knows "
-                     f"{num_orders} order(s) ({num_orders} [BOS] token(s)), so it decodes order ids 0..{num_orders - 1} only; "
-                     f"got {list(order_ids)}{hint}")
+                     f"{num_orders} order(s) ({num_orders} [BOS] token(s)), so it decodes order ids "
+                     f"0..{num_orders - 1} only; got {list(order_ids)}{hint}")

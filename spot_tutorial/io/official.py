@@ -23,7 +23,7 @@ from torch import nn
 
 from spot_tutorial.config import FROZEN_ENCODER, SPOTConfig
 from spot_tutorial.errors import CheckpointError
-from spot_tutorial.io.checkpoint_file import FORMAT, load_state_strict, safe_load
+from spot_tutorial.io.checkpoint_file import FORMAT, load_state_strict, safe_load, with_num_slots
 from spot_tutorial.model.encoder import ViTEncoder, build_encoder
 from spot_tutorial.model.spot import SPOT
 
@@ -162,12 +162,8 @@ def load_official_checkpoint(path_or_state_dict: str | os.PathLike | Mapping[str
     Gaussian-init model; an embedding-init model stores its count, and a different one is refused.
     """
     state = _read_official(path_or_state_dict)
-    base = config or SPOTConfig()
-    config = infer_official_config(state, base.replace(num_slots=num_slots) if num_slots else base)
-    if num_slots is not None and config.num_slots != num_slots:
-        raise CheckpointError(
-            f"the checkpoint stores {config.num_slots} learned slot vectors (init_method='embedding'), but "
-            f"num_slots={num_slots} was asked for: drop --num-slots or pass --num-slots {config.num_slots}")
+    config = infer_official_config(state, config or SPOTConfig())
+    config = with_num_slots(config, num_slots, source="the checkpoint")
     has_target = any(k.startswith("second_encoder.") for k in state)
     if isinstance(encoder, str):
         config = config.replace(which_encoder=encoder)
