@@ -84,29 +84,26 @@ def _check_label_map(name: str, labels: torch.Tensor) -> None:
         raise ValueError(f"{name} has an empty spatial size {tuple(labels.shape[1:])}")
 
 
+def _check_like_target(name: str, tensor: torch.Tensor, target: torch.Tensor) -> None:
+    """`tensor` (pred or ignore) must have the shape [B, H, W] and the device of `target`."""
+    if tensor.shape != target.shape:
+        raise ValueError(f"{name} must have the shape of target (the same shape [B, H, W]), got {name} "
+                         f"{tuple(tensor.shape)} and target {tuple(target.shape)}")
+    if tensor.device != target.device:
+        raise ValueError(f"{name} is on {tensor.device} but target is on {target.device}")
+
+
 def _check_inputs(
     pred: torch.Tensor, target: torch.Tensor, ignore: Optional[torch.Tensor]
 ) -> None:
     _check_label_map("pred", pred)
     _check_label_map("target", target)
-    if pred.shape != target.shape:
-        raise ValueError(
-            f"pred and target must have the same shape [B, H, W], got pred "
-            f"{tuple(pred.shape)} and target {tuple(target.shape)}"
-        )
-    if pred.device != target.device:
-        raise ValueError(f"pred is on {pred.device} but target is on {target.device}")
+    _check_like_target("pred", pred, target)
     if ignore is not None:
         if not isinstance(ignore, torch.Tensor) or ignore.dtype != torch.bool:
             got = ignore.dtype if isinstance(ignore, torch.Tensor) else type(ignore).__name__
             raise ValueError(f"ignore must be a torch.bool tensor or None, got {got}")
-        if ignore.shape != target.shape:
-            raise ValueError(
-                f"ignore must have the shape of target {tuple(target.shape)}, "
-                f"got {tuple(ignore.shape)}"
-            )
-        if ignore.device != target.device:
-            raise ValueError(f"ignore is on {ignore.device} but target is on {target.device}")
+        _check_like_target("ignore", ignore, target)
     if target.numel() > 0 and int(target.min()) < 0:
         raise ValueError("target ids must be >= 0 (0 = background, 1.. = objects)")
 

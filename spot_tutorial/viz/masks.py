@@ -65,6 +65,17 @@ def overlay_png(image_rgb: np.ndarray, labels: np.ndarray | torch.Tensor, alpha:
     return Image.fromarray((blended * 255).round().astype(np.uint8))
 
 
+def finish_grid(fig, axes, titles: list[str], fontsize: int):
+    """Title the top row of a grid of images, hide every tick and tighten the layout."""
+    for col, title in enumerate(titles):
+        axes[0, col].set_title(title, fontsize=fontsize)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
 def contact_sheet(rows: list[tuple[str, list]], columns: list[str], thumbnail: int = 192):
     """One row per image: its name, then pictures (PIL images: the image, its overlays) under
     the `columns` titles, each shrunk to at most `thumbnail` pixels a side."""
@@ -78,13 +89,7 @@ def contact_sheet(rows: list[tuple[str, list]], columns: list[str], thumbnail: i
             small.thumbnail((thumbnail, thumbnail))
             axes[row, col].imshow(np.asarray(small))
         axes[row, 0].set_ylabel(name if len(name) <= 28 else "..." + name[-25:], fontsize=7)
-    for col, title in enumerate(columns):
-        axes[0, col].set_title(title, fontsize=9)
-    for axis in axes.flat:
-        axis.set_xticks([])
-        axis.set_yticks([])
-    fig.tight_layout()
-    return fig
+    return finish_grid(fig, axes, columns, fontsize=9)
 
 
 def mask_figure(images: torch.Tensor, masks_by_name: dict[str, torch.Tensor], max_images: int = 8,
@@ -105,13 +110,7 @@ def mask_figure(images: torch.Tensor, masks_by_name: dict[str, torch.Tensor], ma
             if tuple(labels.shape[-2:]) != tuple(size):
                 labels = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
             axes[row, col].imshow(overlay(rgb[row], labels[row].numpy()))
-    for col, name in enumerate(titles or columns):
-        axes[0, col].set_title(name, fontsize=10)
-    for axis in axes.flat:
-        axis.set_xticks([])
-        axis.set_yticks([])
-    fig.tight_layout()
-    return fig
+    return finish_grid(fig, axes, titles or columns, fontsize=10)
 
 
 def figure_images(dataset, count: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
