@@ -13,12 +13,14 @@ from spot_tutorial.model.encoder import ViTEncoder, build_encoder
 from spot_tutorial.model.outputs import SPOTOutput
 from spot_tutorial.model.permutations import patch_orders
 from spot_tutorial.model.spot import SPOT
-from spot_tutorial.recipes import PRESETS, get_preset
+from spot_tutorial.recipes import PRESETS, get_preset, list_presets, register_preset
 
 __version__ = "0.2.0"
 
 __all__ = [
-    "SPOT", "SPOTConfig", "Architecture", "SPOTOutput", "PRESETS", "get_preset", "ViTEncoder",
+    "SPOT", "SPOTConfig", "Architecture", "SPOTOutput", "PRESETS", "get_preset",
+    "list_presets", "register_preset",
+    "ViTEncoder",
     "build_encoder",
     "load_model", "load_official_checkpoint", "save_model", "patch_orders", "segment",
     "plot_segmentation", "evaluate_model",

@@ -66,3 +66,22 @@ def test_an_architecture_alone_gives_a_valid_config_with_the_orders_it_can_decod
     with pytest.raises(ValueError, match="unknown architecture field"):
         SPOTConfig.from_architecture({**raster.to_dict(), "num_layers": 3})
     assert isinstance(raster, Architecture)
+
+
+def test_a_registered_preset_is_built_by_get_preset_and_checked_when_registered():
+    from spot_tutorial.recipes import PRESETS, list_presets, register_preset
+
+    try:
+        register_preset("my_voc_eight", dataset="voc", num_slots=8)
+        assert "my_voc_eight" in list_presets()
+        config = get_preset("my_voc_eight", epochs=3)
+        assert (config.dataset, config.num_slots, config.epochs) == ("voc", 8, 3)
+        with pytest.raises(ConfigError, match="exists already"):
+            register_preset("coco", num_slots=3)
+        with pytest.raises(ConfigError, match="not SPOTConfig fields"):
+            register_preset("typo", num_slot=3)
+        with pytest.raises(ConfigError):
+            register_preset("bad", truncate="sometimes")
+        assert "typo" not in PRESETS and "bad" not in PRESETS
+    finally:
+        PRESETS.pop("my_voc_eight", None)
