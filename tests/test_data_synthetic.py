@@ -43,7 +43,7 @@ def test_deterministic_per_seed_and_index():
 @pytest.mark.parametrize("difficulty", DIFFICULTIES)
 def test_masks_are_consistent(difficulty):
     ds = SyntheticShapes(40, difficulty=difficulty, seed=1)
-    limit = 6 if difficulty == "occluded" else 4
+    limit = 6 if difficulty in ("occluded", "camouflage") else 4
     for index in range(len(ds)):
         item = ds[index]
         instance, classes = item["instance_mask"], item["class_mask"]
@@ -160,3 +160,30 @@ def test_rendered_scenes_are_the_scenes_to_half_a_grey_level():
         difference = (rendered[index]["image"] - scenes[index]["image"]) * std   # back to [0, 1] units
         assert difference.abs().max() <= 0.5 / 255 + 1e-6
     assert not torch.equal(rendered[0]["image"], rendered[1]["image"])
+
+
+def _object_pixels_in_background_colours(difficulty: str, scenes: int = 20) -> float:
+    """Share of object pixels whose colour (8 levels per channel) also occurs in the background."""
+    ds = SyntheticShapes(scenes, difficulty=difficulty, seed=6, normalize=False)
+    shared = total = 0
+    for index in range(scenes):
+        scene = ds.render(index)
+        bins = np.minimum((scene["image"] * 8).astype(int), 7) @ np.array([64, 8, 1])
+        objects = scene["instance_mask"] > 0
+        shared += int(np.isin(bins[objects], np.unique(bins[~objects])).sum())
+        total += int(objects.sum())
+    return shared / total
+
+
+def test_camouflage_objects_share_their_colours_with_the_background():
+    assert _object_pixels_in_background_colours("shapes") < 0.05
+    assert _object_pixels_in_background_colours("camouflage") > 0.3
+
+
+def test_camouflage_scenes_hold_three_to_six_objects_with_patterns_of_their_own():
+    ds = SyntheticShapes(30, difficulty="camouflage", seed=2, normalize=False)
+    counts = [int(ds.render(i)["instance_mask"].max()) for i in range(len(ds))]
+    assert min(counts) >= 1 and max(counts) <= 6 and np.mean(counts) >= 3.5
+    scene = ds.render(0)
+    for k in range(1, int(scene["instance_mask"].max()) + 1):  # textured, not flat
+        assert scene["image"][scene["instance_mask"] == k].std(axis=0).mean() > 0.03

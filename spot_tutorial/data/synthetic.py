@@ -12,7 +12,12 @@ Difficulty levels:
 
 * ``"shapes"``: plain dark background, 2-4 flat-coloured shapes, no or light overlap;
 * ``"textured"``: striped, noisy background and striped / checkered noisy shapes;
-* ``"occluded"``: up to 6 shapes packed in the centre with heavy overlap.
+* ``"occluded"``: up to 6 shapes packed in the centre with heavy overlap;
+* ``"camouflage"``: 3-6 shapes that colour alone cannot segment. Each scene draws a palette of
+  four colours; the background and every object are painted in two of them, so an object's
+  colours also appear in the background and in other objects. What sets an object apart is its
+  own pattern (stripes of its own angle and frequency, checks or dots), a shading gradient across
+  it, and its outline; shapes may overlap partly.
 
 Shapes are painted in order, later ones occlude earlier ones; an object left with (almost) no
 visible pixels is removed from the scene before painting.
@@ -30,8 +35,10 @@ from spot_tutorial.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_mask
 from spot_tutorial.errors import DatasetError
 
 SHAPES = ("circle", "square", "triangle", "ellipse", "diamond")  # class ids 1..5
-DIFFICULTIES = ("shapes", "textured", "occluded")
-DEFAULT_MAX_OBJECTS = {"shapes": 4, "textured": 4, "occluded": 6}
+DIFFICULTIES = ("shapes", "textured", "occluded", "camouflage")
+DEFAULT_MAX_OBJECTS = {"shapes": 4, "textured": 4, "occluded": 6, "camouflage": 6}
+DEFAULT_MIN_OBJECTS = {"shapes": 2, "textured": 2, "occluded": 2, "camouflage": 3}
+PALETTE_SIZE = 4  # colours per camouflage scene, shared by the background and the objects
 
 SIZE_RANGE = (0.22, 0.47)      # object extent as a fraction of the image side (14-30 px at 64)
 MIN_VISIBLE_FRACTION = 0.2     # objects showing less of their own area than this are dropped
@@ -68,13 +75,14 @@ def shape_mask(kind: str, xs: np.ndarray, ys: np.ndarray, cx: float, cy: float,
     raise DatasetError(f"unknown shape {kind!r}; choose one of {SHAPES}")
 
 
-def _place_objects(rng: np.random.Generator, count: int, size: int, packed: bool
-                   ) -> list[tuple[float, float, float]]:
+def _place_objects(rng: np.random.Generator, count: int, size: int, packed: bool,
+                   spread_gap: float = 0.85) -> list[tuple[float, float, float]]:
     """Centres and radii (cx, cy, r) in pixels.
 
     ``packed=False``: centres kept apart so shapes overlap lightly at most (a shape that does not
     fit shrinks, and is skipped if it still does not fit). ``packed=True``: centres in the middle
-    half of the image, so shapes overlap heavily.
+    half of the image, so shapes overlap heavily. ``spread_gap`` is the smallest distance between
+    two centres of spread shapes, as a fraction of the sum of their radii (below 1: partial overlap).
     """
     placed: list[tuple[float, float, float]] = []
     for _ in range(count):
@@ -85,7 +93,7 @@ def _place_objects(rng: np.random.Generator, count: int, size: int, packed: bool
                 min_gap = 0.3
             else:
                 cx, cy = rng.uniform(radius, size - radius, 2)
-                min_gap = 0.85
+                min_gap = spread_gap
             if all(np.hypot(cx - x, cy - y) >= min_gap * (radius + r) for x, y, r in placed):
                 placed.append((float(cx), float(cy), float(radius)))
                 break
@@ -167,6 +175,51 @@ def _object_texture(rng: np.random.Generator, colour: np.ndarray, xs, ys, size: 
     return colour * shade + rng.normal(0.0, 0.04, (size, size, 3))
 
 
+def _dots(rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray, size: int) -> np.ndarray:
+    """A grid of round dots in {0, 1} with random spacing, radius and offset."""
+    spacing = rng.uniform(0.08, 0.14) * size
+    ox, oy = rng.uniform(0, spacing, 2)
+    u = (xs + ox) % spacing - spacing / 2
+    v = (ys + oy) % spacing - spacing / 2
+    return (np.hypot(u, v) <= rng.uniform(0.25, 0.4) * spacing).astype(np.float64)
+
+
+def _palette(rng: np.random.Generator) -> np.ndarray:
+    """The camouflage scene's colours [PALETTE_SIZE, 3]: separated hues, mixed brightness."""
+    hues = (rng.random() + np.arange(PALETTE_SIZE) / PALETTE_SIZE) % 1.0
+    hsv = np.stack([rng.permutation(hues), rng.uniform(0.4, 0.9, PALETTE_SIZE),
+                    rng.uniform(0.35, 0.95, PALETTE_SIZE)], axis=-1)
+    return hsv_to_rgb(hsv)
+
+
+def _two_colour_field(rng: np.random.Generator, palette: np.ndarray, pair: np.ndarray, kind: str,
+                      xs, ys, size: int) -> np.ndarray:
+    """Palette colours ``pair`` mixed by a ``kind`` pattern, with a linear shading [H, W, 3]."""
+    if kind == "stripes":
+        pattern = _stripes(rng, xs, ys, size, (3.0, 9.0))
+    elif kind == "checks":
+        pattern = _checker(rng, xs, ys, size)
+    else:
+        pattern = _dots(rng, xs, ys, size)
+    angle = rng.uniform(0, 2 * np.pi)
+    light = (np.cos(angle) * (xs - size / 2) + np.sin(angle) * (ys - size / 2)) / size
+    shade = 1.0 + rng.uniform(0.3, 0.6) * light[..., None]
+    first, second = palette[pair]
+    field = first * (1 - pattern[..., None]) + second * pattern[..., None]
+    return field * shade + rng.normal(0.0, 0.03, (size, size, 3))
+
+
+def _camouflage_pair(rng: np.random.Generator, background_pair: np.ndarray) -> np.ndarray:
+    """Two palette indices for an object: one may be a background colour, not both."""
+    while True:
+        pair = rng.choice(PALETTE_SIZE, 2, replace=False)
+        if set(pair.tolist()) != set(background_pair.tolist()):
+            return pair
+
+
+PATTERNS = ("stripes", "checks", "dots")
+
+
 # ----------------------------------------------------------------------------
 class SyntheticShapes(Dataset):
     """Procedural scenes of coloured shapes with exact instance and class masks.
@@ -174,9 +227,10 @@ class SyntheticShapes(Dataset):
     Args:
         num_images: dataset length.
         image_size: side of the square images (64 for the tutorial's tiny model).
-        difficulty: ``"shapes"``, ``"textured"`` or ``"occluded"`` (see the module docstring).
-        min_objects, max_objects: number of shapes drawn per image; ``max_objects=None`` uses
-            the difficulty's default (4, 4 and 6). Shapes that do not fit (``shapes``/``textured``)
+        difficulty: ``"shapes"``, ``"textured"``, ``"occluded"`` or ``"camouflage"`` (see the
+            module docstring).
+        min_objects, max_objects: number of shapes drawn per image; ``None`` uses the
+            difficulty's default (2-4, 2-4, 2-6 and 3-6). Shapes that do not fit (``shapes``/``textured``)
             or end up hidden are dropped, so an image may show fewer.
         seed: dataset seed; item ``i`` comes from ``numpy.random.default_rng([seed, i])``.
         normalize: True applies the ImageNet mean/std normalisation (as for the real datasets);
@@ -192,12 +246,13 @@ class SyntheticShapes(Dataset):
     num_classes = len(SHAPES)
 
     def __init__(self, num_images: int = 1000, image_size: int = 64, difficulty: str = "shapes",
-                 min_objects: int = 2, max_objects: Optional[int] = None, seed: int = 0,
+                 min_objects: Optional[int] = None, max_objects: Optional[int] = None, seed: int = 0,
                  normalize: bool = True, mask_size: Optional[int] = None) -> None:
         if difficulty not in DIFFICULTIES:
             raise DatasetError(f"unknown difficulty {difficulty!r}; choose one of "
                              + ", ".join(repr(d) for d in DIFFICULTIES))
         max_objects = DEFAULT_MAX_OBJECTS[difficulty] if max_objects is None else max_objects
+        min_objects = DEFAULT_MIN_OBJECTS[difficulty] if min_objects is None else min_objects
         if not 1 <= min_objects <= max_objects:
             raise DatasetError(f"need 1 <= min_objects <= max_objects, got min_objects={min_objects}, "
                              f"max_objects={max_objects}")
@@ -232,7 +287,9 @@ class SyntheticShapes(Dataset):
         size, xs, ys = self.image_size, self._xs, self._ys
         textured = self.difficulty == "textured"
         count = int(rng.integers(self.min_objects, self.max_objects + 1))
-        placed = _place_objects(rng, count, size, packed=self.difficulty == "occluded")
+        camouflage = self.difficulty == "camouflage"
+        placed = _place_objects(rng, count, size, packed=self.difficulty == "occluded",
+                                spread_gap=0.6 if camouflage else 0.85)
         kinds = rng.integers(0, len(SHAPES), len(placed))
         masks = np.stack([
             shape_mask(SHAPES[kind], xs, ys, cx, cy, radius, rng.uniform(0, 2 * np.pi),
@@ -244,6 +301,10 @@ class SyntheticShapes(Dataset):
         instance = _paint_order_labels(masks)
         classes = np.concatenate([[0], kinds + 1])[instance]
 
+        if camouflage:
+            image = self._paint_camouflage(rng, instance, len(masks))
+            return {"image": np.clip(image, 0.0, 1.0).astype(np.float32),
+                    "instance_mask": instance, "class_mask": classes.astype(np.int64)}
         image = _background(rng, xs, ys, size, textured)
         for k, colour in enumerate(_object_colours(rng, len(masks)), start=1):
             region = instance == k
@@ -253,6 +314,26 @@ class SyntheticShapes(Dataset):
                 image[region] = colour
         return {"image": np.clip(image, 0.0, 1.0).astype(np.float32),
                 "instance_mask": instance, "class_mask": classes.astype(np.int64)}
+
+    def _paint_camouflage(self, rng: np.random.Generator, instance: np.ndarray,
+                          count: int) -> np.ndarray:
+        """Background and objects in colours of one palette, told apart by pattern and shading.
+
+        An object never repeats the background's pair of colours nor its kind of pattern, so it
+        is always visible, but each of its colours may be in the background or in other objects.
+        """
+        xs, ys, size = self._xs, self._ys, self.image_size
+        palette = _palette(rng)
+        background_pair = rng.choice(PALETTE_SIZE, 2, replace=False)
+        background_kind = PATTERNS[int(rng.integers(2))]  # stripes or checks
+        image = _two_colour_field(rng, palette, background_pair, background_kind, xs, ys, size)
+        object_kinds = [kind for kind in PATTERNS if kind != background_kind]
+        for k in range(1, count + 1):
+            pair = _camouflage_pair(rng, background_pair)
+            kind = object_kinds[int(rng.integers(len(object_kinds)))]
+            region = instance == k
+            image[region] = _two_colour_field(rng, palette, pair, kind, xs, ys, size)[region]
+        return image
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not -self.num_images <= index < self.num_images:
