@@ -8,6 +8,7 @@
     optimizers      Adam and the clipped update step
     distributed     torchrun / DDP set-up and the per-process data split
     logs            JSONL, CSV and TensorBoard log sinks
+    pretrain_encoder  DINO pretraining of the CPU tutorial's small ViT (not part of SPOT)
 
 May import everything below it: `spot_tutorial.evaluation`, `spot_tutorial.io`,
 `spot_tutorial.model`, `spot_tutorial.data`, `spot_tutorial.runtime`, `spot_tutorial.recipes`,
