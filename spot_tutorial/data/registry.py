@@ -73,9 +73,10 @@ def build_datasets(config: SPOTConfig, data_path: str | os.PathLike | None = Non
         raise DatasetError(f"panoptic ground truth (--panoptic) exists for COCO only, not {name!r}")
     if name == "synthetic":
         train_set = SyntheticShapes(config.train_images or SYNTHETIC_TRAIN_IMAGES, config.image_size,
-                                    seed=config.seed)
+                                    difficulty=config.synthetic_difficulty, seed=config.seed)
         eval_set = SyntheticShapes(config.eval_images or SYNTHETIC_EVAL_IMAGES, config.image_size,
-                                   seed=SYNTHETIC_EVAL_SEED, mask_size=config.gt_mask_size)
+                                   difficulty=config.synthetic_difficulty, seed=SYNTHETIC_EVAL_SEED,
+                                   mask_size=config.gt_mask_size)
         return train_set, eval_set
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {DATASETS}")
@@ -142,7 +143,7 @@ def holdout_split(config: SPOTConfig, train_set: Dataset, data_path: str | os.Pa
     indices = list(train_set.indices) if isinstance(train_set, Subset) else list(range(len(base)))
     common = dict(image_size=config.image_size, center_crop=config.center_crop, mask_size=config.gt_mask_size)
     if name == "synthetic":  # the same scenes (same seed), rendered with their masks
-        scored = Subset(SyntheticShapes(len(base), config.image_size, seed=base.seed,
+        scored = Subset(SyntheticShapes(len(base), config.image_size, base.difficulty, seed=base.seed,
                                         mask_size=config.gt_mask_size), indices)
         train_keys = scored_keys = indices
     elif name == "coco":

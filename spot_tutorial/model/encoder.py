@@ -29,6 +29,10 @@ ENCODER_NAMES = {
     "mae_vitb16": "vit_base_patch16_224.mae",
 }
 TINY_ENCODER = "tiny"  # CPU tutorial encoder, see `tiny_vit`
+# The CPU tutorial's small self-supervised ViT: trained by `spot_tutorial.training.pretrain_encoder`
+# (DINO on the camouflage scenes) and shipped with the package, so it loads with no network.
+TINY_DINO_ENCODER = "tiny-dino"
+TINY_DINO_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "tiny_dino.safetensors"
 
 
 class OfflineError(RuntimeError):
@@ -179,6 +183,47 @@ def tiny_vit(image_size: int = 64, patch_size: int = 8, embed_dim: int = 64,
     return vit
 
 
+def small_vit(image_size: int = 64, patch_size: int = 8, embed_dim: int = 128, depth: int = 4,
+              num_heads: int = 4) -> nn.Module:
+    """A small timm ViT with a CLS token (the shape pretrained by DINO for the CPU tutorials)."""
+    return timm.models.vision_transformer.VisionTransformer(
+        img_size=image_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth,
+        num_heads=num_heads, num_classes=0, dynamic_img_size=True)
+
+
+def verify_sha256(path: Path) -> None:
+    """Compare a file with the digest in the ``.sha256`` file beside it (as `sha256sum` writes)."""
+    import hashlib
+
+    digest_file = path.with_suffix(".sha256")
+    if not path.is_file() or not digest_file.is_file():
+        raise CheckpointError(f"{path} or its checksum {digest_file.name} is missing: reinstall "
+                              "spot-tutorial, or rebuild the weights with "
+                              "spot_tutorial.training.pretrain_encoder")
+    expected = digest_file.read_text().split()[0]
+    found = hashlib.sha256(path.read_bytes()).hexdigest()
+    if found != expected:
+        raise CheckpointError(f"{path} is damaged or was replaced: its sha256 is {found}, expected "
+                              f"{expected}; reinstall spot-tutorial or rebuild the weights")
+
+
+def tiny_dino_vit(image_size: int = 64, path: str | os.PathLike = TINY_DINO_WEIGHTS) -> nn.Module:
+    """The shipped DINO-pretrained small ViT, its shape read from the recipe stored in the file."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    verify_sha256(path)
+    with safe_open(str(path), "pt") as weights:
+        recipe = json.loads(weights.metadata()["recipe"])
+    vit = small_vit(image_size, recipe["patch_size"], recipe["embed_dim"], recipe["depth"],
+                    recipe["num_heads"])
+    vit.load_state_dict(load_file(str(path)))
+    return vit
+
+
 def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
     """A quick check (seconds, not timm's ~50 s of retries) that the model hub answers."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
@@ -254,11 +299,14 @@ def build_encoder(name: str = "vit_base_patch16_224.dino", image_size: int = 224
                   pos_embed_scale: float = 0.5) -> ViTEncoder:
     """Build the patch-feature encoder.
 
-    `name` is a timm model name, a short alias from ENCODER_NAMES, or 'tiny' (CPU tutorials).
+    `name` is a timm model name, a short alias from ENCODER_NAMES, 'tiny' (the CPU tutorials'
+    pixel encoder) or 'tiny-dino' (their shipped self-supervised ViT, loaded with no network).
     `pretrained=True` uses timm's hub download; `weights_path` loads a local file instead.
     """
     if name == TINY_ENCODER:
         vit = tiny_vit(image_size=image_size, pos_embed_scale=pos_embed_scale)
+    elif name == TINY_DINO_ENCODER:
+        vit = tiny_dino_vit(image_size)
     else:
         vit = create_vit(name, image_size, pretrained=pretrained and weights_path is None)
     if weights_path is not None:

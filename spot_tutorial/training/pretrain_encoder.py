@@ -35,6 +35,7 @@ from torchvision.ops import roi_align
 from spot_tutorial.data.synthetic import SyntheticShapes
 from spot_tutorial.errors import CheckpointError
 from spot_tutorial.io.checkpoint_file import atomic_save
+from spot_tutorial.model.encoder import small_vit
 from spot_tutorial.runtime import capture_rng_state, restore_rng_state, seed_everything
 
 
@@ -67,11 +68,8 @@ class PretrainRecipe:
 
 def build_vit(recipe: PretrainRecipe) -> nn.Module:
     """The small timm ViT that is pretrained here (and loaded by the tutorial's encoder)."""
-    import timm
-
-    return timm.models.vision_transformer.VisionTransformer(
-        img_size=recipe.image_size, patch_size=recipe.patch_size, embed_dim=recipe.embed_dim,
-        depth=recipe.depth, num_heads=recipe.num_heads, num_classes=0, dynamic_img_size=True)
+    return small_vit(recipe.image_size, recipe.patch_size, recipe.embed_dim, recipe.depth,
+                     recipe.num_heads)
 
 
 class DINOHead(nn.Module):

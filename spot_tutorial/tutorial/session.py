@@ -152,7 +152,8 @@ class Tutorial:
         from spot_tutorial import data
 
         if self.tutorial:
-            return data.SyntheticShapes(num_images, self.config.image_size, seed=EVAL_SEED,
+            return data.SyntheticShapes(num_images, self.config.image_size,
+                                        self.config.synthetic_difficulty, seed=EVAL_SEED,
                                         mask_size=self.config.gt_mask_size)
         dataset = self.coco()
         return Subset(dataset, range(min(num_images, len(dataset))))
