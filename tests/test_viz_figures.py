@@ -140,3 +140,20 @@ def test_training_log_errors_say_what_to_pass(tmp_path):
     (tmp_path / "log.jsonl").write_text(json.dumps({"kind": "eval", "step": 1, "slot": {}}) + "\n")
     with pytest.raises(InputError, match="no training records"):
         viz.read_training_log(tmp_path)
+
+
+def test_feature_pca_colours_patches_by_their_features():
+    import torch
+
+    from spot_tutorial.viz.features import feature_pca, feature_pca_figure
+
+    # two kinds of patches whose features differ along one direction: two clearly distinct colours
+    features = torch.zeros(2, 16, 8)
+    features[:, :8, 0] = 1.0
+    features += 0.01 * torch.randn(2, 16, 8, generator=torch.Generator().manual_seed(0))
+    colours = feature_pca(features)
+    assert colours.shape == (2, 16, 3) and colours.min() >= 0 and colours.max() <= 1
+    first, second = colours[:, :8, 0], colours[:, 8:, 0]
+    assert abs(first.mean() - second.mean()) > 0.8
+    fig = feature_pca_figure(torch.zeros(2, 3, 16, 16), {"a": features}, normalized=False)
+    assert len(fig.axes) == 4

@@ -5,6 +5,7 @@
     animation      HTML animations (slot-attention iterations, masks slot by slot, decoding)
     architecture   the SPOT diagram (paper, Fig. 2)
     curves         training curves from a run's log
+    features       the PCA of an encoder's patch features as colours
     layers         the package's own layers, read from its source (book: How the library is organised)
 
 May import: `spot_tutorial.model.permutations`, `spot_tutorial.data.transforms`,
@@ -20,6 +21,7 @@ from spot_tutorial.viz.animation import (
 )
 from spot_tutorial.viz.architecture import architecture_figure
 from spot_tutorial.viz.curves import TrainingLog, read_training_log, training_curves
+from spot_tutorial.viz.features import feature_pca, feature_pca_figure
 from spot_tutorial.viz.masks import (
     PALETTE,
     attention_rows_figure,
@@ -43,5 +45,6 @@ __all__ = [
     "mask_figure", "figure_images", "save_mask_figure", "slot_figure", "attention_rows_figure",
     "label_maps_figure", "masks_by_row", "SHORT_ORDER_NAMES", "orders_figure", "decoding_step_figure",
     "Animation", "animate", "iterations_animation", "slot_masks_animation", "decoding_animation",
-    "architecture_figure", "TrainingLog", "read_training_log", "training_curves",
+    "architecture_figure", "TrainingLog", "read_training_log", "training_curves", "feature_pca",
+    "feature_pca_figure",
 ]
