@@ -36,7 +36,7 @@ from spot_tutorial.errors import InputError, SpotUserError
 from spot_tutorial.evaluation.evaluate import load_checkpoint_for_evaluation
 from spot_tutorial.model.spot import SPOT
 from spot_tutorial.recipes import get_preset
-from spot_tutorial.runtime import resolve_device
+from spot_tutorial.runtime import isolated_rng, resolve_device
 
 
 # ------------------------------------------------------------------------------------------
@@ -74,6 +74,10 @@ def _tensor_to_unit_range(image: torch.Tensor) -> torch.Tensor:
         return image.float() / 255.0
     if not image.is_floating_point():
         raise InputError(f"image tensors must be uint8 (0..255) or float in [0, 1], got dtype {image.dtype}")
+    nan = int(torch.isnan(image).sum())
+    if nan:
+        raise InputError(f"the image tensor holds {nan} NaN value(s) (of {image.numel()}): the masks "
+                         "would all be NaN; replace or drop those pixels first")
     low, high = float(image.min()), float(image.max())
     if low < -0.01 or high > 1.01:
         raise InputError(
@@ -86,7 +90,7 @@ def _tensor_to_unit_range(image: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def segment(model: SPOT, images: Sequence[Any] | torch.Tensor, permutations: OrderSpec = "standard",
             device: str | torch.device | None = None, batch_size: int = 1,
-            soft_masks: bool = True) -> Segmentation:
+            soft_masks: bool = True, seed: int | None = 0) -> Segmentation:
     """Masks for images of any size: resize to the model's input, run, upsample back.
 
     `images`: a list of PIL images / HxWx3 uint8 arrays / [3,H,W] tensors, or one [B,3,H,W]
@@ -94,13 +98,29 @@ def segment(model: SPOT, images: Sequence[Any] | torch.Tensor, permutations: Ord
     this function normalises with the ImageNet mean/std, so do not normalise beforehand.
     `batch_size` images go through the model at once; `soft_masks=False` keeps only the label
     maps (the soft masks of a large photo take K times its pixels in floats).
+
+    The slots start from random draws (a property of the method), so two runs would differ;
+    `seed` (default 0) fixes those draws: the same images give the same masks on every call, and
+    the caller's random generators are left as they were. `seed=None` draws fresh randomness.
+    The model's train/eval mode is restored on return.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    was_training = model.training
     model.eval()
+    try:
+        if seed is None:
+            return _segment_batches(model, list(images), permutations, device, batch_size, soft_masks)
+        with isolated_rng(device, seed):
+            return _segment_batches(model, list(images), permutations, device, batch_size, soft_masks)
+    finally:
+        model.train(was_training)
+
+
+def _segment_batches(model: SPOT, images: list, permutations: OrderSpec, device: torch.device,
+                     batch_size: int, soft_masks: bool) -> Segmentation:
     result = Segmentation([], [], [], [])
-    images = list(images)
     for start in range(0, len(images), batch_size):
         pixels = [_as_image_tensor(image) for image in images[start:start + batch_size]]  # [3, H, W] each
         output = model(_model_input(pixels, model.encoder.image_size, device), permutations=permutations)
@@ -269,12 +289,14 @@ def segment_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
                   out_dir: str | os.PathLike, orders: OrderSpec = "standard", masks: str = "both",
                   device: str = "auto", batch_size: int = 8, encoder: str = "vit_base_patch16_224.dino",
                   num_slots: int | None = None, preset: str = "coco", sheet_images: int = 12,
-                  progress: bool = True) -> SegmentRun:
+                  progress: bool = True, seed: int | None = 0) -> SegmentRun:
     """Segment image files with a checkpoint (ours or the authors'); see the module docstring.
 
     `orders`: the decoder's patch orders ('standard' raster, 'all' nine averaged as in the
     paper's evaluation); `masks`: 'slot', 'decoder' or 'both'. An authors' checkpoint takes what
     its weights do not store (e.g. the slot count) from `preset` unless `num_slots` is given.
+    `seed` fixes the slots' random start of each batch (see `segment`), so the same files give the
+    same masks on every run; it is recorded in index.json.
     """
     if masks not in MASK_CHOICES:
         raise InputError(f"masks={masks!r}; choose one of {sorted(MASK_CHOICES)}")
@@ -304,7 +326,7 @@ def segment_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
         if not loaded:
             continue
         result = segment(model, [image for _, image, _ in loaded], orders, device, batch_size=len(loaded),
-                         soft_masks=False)
+                         soft_masks=False, seed=None if seed is None else seed + start)
         for index, (item, image, mode) in enumerate(loaded):
             pixels = np.asarray(image)  # [H, W, 3] uint8
             labels = {"slot": result.slot_labels[index], "decoder": result.decoder_labels[index]}
@@ -320,7 +342,7 @@ def segment_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
                 "masks": list(kinds), "num_slots": shapes["num_slots"],
                 "num_slots_from": shapes["num_slots_from"],
                 "device": str(device), "batch_size": batch_size, "image_size": model.config.image_size,
-                "precision": "fp32"}
+                "precision": "fp32", "seed": seed}
     run = SegmentRun(out_dir, done, failed, out_dir / "index.json", sheet_path, seconds, settings)
     _write_index(run)
     return run

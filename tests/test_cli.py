@@ -193,6 +193,35 @@ def test_evaluate_command_prints_the_table_and_writes_files(tmp_path, capsys):
     assert "checkpoint not found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("arguments, named", [
+    (["--max-images", "-5"], "--max-images"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--num-workers", "-1"], "--num-workers"),
+])
+def test_evaluate_refuses_counts_that_would_give_nan_or_a_traceback(tmp_path, capsys, arguments, named):
+    from spot_tutorial import SPOT, get_preset, save_model
+    from spot_tutorial.apps.cli import main
+
+    save_model(SPOT.from_config(get_preset("tiny", init_method="embedding", eval_images=4)),
+               tmp_path / "model.pt")
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", str(tmp_path / "model.pt"), "--device", "cpu", "--no-progress",
+              "--output-dir", str(tmp_path / "eval"), *arguments])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err
+    assert named in error and "Traceback" not in error
+    assert not (tmp_path / "eval" / "results.json").exists()
+
+
+def test_run_evaluation_refuses_bad_counts_from_python(tmp_path):
+    from spot_tutorial.errors import ConfigError
+    from spot_tutorial.evaluation.evaluate import run_evaluation
+
+    for bad in (dict(max_images=-5), dict(batch_size=0), dict(num_workers=-2)):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            run_evaluation(tmp_path / "never-read.pt", **bad)
+
+
 def test_stage_two_on_the_command_line_gets_the_datasets_stage_two_schedule():
     from spot_tutorial.apps.cli import config_from_args
     from spot_tutorial.recipes import student_config

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from spot_tutorial import save_model
 from spot_tutorial.data import SyntheticShapes
+from spot_tutorial.errors import InputError
 from spot_tutorial.evaluation.evaluate import (
     evaluate_model,
     load_any_checkpoint,
@@ -238,6 +239,33 @@ def test_segment_refuses_images_it_would_misread():
         segment(model, [torch.rand(1, 32, 32)])
     with pytest.raises(ValueError, match="uint8"):
         segment(model, [np.zeros((8, 8, 3), dtype=np.float32)])
+
+
+def test_segment_is_deterministic_by_default_restores_the_mode_and_leaves_the_callers_rng():
+    model = tiny_model()  # shared-Gaussian slots: a random start on every call
+    image = torch.randint(0, 256, (3, 48, 48), dtype=torch.uint8)
+    model.train()
+    torch.manual_seed(123)
+    first = segment(model, [image])
+    after_first = torch.rand(1)
+    torch.manual_seed(123)
+    second = segment(model, [image])
+    assert torch.equal(torch.rand(1), after_first)  # the caller's generator is where it was
+    assert model.training  # train mode given, train mode back
+    assert torch.equal(first.slot_labels[0], second.slot_labels[0])
+    torch.testing.assert_close(first.slot_masks[0], second.slot_masks[0], rtol=0, atol=0)
+    other_seed = segment(model, [image], seed=1)
+    fresh = [segment(model, [image], seed=None).slot_masks[0] for _ in range(2)]
+    assert not torch.equal(other_seed.slot_masks[0], first.slot_masks[0])
+    assert not torch.equal(fresh[0], fresh[1])
+
+
+def test_segment_refuses_nan_pixels_and_says_how_many():
+    model = tiny_model(init_method="embedding")
+    image = torch.rand(3, 32, 32)
+    image[:, :10, :10] = float("nan")
+    with pytest.raises(InputError, match="300 NaN value"):
+        segment(model, [image])
 
 
 def test_evaluate_model_adds_p_ari_and_pq_for_panoptic_items():

@@ -46,6 +46,20 @@ def test_segment_a_folder_writes_overlays_label_maps_sheet_and_index(tmp_path, c
     assert Image.open(out / "contact_sheet.png").size[0] > 100
 
 
+def test_segmenting_the_same_files_twice_writes_identical_masks(tmp_path):
+    path = tmp_path / "gaussian.pt"  # shared-Gaussian slots: random unless seeded
+    save_model(SPOT.from_config(get_preset("tiny")), path)
+    write_image_folder(tmp_path / "photos", count=3)
+    runs = [segment_files(path, [tmp_path / "photos"], tmp_path / f"out{i}", device="cpu",
+                          batch_size=2, progress=False) for i in range(2)]
+    assert json.loads(runs[0].index_path.read_text())["seed"] == 0
+    for first, second in zip(runs[0].images, runs[1].images, strict=True):
+        for kind in ("slot", "decoder"):
+            a = np.asarray(Image.open(tmp_path / "out0" / first.masks[kind]["labels"]))
+            b = np.asarray(Image.open(tmp_path / "out1" / second.masks[kind]["labels"]))
+            assert np.array_equal(a, b)
+
+
 def test_bad_files_are_reported_by_name_and_skipped(tmp_path, checkpoint, capsys):
     write_image_folder(tmp_path / "photos", count=3)
     (tmp_path / "photos" / "broken.jpg").write_bytes(b"this is not a jpeg")

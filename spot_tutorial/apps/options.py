@@ -54,6 +54,16 @@ class OrderSpecAction(argparse.Action):
             raise argparse.ArgumentError(self, str(error)) from None
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -232,12 +242,15 @@ EVALUATE = Command(
     Option("--bf16", action="store_true",
            help="bf16 autocast (CUDA or CPU): faster, moves a few argmax labels; default fp32, "
                 "as the authors evaluate"),
-    Option("--batch-size", type=int, default=32),
+    Option("--batch-size", type=positive_int, default=32, help="images per forward pass (default 32)"),
     DEVICE,
-    Option("--num-workers", type=int, default=4, help="data-loading processes"),
-    Option("--max-images", type=int, default=0, help="only the first N images (0: all)"),
+    Option("--num-workers", type=non_negative_int, default=None,
+           help="data-loading processes (default: min(4, the machine's cores))"),
+    Option("--max-images", type=non_negative_int, default=0,
+           help="only the first N images (default 0: all)"),
     Option("--figure-images", type=int, default=8, help="images in masks.png (0: no figure)"),
-    Option("--output-dir", default="outputs/evaluate"),
+    Option("--output-dir", default="outputs/evaluate",
+           help="where results.json, results.csv and masks.png go (default outputs/evaluate)"),
     NO_PROGRESS,
 ))
 
@@ -264,6 +277,9 @@ SEGMENT = Command(
     Option("--preset", choices=sorted(PRESETS), default="coco",
            help="what an authors' checkpoint does not store comes from this preset (default coco)"),
     Option("--sheet-images", type=int, default=12, help="images on the contact sheet (0: none)"),
+    Option("--seed", type=int, default=0,
+           help="seed of the slots' random start: the same images give the same masks on every run "
+                "(default 0; recorded in index.json)"),
     NO_PROGRESS,
 ))
 

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from spot_tutorial import viz
 from spot_tutorial.config import OrderSpec
-from spot_tutorial.errors import DatasetError
+from spot_tutorial.errors import ConfigError, DatasetError
 from spot_tutorial.evaluation.metrics import SegmentationMetrics
 from spot_tutorial.model.spot import SPOT
 from spot_tutorial.runtime import evaluation_autocast, evaluation_precision, resolve_device
@@ -178,9 +178,19 @@ class EvaluationReport:
     notes: list[str] = field(default_factory=list)      # lines worth printing with the table
 
 
+def check_evaluation_counts(batch_size: int, max_images: int, num_workers: int | None) -> None:
+    """Counts that would give a DataLoader traceback or an evaluation over no images."""
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not (isinstance(max_images, int) and max_images >= 0):
+        raise ConfigError(f"max_images must be 0 (every image) or a positive count, got {max_images!r}")
+    if num_workers is not None and not (isinstance(num_workers, int) and num_workers >= 0):
+        raise ConfigError(f"num_workers must be 0 (load in this process) or more, got {num_workers!r}")
+
+
 def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, data_path: str | None = None,
                    permutations: OrderSpec = "all", batch_size: int = 32, device: str = "auto",
-                   num_workers: int = 4, output_dir: str | os.PathLike = "outputs/evaluate",
+                   num_workers: int | None = None, output_dir: str | os.PathLike = "outputs/evaluate",
                    encoder: str = "vit_base_patch16_224.dino", max_images: int = 0,
                    figure_images: int = 8, progress: bool = True, num_slots: int | None = None,
                    bf16: bool = False, mask_path: str | os.PathLike | None = None,
@@ -190,6 +200,7 @@ def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, da
 
     An authors' checkpoint takes what its weights do not store from the dataset's preset
     (e.g. 7 slots for COCO, 6 for VOC) unless `num_slots` is given. fp32 unless `bf16`.
+    `num_workers` defaults to min(4, the machine's CPU cores); `max_images` 0 scores every image.
     `mask_size` overrides the preset's ground-truth size (COCO: 320, the paper's; 224 for
     later papers); `panoptic` adds P-ARI and PQ against COCO's panoptic ground truth;
     `mask_path` is the mask folder of ``dataset='folder'``. results.json gets a "protocol" block.
@@ -202,6 +213,8 @@ def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, da
     device = resolve_device(device)
     precision = "bf16" if bf16 else "fp32"
     evaluation_autocast(device, precision)  # refuses an unsupported device before any work
+    check_evaluation_counts(batch_size, max_images, num_workers)
+    num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
     preset = dataset if dataset in PRESETS else "coco"  # an image folder: the COCO recipe
     model, shapes = load_checkpoint_for_evaluation(checkpoint, encoder, get_preset(preset), num_slots)
     model = model.to(device)
@@ -215,6 +228,9 @@ def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, da
                            "to only look at the masks")
     if max_images:
         eval_set = Subset(eval_set, range(min(max_images, len(eval_set))))
+    if len(eval_set) == 0:
+        raise DatasetError(f"no images to evaluate in {config.dataset} ({data_path}): an evaluation "
+                           "over zero images has no result; check the data path and split")
     loader = DataLoader(eval_set, batch_size=batch_size, num_workers=num_workers,
                         pin_memory=device.type == "cuda")
     results = evaluate_model(model, loader, device, permutations, progress=progress, precision=precision)
