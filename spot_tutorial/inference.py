@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -284,23 +285,43 @@ def _save_sheet(rows: list, kinds: Sequence[str], path: Path) -> Path | None:
     return path
 
 
+def prepare_output_folder(out_dir: Path, overwrite: bool) -> Path:
+    """Refuse a non-empty output folder unless `overwrite`, which empties a previous run's folder
+    (one with an index.json) and nothing else."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} is a file, not a folder: pass a folder path")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise InputError(f"--out {out_dir} is not empty: its files would sit beside the new ones "
+                             "with no entry in index.json; pass an empty or new folder, or --overwrite "
+                             "to replace its contents")
+        if not (out_dir / "index.json").is_file():
+            raise InputError(f"--out {out_dir} holds files that no `spot segment` run wrote (it has no "
+                             "index.json), so --overwrite will not delete them: pass another folder")
+        shutil.rmtree(out_dir)
+    return out_dir
+
+
 # ------------------------------------------------------------------------------------------
 def segment_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathLike],
                   out_dir: str | os.PathLike, orders: OrderSpec = "standard", masks: str = "both",
                   device: str = "auto", batch_size: int = 8, encoder: str = "vit_base_patch16_224.dino",
                   num_slots: int | None = None, preset: str = "coco", sheet_images: int = 12,
-                  progress: bool = True, seed: int | None = 0) -> SegmentRun:
+                  progress: bool = True, seed: int | None = 0, overwrite: bool = False) -> SegmentRun:
     """Segment image files with a checkpoint (ours or the authors'); see the module docstring.
 
     `orders`: the decoder's patch orders ('standard' raster, 'all' nine averaged as in the
     paper's evaluation); `masks`: 'slot', 'decoder' or 'both'. An authors' checkpoint takes what
     its weights do not store (e.g. the slot count) from `preset` unless `num_slots` is given.
     `seed` fixes the slots' random start of each batch (see `segment`), so the same files give the
-    same masks on every run; it is recorded in index.json.
+    same masks on every run; it is recorded in index.json. A non-empty `out_dir` is refused
+    unless `overwrite` (then its previous contents are removed first), so index.json always
+    describes every file in the folder.
     """
     if masks not in MASK_CHOICES:
         raise InputError(f"masks={masks!r}; choose one of {sorted(MASK_CHOICES)}")
     kinds = MASK_CHOICES[masks]
+    out_dir = prepare_output_folder(Path(out_dir), overwrite)
     files, failed = find_images(inputs)
     if not files:
         raise InputError("no images to segment: " + "; ".join(f"{f.file}: {f.error}" for f in failed)
@@ -308,7 +329,6 @@ def segment_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
     device = resolve_device(device)
     model, shapes = load_checkpoint_for_evaluation(checkpoint, encoder, get_preset(preset), num_slots)
     model = model.to(device).eval()
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     done: list[SegmentedImage] = []
     sheet_rows: list = []

@@ -60,6 +60,30 @@ def test_segmenting_the_same_files_twice_writes_identical_masks(tmp_path):
             assert np.array_equal(a, b)
 
 
+def test_a_non_empty_out_folder_is_refused_unless_overwrite_replaces_a_previous_run(tmp_path, checkpoint,
+                                                                                    capsys):
+    write_image_folder(tmp_path / "photos", count=2)
+    out = tmp_path / "out"
+    args = ["segment", str(checkpoint), str(tmp_path / "photos"), "--out", str(out), "--device", "cpu",
+            "--no-progress"]
+    assert main(args) == 0
+    (out / "stale.png").write_bytes(b"old")
+    assert main(args) == 1
+    error = capsys.readouterr().err
+    assert str(out) in error and "--overwrite" in error and "Traceback" not in error
+    assert (out / "stale.png").exists()
+    assert main([*args, "--overwrite"]) == 0
+    assert not (out / "stale.png").exists() and (out / "index.json").is_file()
+    own = tmp_path / "mine"  # a folder of the user's own files is never deleted
+    own.mkdir()
+    (own / "keep.txt").write_text("mine")
+    assert main([*args[:4], str(own), *args[5:], "--overwrite"]) == 1
+    assert "no index.json" in capsys.readouterr().err and (own / "keep.txt").exists()
+    (tmp_path / "file").write_text("x")
+    assert main([*args[:4], str(tmp_path / "file"), *args[5:]]) == 1
+    assert "is a file" in capsys.readouterr().err
+
+
 def test_bad_files_are_reported_by_name_and_skipped(tmp_path, checkpoint, capsys):
     write_image_folder(tmp_path / "photos", count=3)
     (tmp_path / "photos" / "broken.jpg").write_bytes(b"this is not a jpeg")

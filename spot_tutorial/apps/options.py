@@ -277,6 +277,8 @@ SEGMENT = Command(
     Option("--preset", choices=sorted(PRESETS), default="coco",
            help="what an authors' checkpoint does not store comes from this preset (default coco)"),
     Option("--sheet-images", type=int, default=12, help="images on the contact sheet (0: none)"),
+    Option("--overwrite", action="store_true",
+           help="replace the contents of a non-empty --out folder (default: refuse it)"),
     Option("--seed", type=int, default=0,
            help="seed of the slots' random start: the same images give the same masks on every run "
                 "(default 0; recorded in index.json)"),
