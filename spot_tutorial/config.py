@@ -41,6 +41,10 @@ FROZEN_ENCODER = 100
 # the run length, 'never' for eval_every.
 NO_LIMIT = 10**6
 
+# The most slots a model may have: `spot segment` writes label maps as 8-bit palette PNGs, whose
+# pixels hold slot ids 0..254 (the paper uses 6 to 24 slots).
+MAX_SLOTS = 255
+
 # How long and how a run goes, not what it computes: these may change when a run is resumed.
 RUNTIME_FIELDS = ("num_workers", "log_every", "checkpoint_every", "eval_every", "max_minutes",
                   "epochs", "max_steps", "torch_compile", "cpu_bf16")
@@ -221,6 +225,9 @@ class SPOTConfig:
                      "num_heads", "slot_att_heads", "image_size", "batch_size", "mlp_dec_hidden"):
             value = getattr(self, name)
             need(isinstance(value, int) and value >= 1, f"{name} must be a positive integer, got {value!r}")
+        need(self.num_slots <= MAX_SLOTS,
+             f"num_slots={self.num_slots} is more than {MAX_SLOTS}: label maps are 8-bit PNGs of slot "
+             f"ids, and the paper uses 6 to 24 slots; choose num_slots <= {MAX_SLOTS}")
         need(self.num_dec_blocks >= 1, f"num_dec_blocks must be >= 1, got {self.num_dec_blocks}")
         need(self.truncate in TRUNCATIONS, f"truncate={self.truncate!r}; choose one of {TRUNCATIONS}")
         need(self.init_method in INIT_METHODS,

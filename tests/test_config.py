@@ -85,3 +85,15 @@ def test_a_registered_preset_is_built_by_get_preset_and_checked_when_registered(
         assert "typo" not in PRESETS and "bad" not in PRESETS
     finally:
         PRESETS.pop("my_voc_eight", None)
+
+
+def test_num_slots_is_bounded_where_it_is_set_by_what_label_maps_hold(tmp_path, capsys):
+    from spot_tutorial.apps.cli import main
+
+    with pytest.raises(ConfigError, match="num_slots=1000 is more than 255"):
+        get_preset("tiny", num_slots=1000)
+    assert get_preset("tiny", num_slots=255).num_slots == 255
+    assert main(["train", "--preset", "synthetic", "--num-slots", "1000", "--output-dir",
+                 str(tmp_path / "run")]) == 1
+    assert "num_slots=1000" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
