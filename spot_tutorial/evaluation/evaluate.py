@@ -134,11 +134,17 @@ def load_checkpoint_for_evaluation(path: str | os.PathLike,
     `config` supplies what an authors' file does not store (default: the COCO preset);
     `num_slots` overrides the slot count where the weights allow it (see `load_model`).
     """
-    from spot_tutorial.io.checkpoint_file import FORMAT, checkpoint_config, load_model, safe_load
+    from spot_tutorial.io.checkpoint_file import (
+        FORMAT,
+        checkpoint_config,
+        checkpoint_dict,
+        load_model,
+        safe_load,
+    )
     from spot_tutorial.io.official import load_official_checkpoint, official_assumptions
 
-    payload = safe_load(path)
-    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+    payload = checkpoint_dict(safe_load(path), path)
+    if payload.get("format") == FORMAT:
         model = load_model(path, num_slots=num_slots)
         stored = checkpoint_config(payload, str(path)).num_slots
         source = ("checkpoint config" if model.config.num_slots == stored

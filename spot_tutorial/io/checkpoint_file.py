@@ -56,15 +56,40 @@ def atomic_save(payload: Any, path: str | os.PathLike) -> None:
 
 
 def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """A weights-only `torch.load`, with one clear message for each way a file can be wrong:
+    missing, empty, not a PyTorch file, truncated or damaged, holding more than tensors."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    with path.open("rb") as file:
+        head = file.read(4)
+    if not head:
+        raise CheckpointError(f"{path} is empty (0 bytes): its writing was interrupted or never "
+                              "happened; use another checkpoint (e.g. last.pt of the run)")
+    if head != b"PK\x03\x04" and head[:1] != b"\x80":  # a zip archive, or a legacy pickle
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (it starts with bytes {head!r}); "
+                              "pass last.pt / best.pt of `spot train` or an authors' .pt file")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # pickle errors, truncated files, ...
-        raise CheckpointError(
-            f"cannot read {path} as a safe (weights-only) torch checkpoint: {error}. "
-            "Is the file complete and written by spot-tutorial or the SPOT authors' scripts?") from error
+    except Exception as error:  # truncated archives, unsafe pickles, ...
+        text = str(error)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        unsupported = [line for line in lines if "Unsupported" in line]
+        reason = (unsupported or lines or [type(error).__name__])[0].split(". ")[0]
+        if "Weights only load failed" in text or unsupported:
+            raise CheckpointError(
+                f"{path} holds Python objects that a safe (weights-only) load refuses ({reason}): it "
+                "was not written by spot-tutorial or the SPOT authors' scripts") from error
+        raise CheckpointError(f"{path} is truncated or damaged ({reason}): copy it again, or use "
+                              "another checkpoint of the run") from error
+
+
+def checkpoint_dict(payload: Any, path: str | os.PathLike) -> dict:
+    """A loaded checkpoint must be a dict (of weights, or ours with its header): say so otherwise."""
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path} holds a {type(payload).__name__}, not a checkpoint (a dict of "
+                              "weights): pass last.pt / best.pt of `spot train` or an authors' checkpoint")
+    return payload
 
 
 def config_payload(config: SPOTConfig) -> dict[str, Any]:
@@ -105,8 +130,8 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     it); an embedding-init model stores one vector per slot, so a different count is refused.
     Both formats load (see `checkpoint_config`).
     """
-    payload = safe_load(path, map_location)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    payload = checkpoint_dict(safe_load(path, map_location), path)
+    if payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a spot-tutorial checkpoint; for the authors' files use "
                               "spot_tutorial.load_official_checkpoint(path, encoder)")
     config = with_num_slots(checkpoint_config(payload, str(path)), num_slots, source=str(path))

@@ -23,7 +23,13 @@ from torch import nn
 
 from spot_tutorial.config import FROZEN_ENCODER, SPOTConfig
 from spot_tutorial.errors import CheckpointError
-from spot_tutorial.io.checkpoint_file import FORMAT, load_state_strict, safe_load, with_num_slots
+from spot_tutorial.io.checkpoint_file import (
+    FORMAT,
+    checkpoint_dict,
+    load_state_strict,
+    safe_load,
+    with_num_slots,
+)
 from spot_tutorial.model.encoder import ViTEncoder, build_encoder
 from spot_tutorial.model.spot import SPOT
 
@@ -67,7 +73,7 @@ def official_to_ours(key: str) -> str:
 def _read_official(path_or_state_dict: str | os.PathLike | Mapping[str, Any]) -> dict[str, torch.Tensor]:
     state = path_or_state_dict
     if not isinstance(state, Mapping):
-        state = safe_load(state)
+        state = checkpoint_dict(safe_load(state), state)
     if "model" in state and isinstance(state["model"], Mapping):
         state = state["model"]  # {'model': state_dict, 'optimizer': ..., 'epoch': ...}
     state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
