@@ -20,7 +20,9 @@ blocks >= 8 trained), so they too can be overridden.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from spot_tutorial.apps.options import (  # noqa: F401  (parse helpers re-exported for scripts)
@@ -134,6 +136,24 @@ def missing_file_message(error: FileNotFoundError, args: argparse.Namespace) -> 
     return None
 
 
+def check_output_folder(args: argparse.Namespace) -> None:
+    """Before any work: the command's output folder (--output-dir / --out) can be made and written."""
+    from spot_tutorial.errors import InputError
+
+    for flag, name in (("--output-dir", "output_dir"), ("--out", "out")):
+        folder = getattr(args, name, None)
+        if folder is None:
+            continue
+        path = Path(folder).absolute()
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir():
+            what = "is a file" if existing == path else f"is below {existing}, which is a file"
+            raise InputError(f"{flag} {folder} {what}, not a folder: pass a folder path")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise InputError(f"{flag} {folder}: {existing} is not writable by this user; pass a "
+                             "folder you can write to")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. User mistakes (spot_tutorial.errors.SpotUserError, a missing input file
     or folder, an existing run, offline downloads, a diverged run) print one line and return 1;
@@ -144,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        check_output_folder(args)
         return args.func(args)
     except OfflineError as error:
         print(f"spot {args.command}: error: {error} On the command line: --encoder-weights PATH.",
