@@ -52,11 +52,13 @@ class Segmentation:
 def _as_image_tensor(image: Any) -> torch.Tensor:
     """One image -> [3, H, W] float in [0, 1].
 
-    Accepts a PIL image, an H x W x 3 uint8 array, a [3, H, W] uint8 tensor (0..255, scaled
-    to [0, 1]) or a [3, H, W] float tensor in [0, 1].
+    Accepts a PIL image, an image file's path, an H x W x 3 uint8 array, a [3, H, W] uint8
+    tensor (0..255, scaled to [0, 1]) or a [3, H, W] float tensor in [0, 1].
     """
     if isinstance(image, torch.Tensor):
         return _tensor_to_unit_range(image)
+    if isinstance(image, (str, os.PathLike)):
+        image = load_photo(Path(image))
     array = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
     if array.ndim != 3 or array.shape[2] != 3:
         raise InputError(f"images must be RGB (H x W x 3); got an array of shape {array.shape}")
@@ -64,6 +66,27 @@ def _as_image_tensor(image: Any) -> torch.Tensor:
         raise InputError(f"image arrays must be uint8 (0..255), got dtype {array.dtype}; pass float images "
                          "as [3, H, W] tensors in [0, 1]")
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255.0
+
+
+def image_list(images: Any) -> list:
+    """One image of any accepted kind, a list of them, or one [B, 3, H, W] batch -> a list of images."""
+    if isinstance(images, torch.Tensor):
+        if images.ndim == 3:
+            return [images]
+        if images.ndim == 4:
+            return list(images)
+        raise InputError("image tensors must be [3, H, W] or a [B, 3, H, W] batch, got "
+                         f"{tuple(images.shape)}")
+    if isinstance(images, np.ndarray) and images.ndim == 3 or isinstance(images, (str, os.PathLike)):
+        return [images]
+    if hasattr(images, "convert"):  # a PIL image
+        return [images]
+    try:
+        return list(images)
+    except TypeError:
+        raise InputError(f"segment() takes images as a PIL image, an image path, an H x W x 3 uint8 "
+                         f"array, a [3, H, W] tensor, a [B, 3, H, W] batch or a list of these; got "
+                         f"{type(images).__name__}") from None
 
 
 def _tensor_to_unit_range(image: torch.Tensor) -> torch.Tensor:
@@ -94,9 +117,10 @@ def segment(model: SPOT, images: Sequence[Any] | torch.Tensor, permutations: Ord
             soft_masks: bool = True, seed: int | None = 0) -> Segmentation:
     """Masks for images of any size: resize to the model's input, run, upsample back.
 
-    `images`: a list of PIL images / HxWx3 uint8 arrays / [3,H,W] tensors, or one [B,3,H,W]
-    tensor. Tensors hold raw pixels: uint8 in 0..255 (scaled to [0, 1]) or float in [0, 1];
-    this function normalises with the ImageNet mean/std, so do not normalise beforehand.
+    `images`: one image or a list of them (PIL images, image paths, HxWx3 uint8 arrays,
+    [3,H,W] tensors), or one [B,3,H,W] tensor. Tensors hold raw pixels: uint8 in 0..255
+    (scaled to [0, 1]) or float in [0, 1]; this function normalises with the ImageNet mean/std,
+    so do not normalise beforehand.
     `batch_size` images go through the model at once; `soft_masks=False` keeps only the label
     maps (the soft masks of a large photo take K times its pixels in floats).
 
@@ -112,9 +136,11 @@ def segment(model: SPOT, images: Sequence[Any] | torch.Tensor, permutations: Ord
     model.eval()
     try:
         if seed is None:
-            return _segment_batches(model, list(images), permutations, device, batch_size, soft_masks)
+            return _segment_batches(model, image_list(images), permutations, device, batch_size,
+                                    soft_masks)
         with isolated_rng(device, seed):
-            return _segment_batches(model, list(images), permutations, device, batch_size, soft_masks)
+            return _segment_batches(model, image_list(images), permutations, device, batch_size,
+                                    soft_masks)
     finally:
         model.train(was_training)
 
