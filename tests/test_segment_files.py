@@ -137,3 +137,13 @@ def test_find_images_names_are_unique_and_nothing_found_is_one_clear_error(tmp_p
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no images to segment" in err[0] and "nothing_*.jpg" in err[0]
+
+
+def test_a_corrupt_photo_of_the_user_is_not_called_a_download(tmp_path, checkpoint):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"0" * 50)
+    Image.new("RGB", (20, 20)).save(tmp_path / "photos" / "fine.png")
+    run = segment_files(checkpoint, [tmp_path / "photos"], tmp_path / "out", device="cpu", progress=False)
+    [failed] = run.failed
+    assert failed.file.endswith("broken.jpg") and "cannot read this image" in failed.error
+    assert "download" not in failed.error and "export it again" in failed.error

@@ -36,8 +36,11 @@ def require_file(path: Path, what: str, hint: str) -> Path:
     return path
 
 
-def _open_fully(path: Path, what: str) -> Image.Image:
-    """Open and decode ``path`` entirely, turning PIL's decoding errors into clear ones."""
+def _open_fully(path: Path, what: str, dataset: bool = True) -> Image.Image:
+    """Open and decode ``path`` entirely, turning PIL's decoding errors into clear ones.
+
+    ``dataset``: the file belongs to a downloaded dataset (the fix is to fetch it again); False for
+    the user's own images (the fix is to check or re-export the file)."""
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}. The dataset folder is incomplete; "
                                 "re-download or re-extract it.")
@@ -46,8 +49,10 @@ def _open_fully(path: Path, what: str) -> Image.Image:
             image.load()
             return image.copy()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise CorruptImageError(f"corrupt {what}: {path} cannot be decoded ({error}). "
-                                "Delete this file and re-download it.") from error
+        fix = ("Delete this file and re-download it." if dataset else
+               "Check that it is a complete image file (open it in a viewer, or export it again).")
+        raise CorruptImageError(f"cannot read this image: {path} cannot be decoded ({error}). "
+                                + fix) from error
 
 
 def load_rgb(path: Path) -> Image.Image:
@@ -64,7 +69,7 @@ def load_photo(path: Path) -> Image.Image:
     """
     from PIL import ImageOps
 
-    image = ImageOps.exif_transpose(_open_fully(path, "image file"))
+    image = ImageOps.exif_transpose(_open_fully(path, "image file", dataset=False))
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         values = np.asarray(image, dtype=np.float64)
         low, high = float(values.min()), float(values.max())
