@@ -201,3 +201,15 @@ def test_default_targets_are_the_papers_one_random_order_bit_for_bit(monkeypatch
     expected = output.loss + 0.5 * paper_loss(output.slot_logits, teacher_output.decoder_masks).loss
     assert torch.equal(masks, teacher_output.decoder_masks)
     assert torch.equal(loss.detach(), expected.detach())
+
+
+def test_the_teacher_must_match_the_student_in_slots_image_size_and_encoder_only():
+    from spot_tutorial import SPOT, get_preset
+    from spot_tutorial.errors import ConfigError
+    from spot_tutorial.training.objective import check_teacher
+
+    teacher = SPOT.from_config(get_preset("tiny", slot_size=32))
+    check_teacher(teacher, get_preset("tiny", slot_size=64, num_dec_blocks=1))  # masks only: fine
+    for mismatch in (dict(num_slots=6), dict(image_size=96), dict(encoder_final_norm=True)):
+        with pytest.raises(ConfigError, match=f"{next(iter(mismatch))}: teacher"):
+            check_teacher(teacher, get_preset("tiny", **mismatch))

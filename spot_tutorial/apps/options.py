@@ -171,7 +171,10 @@ TRAIN = Command("train", help="train a stage-1 teacher or a stage-2 student",
                 "--dataset folder, any folder of your images (searched recursively)"),
     Option("--mask-path", path=True, help="--dataset folder: instance-mask PNGs parallel to --data-path, for "
                                           "evaluation during training (without them: figures only)"),
-    Option("--teacher", path=True, help="stage 2: the stage-1 checkpoint (its last.pt, as in the paper)"),
+    Option("--teacher", path=True,
+           help="stage 2: the stage-1 checkpoint (its last.pt, as in the paper). It must match the "
+                "student in slots, image size and encoder (checked before training); its slot size "
+                "and decoder may differ, as only its decoder masks are distilled"),
     Option("--init-from", metavar="CHECKPOINT", path=True,
            help="start from the weights of a checkpoint (ours or the authors'): fine-tuning"),
     Option("--output-dir", keyword=None,
