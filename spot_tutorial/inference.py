@@ -281,18 +281,29 @@ def find_images(inputs: Sequence[str | os.PathLike]) -> tuple[list[ImageFile], l
 
 
 def _write_masks(image: np.ndarray, labels: dict[str, torch.Tensor], out_dir: Path, name: str):
-    """Overlay and label PNGs of one image; returns ({kind: {overlay, labels}}, overlay images)."""
+    """Overlay and label PNGs of one image, all or none: each is written under a temporary name
+    and renamed once every one is complete. Returns ({kind: {overlay, labels}}, overlay images)."""
     from spot_tutorial.viz.masks import label_png, overlay_png
 
-    written, overlays = {}, []
-    for kind, label_map in labels.items():
-        paths = {"overlay": f"{name}_{kind}_overlay.png", "labels": f"{name}_{kind}_labels.png"}
-        (out_dir / paths["overlay"]).parent.mkdir(parents=True, exist_ok=True)
-        overlay = overlay_png(image, label_map.numpy())
-        overlay.save(out_dir / paths["overlay"])
-        label_png(label_map.numpy()).save(out_dir / paths["labels"])
-        written[kind] = paths
-        overlays.append(overlay)
+    written, overlays, pending = {}, [], []
+    try:
+        for kind, label_map in labels.items():
+            paths = {"overlay": f"{name}_{kind}_overlay.png", "labels": f"{name}_{kind}_labels.png"}
+            (out_dir / paths["overlay"]).parent.mkdir(parents=True, exist_ok=True)
+            overlay = overlay_png(image, label_map.numpy())
+            for picture, relative in ((overlay, paths["overlay"]), (label_png(label_map.numpy()),
+                                                                    paths["labels"])):
+                partial = out_dir / f"{relative}.partial"
+                pending.append((partial, out_dir / relative))
+                picture.save(partial, format="PNG")
+            written[kind] = paths
+            overlays.append(overlay)
+    except BaseException:
+        for partial, _ in pending:
+            partial.unlink(missing_ok=True)
+        raise
+    for partial, final in pending:
+        os.replace(partial, final)
     return written, overlays
 
 
@@ -376,7 +387,13 @@ def segment_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
         for index, (item, image, mode) in enumerate(loaded):
             pixels = np.asarray(image)  # [H, W, 3] uint8
             labels = {"slot": result.slot_labels[index], "decoder": result.decoder_labels[index]}
-            written, overlays = _write_masks(pixels, {k: labels[k] for k in kinds}, out_dir, item.name)
+            try:
+                written, overlays = _write_masks(pixels, {k: labels[k] for k in kinds}, out_dir,
+                                                 item.name)
+            except (SpotUserError, OSError) as error:  # e.g. a full disk: this image fails alone
+                failed.append(FailedImage(str(item.path), f"its masks could not be written: {error}"))
+                bar.update(1)
+                continue
             done.append(SegmentedImage(str(item.path), list(image.size), mode, written))
             if len(sheet_rows) < sheet_images:
                 sheet_rows.append((item.name, [image, *overlays]))

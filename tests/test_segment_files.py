@@ -147,3 +147,29 @@ def test_a_corrupt_photo_of_the_user_is_not_called_a_download(tmp_path, checkpoi
     [failed] = run.failed
     assert failed.file.endswith("broken.jpg") and "cannot read this image" in failed.error
     assert "download" not in failed.error and "export it again" in failed.error
+
+
+def test_an_image_whose_masks_cannot_be_written_leaves_no_files_and_is_listed(tmp_path, checkpoint,
+                                                                              monkeypatch):
+    import spot_tutorial.viz.masks as masks
+
+    (tmp_path / "photos").mkdir()
+    for name in ("a", "b"):
+        Image.new("RGB", (20, 20), (10, 200, 30)).save(tmp_path / "photos" / f"{name}.png")
+    real, calls = masks.label_png, []
+
+    def failing_second_image(labels):
+        calls.append(1)
+        if len(calls) == 4:  # image b's decoder label map: after b's slot PNGs were written
+            raise OSError(28, "No space left on device")
+        return real(labels)
+
+    monkeypatch.setattr(masks, "label_png", failing_second_image)
+    out = tmp_path / "out"
+    run = segment_files(checkpoint, [tmp_path / "photos"], out, device="cpu", progress=False)
+    assert [image.file for image in run.images] == [str(tmp_path / "photos" / "a.png")]
+    [failed] = run.failed
+    assert failed.file.endswith("b.png") and "No space left" in failed.error
+    assert sorted(p.name for p in out.glob("b_*")) == [] and not list(out.rglob("*.partial"))
+    assert len(list(out.glob("a_*.png"))) == 4
+    assert json.loads((out / "index.json").read_text())["failed"][0]["file"].endswith("b.png")
