@@ -3,7 +3,8 @@
 `get_preset(name, **overrides)` returns a validated `SPOTConfig`; `register_preset` adds a
 named recipe of your own and `list_presets` names them all. The built-in ones: `coco` (the
 default, the paper's COCO run), `voc`, `movi_c` / `movi_e` (the authors' released MOVi commands),
-`tiny` / `synthetic` (the CPU model of the tutorials). `student_config` turns a stage-1
+`tiny` / `synthetic` (the CPU model of the tutorials), `camouflage` (the CPU model with its
+DINO-pretrained encoder on scenes colour cannot segment). `student_config` turns a stage-1
 (teacher) configuration into the stage-2 student's, as the paper does.
 """
 
@@ -33,6 +34,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                  num_workers=0, pos_embed_scale=0.5),
 }
 PRESETS["synthetic"] = PRESETS["tiny"]
+# `camouflage`: the miniature in SPOT's regime, under study (the tutorials still use `tiny`): the
+# camouflage scenes, which colour alone cannot segment, seen through the shipped DINO-pretrained
+# small ViT ('tiny-dino': 4 blocks, width 128, patch 8) with its final LayerNorm; 7 slots for
+# 3-6 objects and the background.
+PRESETS["camouflage"] = dict(PRESETS["tiny"], which_encoder="tiny-dino", encoder_final_norm=True,
+                             synthetic_difficulty="camouflage", num_slots=7)
 
 # Stage-2 (student) schedule where it differs from stage 1, per dataset; applied on top of the
 # teacher's configuration by `student_config`. MOVi, as in the authors'

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spot_tutorial.viz.masks import finish_grid, to_rgb
+from spot_tutorial.viz.masks import finish_grid, overlay, to_rgb
 
 
 def feature_pca(features: torch.Tensor) -> np.ndarray:
@@ -28,23 +28,28 @@ def feature_pca(features: torch.Tensor) -> np.ndarray:
 
 
 def feature_pca_figure(images: torch.Tensor, features_by_name: dict[str, torch.Tensor],
-                       normalized: bool = True):
-    """Rows: images; columns: the image, then the PCA colours of each encoder's patch features.
+                       normalized: bool = True, objects: torch.Tensor | None = None):
+    """Rows: images; columns: the image, optionally its objects, then the PCA colours of each
+    encoder's patch features.
 
     ``features_by_name``: encoder name -> patch features [B, N, D] of ``images`` (N a square).
-    Each encoder gets its own PCA over all the images shown.
+    Each encoder gets its own PCA over all the images shown. ``objects``: instance label maps
+    [B, H, W] (0 = background) drawn over the image in the second column.
     """
     import matplotlib.pyplot as plt
 
     rgb = to_rgb(images, normalized)
-    columns = ["image", *features_by_name]
+    columns = ["image", *(["objects"] if objects is not None else []), *features_by_name]
     count = images.shape[0]
     fig, axes = plt.subplots(count, len(columns), figsize=(2.0 * len(columns), 2.0 * count),
                              squeeze=False)
     pcas = {name: feature_pca(features) for name, features in features_by_name.items()}
+    first = 1 if objects is None else 2
     for row in range(count):
         axes[row, 0].imshow(rgb[row])
-        for col, name in enumerate(features_by_name, start=1):
+        if objects is not None:
+            axes[row, 1].imshow(overlay(rgb[row], objects[row].numpy(), alpha=0.7))
+        for col, name in enumerate(features_by_name, start=first):
             side = int(round(pcas[name].shape[1] ** 0.5))
             axes[row, col].imshow(pcas[name][row].reshape(side, side, 3), interpolation="nearest")
     return finish_grid(fig, axes, columns, fontsize=9)
