@@ -165,7 +165,8 @@ TRAIN = Command("train", help="train a stage-1 teacher or a stage-2 student",
            help="1: teacher; 2: self-training student (needs --teacher)"),
     Option("--preset", choices=sorted(PRESETS), default="coco", keyword=None,
            help="a dataset's settings (COCO, VOC: the paper's; MOVi: the authors' released commands); "
-                "'synthetic' runs on the CPU, no data needed"),
+                "'synthetic' runs on the CPU, no data needed (default coco). The field options "
+                "below show COCO's values; a preset changes some of them"),
     Option("--data-path", path=True,
            help="dataset folder (not needed for --preset synthetic); with "
                 "--dataset folder, any folder of your images (searched recursively)"),
