@@ -184,8 +184,8 @@ class SPOTConfig:
     cpu_bf16: bool = False
     #: torch.compile the ViT blocks, slot attention and decoder for training.
     torch_compile: bool = False
-    #: The built-in scenes' difficulty (dataset='synthetic'): 'shapes', 'textured', 'occluded' or
-    #: 'camouflage' (see spot_tutorial.data.synthetic).
+    #: The built-in scenes' difficulty for dataset='synthetic', one of 'shapes', 'textured',
+    #: 'occluded' or 'camouflage' (see spot_tutorial.data.synthetic).
     synthetic_difficulty: str = "shapes"
     #: > 0 — train on the first N images (synthetic — generate N; 0 means 10000).
     train_images: int = 0
