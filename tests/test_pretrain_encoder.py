@@ -12,8 +12,10 @@ from spot_tutorial.training.pretrain_encoder import (
     PretrainRecipe,
     colour_jitter,
     dino_loss,
+    masked_patch_loss,
     pretrain_encoder,
     random_crops,
+    random_patch_masks,
 )
 
 SMALL = PretrainRecipe(embed_dim=32, depth=1, num_heads=2, scenes=16, steps=4, batch_size=8,
@@ -59,3 +61,37 @@ def test_pretraining_resumes_exactly_and_exports_weights_with_recipe_and_checksu
     assert steps[-1] == SMALL.steps
     with pytest.raises(ValueError, match="another recipe"):
         pretrain_encoder(PretrainRecipe(**{**SMALL.__dict__, "steps": 5}), tmp_path / "whole")
+
+
+def test_masked_patch_loss_reads_only_the_masked_patches():
+    student, teacher = torch.randn(2, 6, 8), torch.randn(2, 6, 8)
+    masked = torch.zeros(2, 6, dtype=torch.bool)
+    masked[0, 1] = masked[1, 4] = True
+    loss = masked_patch_loss(student, teacher, torch.zeros(8), masked, SMALL)
+    changed = student.clone()
+    changed[~masked] = torch.randn(int((~masked).sum()), 8)  # the visible patches do not count
+    assert torch.allclose(loss, masked_patch_loss(changed, teacher, torch.zeros(8), masked, SMALL))
+    p_t = torch.softmax(teacher[0, 1] / SMALL.teacher_temp, -1)
+    term = -(p_t * torch.log_softmax(student[0, 1] / SMALL.student_temp, -1)).sum()
+    p_t = torch.softmax(teacher[1, 4] / SMALL.teacher_temp, -1)
+    term = term - (p_t * torch.log_softmax(student[1, 4] / SMALL.student_temp, -1)).sum()
+    assert torch.allclose(loss, term / 2)
+    shares = random_patch_masks(4000, 64, (0.1, 0.5), torch.Generator().manual_seed(0)).float().mean(1)
+    assert abs(shares.mean() - 0.3) < 0.01 and shares.std() > 0.09  # the share varies per crop
+
+
+def test_ibot_pretraining_trains_the_patch_head_and_resumes_exactly(tmp_path):
+    torch.set_num_threads(1)
+    ibot = PretrainRecipe(**{**SMALL.__dict__, "patch_loss_weight": 1.0})
+    whole = pretrain_encoder(ibot, tmp_path / "whole", checkpoint_every=2)
+    pretrain_encoder(ibot, tmp_path / "split", checkpoint_every=2, max_steps=2)
+    resumed = pretrain_encoder(ibot, tmp_path / "split", checkpoint_every=2)
+    dino = pretrain_encoder(SMALL, tmp_path / "dino", checkpoint_every=4)
+    with safe_open(str(whole), "pt") as a, safe_open(str(resumed), "pt") as b, \
+            safe_open(str(dino), "pt") as c:
+        assert set(a.keys()) == set(c.keys())  # the exported backbone: no head, no mask token
+        assert all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys())
+        assert not all(torch.equal(a.get_tensor(k), c.get_tensor(k)) for k in a.keys())
+    state = torch.load(tmp_path / "whole" / "pretrain_state.pt", weights_only=True)
+    assert state["model"]["patch_center"].abs().sum() > 0  # the teacher's patch outputs were centred
+    assert state["model"]["mask_token"].abs().sum() > 0    # and the mask token learned

@@ -1,4 +1,4 @@
-"""Self-supervised pretraining of the tutorial's small ViT (DINO self-distillation; not SPOT itself).
+"""Self-supervised pretraining of the tutorial's small ViT (DINO / iBOT self-distillation; not SPOT).
 
 SPOT starts from a frozen self-supervised ViT (DINO, paper section 4): slot attention groups its
 patch features into objects. The CPU miniature needs an encoder of that kind too, small enough to
@@ -8,6 +8,13 @@ camouflage scenes:
     student(crop) -> head -> p_s = softmax(z_s / 0.1)
     teacher(crop) -> head -> p_t = softmax((z_t - center) / tau_t)   (teacher = EMA of student)
     loss = mean over pairs of a teacher's global crop and another student crop of -p_t . log p_s
+
+DINO trains the class token only; slot attention reads the patch tokens. With
+``patch_loss_weight > 0`` the recipe adds iBOT's masked-patch term (Zhou et al., 2022): some patches
+of the student's global crops are replaced by a learned mask token, and at those positions the
+student's patch tokens must match the teacher's (unmasked) patch tokens of the same crop:
+
+    loss += w * mean over masked patches of -softmax((h_t - c_p) / tau_t) . log softmax(h_s / 0.1)
 
 Two global crops (the full 64 px scale range 0.4-1) and a few local crops (32 px, scale 0.1-0.4),
 all with colour jitter and random grey, so the features come to describe pattern and shape more
@@ -35,7 +42,7 @@ from torchvision.ops import roi_align
 from spot_tutorial.data.synthetic import SyntheticShapes
 from spot_tutorial.errors import CheckpointError
 from spot_tutorial.io.checkpoint_file import atomic_save
-from spot_tutorial.model.encoder import small_vit
+from spot_tutorial.model.encoder import add_position_embedding, small_vit
 from spot_tutorial.runtime import capture_rng_state, restore_rng_state, seed_everything
 
 
@@ -64,6 +71,8 @@ class PretrainRecipe:
     center_momentum: float = 0.9
     ema_start: float = 0.99         # teacher momentum, cosine to 1.0 over the run
     seed: int = 0
+    patch_loss_weight: float = 0.0  # iBOT's masked-patch term (0: DINO alone)
+    mask_ratio: tuple[float, float] = (0.1, 0.5)  # share of masked patches, drawn per crop
 
 
 def build_vit(recipe: PretrainRecipe) -> nn.Module:
@@ -94,13 +103,30 @@ class DINO(nn.Module):
                                                                                  recipe.out_dim)})
         self.teacher = nn.ModuleDict({"vit": build_vit(recipe), "head": DINOHead(recipe.embed_dim,
                                                                                  recipe.out_dim)})
+        if recipe.patch_loss_weight > 0:  # iBOT: a head for the patch tokens of each branch
+            for branch in (self.student, self.teacher):
+                branch["patch_head"] = DINOHead(recipe.embed_dim, recipe.out_dim)
         self.teacher.load_state_dict(self.student.state_dict())
         self.teacher.requires_grad_(False)
+        self.mask_token = nn.Parameter(torch.zeros(recipe.embed_dim))
         self.register_buffer("center", torch.zeros(recipe.out_dim))
+        self.register_buffer("patch_center", torch.zeros(recipe.out_dim))
 
     @staticmethod
     def embed(branch: nn.ModuleDict, crops: torch.Tensor) -> torch.Tensor:
         return branch["head"](branch["vit"](crops))   # [B, out_dim] from the class token
+
+    def embed_tokens(self, branch: nn.ModuleDict, crops: torch.Tensor,
+                     masked: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class-token and patch-token outputs [B, out_dim], [B, N, out_dim]; `masked` [B, N]."""
+        vit = branch["vit"]
+        patches = vit.patch_embed(crops)              # [B, h, w, D] (timm's dynamic-size layout)
+        if masked is not None:
+            patches = torch.where(masked.view(*patches.shape[:-1], 1), self.mask_token.to(patches.dtype),
+                                  patches)
+        tokens = vit.norm(vit.blocks(vit.norm_pre(add_position_embedding(vit, patches))))
+        cls, patch_tokens = tokens[:, 0], tokens[:, vit.num_prefix_tokens:]
+        return branch["head"](cls), branch["patch_head"](patch_tokens)
 
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
@@ -164,6 +190,22 @@ def dino_loss(student_out: torch.Tensor, teacher_out: torch.Tensor, center: torc
     return torch.stack(terms).mean()
 
 
+def random_patch_masks(count: int, patches: int, ratio: tuple[float, float],
+                       generator: torch.Generator) -> torch.Tensor:
+    """For each crop, a random share (drawn in `ratio`) of its patches to mask.  # [count, N] bool"""
+    share = torch.empty(count, 1).uniform_(*ratio, generator=generator)
+    return torch.rand(count, patches, generator=generator) < share
+
+
+def masked_patch_loss(student_patches: torch.Tensor, teacher_patches: torch.Tensor,
+                      center: torch.Tensor, masked: torch.Tensor, recipe: PretrainRecipe) -> torch.Tensor:
+    """iBOT's term: cross-entropy teacher -> student on the masked patches of the same crop."""
+    teacher_p = F.softmax((teacher_patches - center) / recipe.teacher_temp, dim=-1)  # [B, N, K]
+    student_logp = F.log_softmax(student_patches / recipe.student_temp, dim=-1)
+    per_patch = -(teacher_p * student_logp).sum(-1)                                  # [B, N]
+    return (per_patch * masked).sum() / masked.sum().clamp(min=1)
+
+
 def render_scenes(recipe: PretrainRecipe) -> torch.Tensor:
     """The pretraining images in [0, 1], [scenes, 3, S, S] uint8-exact (rendered once)."""
     scenes = SyntheticShapes(recipe.scenes, recipe.image_size, difficulty=recipe.difficulty,
@@ -184,11 +226,15 @@ def train_step(model: DINO, optimizer: torch.optim.Optimizer, images: torch.Tens
                                                         generator), generator))
     local_crops = normalise(colour_jitter(random_crops(images, recipe.local_crops, recipe.local_size,
                                                        (0.1, 0.4), generator), generator))
-    with torch.no_grad():
-        teacher_out = model.embed(model.teacher, global_crops)          # [2B, out_dim]
-    student_out = torch.cat([model.embed(model.student, global_crops),
-                             model.embed(model.student, local_crops)])   # [(2+L)B, out_dim]
-    loss = dino_loss(student_out, teacher_out, model.center, recipe, batch)
+    if recipe.patch_loss_weight > 0:
+        loss, teacher_out, teacher_patches = ibot_losses(model, global_crops, local_crops, recipe,
+                                                         batch, generator)
+    else:
+        with torch.no_grad():
+            teacher_out = model.embed(model.teacher, global_crops)      # [2B, out_dim]
+        student_out = torch.cat([model.embed(model.student, global_crops),
+                                 model.embed(model.student, local_crops)])   # [(2+L)B, out_dim]
+        loss = dino_loss(student_out, teacher_out, model.center, recipe, batch)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     nn.utils.clip_grad_norm_(model.student.parameters(), 3.0)
@@ -198,7 +244,25 @@ def train_step(model: DINO, optimizer: torch.optim.Optimizer, images: torch.Tens
     with torch.no_grad():
         model.center.mul_(recipe.center_momentum).add_(teacher_out.mean(0),
                                                        alpha=1 - recipe.center_momentum)
+        if recipe.patch_loss_weight > 0:
+            model.patch_center.mul_(recipe.center_momentum).add_(
+                teacher_patches.mean((0, 1)), alpha=1 - recipe.center_momentum)
     return float(loss.detach())
+
+
+def ibot_losses(model: DINO, global_crops: torch.Tensor, local_crops: torch.Tensor,
+                recipe: PretrainRecipe, batch: int, generator: torch.Generator):
+    """DINO's class-token loss plus the weighted masked-patch loss; also the teacher's outputs."""
+    with torch.no_grad():
+        teacher_out, teacher_patches = model.embed_tokens(model.teacher, global_crops)
+    masked = random_patch_masks(global_crops.shape[0], teacher_patches.shape[1], recipe.mask_ratio,
+                                generator)                                   # [2B, N]
+    student_global, student_patches = model.embed_tokens(model.student, global_crops, masked)
+    student_out = torch.cat([student_global, model.embed(model.student, local_crops)])
+    loss = dino_loss(student_out, teacher_out, model.center, recipe, batch)
+    loss = loss + recipe.patch_loss_weight * masked_patch_loss(student_patches, teacher_patches,
+                                                               model.patch_center, masked, recipe)
+    return loss, teacher_out, teacher_patches
 
 
 def pretrain_encoder(recipe: PretrainRecipe, out_dir: str | Path, checkpoint_every: int = 200,
@@ -208,7 +272,7 @@ def pretrain_encoder(recipe: PretrainRecipe, out_dir: str | Path, checkpoint_eve
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(recipe.seed)
     model = DINO(recipe)
-    optimizer = torch.optim.AdamW(model.student.parameters(), lr=recipe.lr,
+    optimizer = torch.optim.AdamW([*model.student.parameters(), model.mask_token], lr=recipe.lr,
                                   weight_decay=recipe.weight_decay)
     generator = torch.Generator().manual_seed(recipe.seed)
     step = 0
