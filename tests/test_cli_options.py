@@ -13,6 +13,7 @@ import pytest
 
 from spot_tutorial.apps import options
 from spot_tutorial.apps.cli import build_parser
+from spot_tutorial.recipes import get_preset, student_config
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = {"train": "spot_tutorial.training.loop:Trainer.__init__",
@@ -80,6 +81,21 @@ def test_help_shows_every_options_help_text(capsys):
             assert option.flag in printed or option.metavar in printed
             if option.help:
                 assert "".join(option.help.split()) in printed, (command.name, option.flag)
+
+
+def test_field_help_shows_the_values_of_the_named_preset_and_stage(capsys):
+    def help_of(*argv: str) -> str:
+        with pytest.raises(SystemExit):
+            build_parser(list(argv)).parse_args(list(argv))
+        return " ".join(capsys.readouterr().out.split())
+
+    assert "--batch-size INT (COCO default: 64)" in help_of("train", "--help")
+    assert "--batch-size INT (--preset tiny default: 32)" in help_of("train", "--preset", "tiny", "--help")
+    voc = get_preset("voc")
+    student = student_config(voc)
+    assert voc.init_method != student.init_method  # the paper's student differs, and the help says so
+    assert f"--init-method STR (--preset voc, stage 2 default: {student.init_method!r})" in help_of(
+        "train", "--stage", "2", "--preset", "voc", "--help")
 
 
 def test_every_keyword_is_a_parameter_of_the_library_function():

@@ -39,6 +39,7 @@ from spot_tutorial.apps.options import (  # noqa: F401  (parse helpers re-export
     OrderSpecAction,
     add_command,
     add_config_options,
+    chosen_preset,
     config_overrides,
     library_arguments,
     parse_order_spec,
@@ -61,14 +62,16 @@ def config_from_args(args: argparse.Namespace) -> SPOTConfig:
 
 
 # ----------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    """The `spot` parser, built from the tables of spot_tutorial.apps.options."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The `spot` parser, built from the tables of spot_tutorial.apps.options; `argv` (the command
+    line to be parsed) only chooses the preset whose values the field options' help shows."""
+    preset, stage = chosen_preset(argv)
     parser = argparse.ArgumentParser(prog=PROGRAM, description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     handlers = {"train": cmd_train, "quickstart": cmd_quickstart, "evaluate": cmd_evaluate,
                 "segment": cmd_segment}
     for command in COMMANDS:
-        add_command(commands, command).set_defaults(func=handlers[command.name])
+        add_command(commands, command, preset, stage).set_defaults(func=handlers[command.name])
     return parser
 
 
@@ -162,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from spot_tutorial.model.encoder import OfflineError
     from spot_tutorial.training.loop import NonFiniteLossError
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         check_output_folder(args)
         return args.func(args)

@@ -162,7 +162,7 @@ TRAIN = Command("train", help="train a stage-1 teacher or a stage-2 student",
     Option("--preset", choices=sorted(PRESETS), default="coco", keyword=None,
            help="a dataset's settings (COCO, VOC: the paper's; MOVi: the authors' released commands); "
                 "'synthetic' runs on the CPU, no data needed (default coco). The field options "
-                "below show COCO's values; a preset changes some of them"),
+                "below show the values of the preset named on the command line (COCO's if none)"),
     Option("--data-path", path=True,
            help="dataset folder (not needed for --preset synthetic); with "
                 "--dataset folder, any folder of your images (searched recursively)"),
@@ -270,13 +270,13 @@ SEGMENT = Command(
     Option("--masks", choices=("slot", "decoder", "both"), default="both",
            help="which masks to write (default both)"),
     DEVICE,
-    Option("--batch-size", type=positive_int, default=8, help="images per forward pass"),
+    Option("--batch-size", type=positive_int, default=8, help="images per forward pass (default 8)"),
     ENCODER,
     Option("--num-slots", type=positive_int, default=None, metavar="K",
            help="slots of an authors' shared-Gaussian model (default: the --preset's)"),
     Option("--preset", choices=sorted(PRESETS), default="coco",
            help="what an authors' checkpoint does not store comes from this preset (default coco)"),
-    Option("--sheet-images", type=int, default=12, help="images on the contact sheet (0: none)"),
+    Option("--sheet-images", type=int, default=12, help="images on the contact sheet (0: none; default 12)"),
     Option("--overwrite", action="store_true",
            help="replace the contents of a non-empty --out folder (default: refuse it)"),
     Option("--seed", type=int, default=0,
@@ -306,6 +306,11 @@ class ConfigOption:
     def help(self) -> str:
         return f"(COCO default: {self.default!r})"
 
+    def help_for(self, preset: str, stage: int, value: Any) -> str:
+        """The help line under a chosen preset (and stage): that preset's value of the field."""
+        where = f"--preset {preset}" + (", stage 2" if stage == 2 else "")
+        return f"({where} default: {value!r})"
+
 
 def config_options() -> list[ConfigOption]:
     """One option per SPOTConfig field, typed from the dataclass annotations."""
@@ -327,12 +332,32 @@ def config_options() -> list[ConfigOption]:
     return options
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One ``--field-name`` option per SPOTConfig field; an option not given is absent from the namespace."""
+def add_config_options(parser: argparse.ArgumentParser, preset: str | None = None, stage: int = 1) -> None:
+    """One ``--field-name`` option per SPOTConfig field; an option not given is absent from the namespace.
+
+    The help of each shows the value that the run would use: COCO's (SPOTConfig's defaults) when no
+    preset is named, else that preset's, after the paper's student settings for ``stage == 2``.
+    """
+    from spot_tutorial.recipes import get_preset, student_config
+
+    chosen = None
+    if preset in PRESETS:
+        chosen = get_preset(preset)
+        chosen = student_config(chosen) if stage == 2 else chosen
     group = parser.add_argument_group(CONFIG_GROUP)
     for option in config_options():
+        text = option.help if chosen is None else option.help_for(preset, stage, getattr(chosen, option.name))
         group.add_argument(option.flag, dest=CONFIG_PREFIX + option.name, default=argparse.SUPPRESS,
-                           help=option.help, **option.settings)
+                           help=text, **option.settings)
+
+
+def chosen_preset(argv: Sequence[str] | None) -> tuple[str | None, int]:
+    """``--preset`` and ``--stage`` as given on a command line (before it is parsed), for the help."""
+    scout = argparse.ArgumentParser(add_help=False)
+    scout.add_argument("--preset", default=None)
+    scout.add_argument("--stage", default="1")
+    known, _ = scout.parse_known_args([] if argv is None else list(argv))
+    return known.preset, 2 if known.stage == "2" else 1
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -343,13 +368,15 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------------------------
 # the parser and the library calls
-def add_command(commands: argparse._SubParsersAction, command: Command) -> argparse.ArgumentParser:
-    """The subparser of `command`, its options in table order (then the SPOTConfig fields)."""
+def add_command(commands: argparse._SubParsersAction, command: Command, preset: str | None = None,
+                stage: int = 1) -> argparse.ArgumentParser:
+    """The subparser of `command`, its options in table order (then the SPOTConfig fields, their
+    help showing `preset`'s values)."""
     parser = commands.add_parser(command.name, help=command.help, description=command.description)
     for option in command.options:
         parser.add_argument(option.flag, **option.argparse_settings())
     if command.config_options:
-        add_config_options(parser)
+        add_config_options(parser, preset, stage)
     return parser
 
 
