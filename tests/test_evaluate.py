@@ -219,6 +219,36 @@ def test_run_evaluation_records_precision_and_slot_count(tmp_path):
     assert written["config"]["num_slots"] == 3
 
 
+def test_seeded_evaluation_repeats_its_numbers_and_leaves_the_callers_generator():
+    model = tiny_model()
+    loader = DataLoader(SyntheticShapes(6, 64, seed=3), batch_size=3)
+    torch.manual_seed(123)
+    untouched = torch.rand(1)
+    torch.manual_seed(123)
+    seeded = evaluate_model(model, loader, permutations="random", progress=False, seed=0)
+    assert torch.equal(torch.rand(1), untouched)  # as if nothing was drawn
+    assert evaluate_model(model, loader, permutations="random", progress=False, seed=0) == seeded
+    torch.manual_seed(123)
+    evaluate_model(model, loader, permutations="random", progress=False)  # unseeded: the caller's draws
+    assert not torch.equal(torch.rand(1), untouched)
+
+
+def test_run_evaluation_repeats_its_numbers_and_records_its_seed(tmp_path):
+    from spot_tutorial.evaluation.evaluate import run_evaluation
+
+    save_model(tiny_model(eval_images=8), tmp_path / "gaussian.pt")
+    common = dict(permutations="random", batch_size=4, device="cpu", num_workers=0, figure_images=0,
+                  progress=False)
+    torch.manual_seed(123)
+    first = run_evaluation(tmp_path / "gaussian.pt", output_dir=tmp_path / "a", **common)
+    torch.manual_seed(7)  # whatever the caller's generator holds
+    again = run_evaluation(tmp_path / "gaussian.pt", output_dir=tmp_path / "b", **common)
+    assert first.results == again.results and json.loads(first.json_path.read_text())["seed"] == 0
+    other = run_evaluation(tmp_path / "gaussian.pt", output_dir=tmp_path / "c", seed=1, **common)
+    assert other.results != first.results  # the seed does change the slots' start
+    assert json.loads(other.json_path.read_text())["seed"] == 1
+
+
 # ------------------------------------------------------------------------------------------
 def test_segment_scales_uint8_tensors():
     model = tiny_model(init_method="embedding")

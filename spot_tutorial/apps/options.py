@@ -249,6 +249,10 @@ EVALUATE = Command(
     Option("--max-images", type=non_negative_int, default=0,
            help="only the first N images (default 0: all)"),
     Option("--figure-images", type=int, default=8, help="images in masks.png (0: no figure)"),
+    Option("--seed", type=int, default=0,
+           help="seed of the slots' random start (default 0, written to results.json): the same "
+                "checkpoint and images give the same numbers on every run; other seeds sample the "
+                "same distribution"),
     Option("--output-dir", default="outputs/evaluate",
            help="where results.json, results.csv and masks.png go (default outputs/evaluate)"),
     NO_PROGRESS,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -34,7 +35,7 @@ from spot_tutorial.config import OrderSpec
 from spot_tutorial.errors import ConfigError, DatasetError
 from spot_tutorial.evaluation.metrics import SegmentationMetrics
 from spot_tutorial.model.spot import SPOT
-from spot_tutorial.runtime import evaluation_autocast, evaluation_precision, resolve_device
+from spot_tutorial.runtime import evaluation_autocast, evaluation_precision, isolated_rng, resolve_device
 
 MASK_KINDS = ("slot", "decoder")
 TARGET_KEYS = ("instance_mask", "class_mask", "ignore_mask", "panoptic_mask", "panoptic_crowd")
@@ -55,8 +56,13 @@ def predict(model: SPOT, images: torch.Tensor, permutations: OrderSpec = "standa
 def evaluate_model(model: SPOT, loader: Iterable[dict], device: str | torch.device = "cpu",
                    permutations: OrderSpec = "standard", max_batches: int | None = None,
                    progress: bool = True, amp: bool = False,
-                   precision: str = "fp32") -> dict[str, dict[str, float]]:
+                   precision: str = "fp32", seed: int | None = None) -> dict[str, dict[str, float]]:
     """FG-ARI, mBO^i, mBO^c, mIoU (x100) of slot masks and decoder masks over `loader`.
+
+    The slots' random start (and random decoder orders) draw from torch's generator: with `seed`
+    they start from it, the caller's generators left as they were (`runtime.isolated_rng`), so the
+    same model and images give the same numbers on every call; None (the default, used during
+    training) draws from the caller's generator.
 
     Batches are dicts with "image" and "instance_mask" (+ optional "class_mask", "ignore_mask",
     and "panoptic_mask" / "panoptic_crowd" for P-ARI and PQ), as the datasets in
@@ -66,6 +72,10 @@ def evaluate_model(model: SPOT, loader: Iterable[dict], device: str | torch.devi
     """
     device = torch.device(device)
     precision = evaluation_precision(device, precision, amp)
+    if seed is not None:
+        with isolated_rng(device, seed):
+            return evaluate_model(model, loader, device, permutations, max_batches, progress,
+                                  precision=precision)
     was_training = model.training
     model.eval()
     meters = {kind: SegmentationMetrics() for kind in MASK_KINDS}
@@ -200,7 +210,8 @@ def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, da
                    encoder: str = "vit_base_patch16_224.dino", max_images: int = 0,
                    figure_images: int = 8, progress: bool = True, num_slots: int | None = None,
                    bf16: bool = False, mask_path: str | os.PathLike | None = None,
-                   mask_size: int | None = None, panoptic: bool = False) -> EvaluationReport:
+                   mask_size: int | None = None, panoptic: bool = False,
+                   seed: int | None = 0) -> EvaluationReport:
     """What `spot evaluate` does: load a checkpoint (ours or the authors'), score a dataset,
     print/write the table (JSON + CSV) and optionally a figure of predicted masks.
 
@@ -210,6 +221,8 @@ def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, da
     `mask_size` overrides the preset's ground-truth size (COCO: 320, the paper's; 224 for
     later papers); `panoptic` adds P-ARI and PQ against COCO's panoptic ground truth;
     `mask_path` is the mask folder of ``dataset='folder'``. results.json gets a "protocol" block.
+    `seed` (default 0, recorded in results.json) fixes the slots' random start, so a run repeats
+    its numbers exactly; other seeds sample the same distribution (None: fresh randomness).
     """
     from torch.utils.data import DataLoader, Subset
 
@@ -239,7 +252,8 @@ def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, da
                            "over zero images has no result; check the data path and split")
     loader = DataLoader(eval_set, batch_size=batch_size, num_workers=num_workers,
                         pin_memory=device.type == "cuda")
-    results = evaluate_model(model, loader, device, permutations, progress=progress, precision=precision)
+    results = evaluate_model(model, loader, device, permutations, progress=progress, precision=precision,
+                             seed=seed)
     order_ids = "random" if permutations == "random" else model.order_ids(permutations)
     title = (f"{Path(checkpoint).name} on {config.dataset} ({len(eval_set)} images, orders: {permutations}, "
              f"{precision})")
@@ -247,15 +261,17 @@ def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, da
     info = {"checkpoint": str(checkpoint), "dataset": config.dataset, "data_path": data_path,
             "permutations": permutations, "order_ids": order_ids, "precision": precision,
             "num_slots": shapes["num_slots"], "num_slots_from": shapes["num_slots_from"],
-            "assumed_shapes": shapes["assumed"], "num_images": len(eval_set), "config": config.to_dict(),
+            "assumed_shapes": shapes["assumed"], "num_images": len(eval_set), "seed": seed,
+            "config": config.to_dict(),
             "protocol": evaluation_protocol(config, checkpoint, permutations, order_ids, precision,
                                             shapes["num_slots"], panoptic)}
     json_path, csv_path = write_results(results, output_dir, info)
     figure_path = None
     if figure_images:
         figure_path = Path(output_dir) / "masks.png"
-        save_evaluation_figure(model, eval_set, figure_images, permutations, device, figure_path)
-    notes = describe_shapes(shapes) + [f"precision: {precision}; decoder orders: {order_ids}"]
+        with nullcontext() if seed is None else isolated_rng(device, seed):
+            save_evaluation_figure(model, eval_set, figure_images, permutations, device, figure_path)
+    notes = describe_shapes(shapes) + [f"precision: {precision}; decoder orders: {order_ids}; seed: {seed}"]
     return EvaluationReport(results, table, json_path, csv_path, figure_path, info, notes)
 
 
