@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from spot_tutorial.config import FROZEN_ENCODER, SPOTConfig
-from spot_tutorial.errors import InputError
+from spot_tutorial.errors import ConfigError, InputError
 from spot_tutorial.model.decoders import AutoregressiveDecoder, MLPDecoder
 from spot_tutorial.model.encoder import ViTEncoder, build_encoder
 from spot_tutorial.model.outputs import SPOTOutput, grid_maps
@@ -111,13 +111,29 @@ class SPOT(nn.Module):
         features = self.encoder.patch_tokens(self.encoder.run_blocks(tokens, start=shared))
         return features, target
 
-    def forward(self, images: torch.Tensor, permutations: OrderSpec | None = None) -> SPOTOutput:
+    def forward(self, images: torch.Tensor, permutations: OrderSpec | None = None,
+                features: torch.Tensor | None = None) -> SPOTOutput:
         """images [B, 3, H, W], float, ImageNet-normalised; `permutations` overrides the config's
         train/eval orders ('all' and 'random' mean the orders this model has: order 0 only for a
-        model with one [BOS] token, which refuses explicit ids other than 0)."""
+        model with one [BOS] token, which refuses explicit ids other than 0). `features` [B, N, D]:
+        this model's frozen encoder's output for `images`, computed earlier (`training.feature_cache`):
+        the encoder is skipped, the rest is the same computation."""
+        if features is not None:
+            self.check_cached_features(features)
+            return self.forward_features(features, features, permutations)
         check_image_dtype(images)
         features, target = self.encode(images)
         return self.forward_features(features, target, permutations)
+
+    def check_cached_features(self, features: torch.Tensor) -> None:
+        """Precomputed features stand for the encoder only where it is frozen and is the target."""
+        if self.target_encoder is not None or not self.encoder.is_frozen:
+            raise ConfigError("precomputed features need a frozen encoder that also gives the targets; "
+                              "this model trains encoder blocks (finetune_blocks_after): pass images")
+        expected = (self.encoder.num_patches, self.encoder.embed_dim)
+        if features.ndim != 3 or tuple(features.shape[1:]) != expected:
+            raise InputError(f"precomputed features must be [B, {expected[0]}, {expected[1]}] for this "
+                             f"encoder, got {tuple(features.shape)}: compute them with this model's encoder")
 
     def forward_features(self, features: torch.Tensor, target: torch.Tensor,
                          permutations: OrderSpec | None = None) -> SPOTOutput:

@@ -28,15 +28,17 @@ from spot_tutorial.training.self_training import distillation_loss, teacher_targ
 
 def batch_loss(train_model: nn.Module, images: torch.Tensor, teacher: SPOT | None = None,
                weight: float = 0.0, teacher_on_targets: bool = False,
-               targets: str = "trained-orders") -> tuple[torch.Tensor, dict]:
+               targets: str = "trained-orders",
+               features: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Stage 1: the reconstruction MSE. Stage 2: MSE + weight * distillation CE from the teacher.
 
     The teacher runs frozen, in eval mode, with its Gaussian slot noise. By default (the paper)
     it decodes in the patch orders it was trained with: one random order per batch for SPOT's
     teacher (a raster-only teacher never learned the other orders, so it decodes in raster
     order); `targets` picks other orders (see `self_training.teacher_target_orders`).
+    `features`: the frozen encoder's output for `images`, computed once (`training.feature_cache`).
     """
-    output = train_model(images)
+    output = train_model(images) if features is None else train_model(images, features=features)
     record = {"mse": output.loss.detach()}
     if teacher is None:
         return output.loss, record

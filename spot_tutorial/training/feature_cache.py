@@ -1,0 +1,51 @@
+"""Frozen encoder features computed once, for the CPU miniature's training (an engineering step).
+
+In stage 1 the encoder is frozen (paper, section 4: DINO's ViT is not trained), so the patch
+features of a training image never change: every epoch recomputes the same numbers. On two CPU
+cores the encoder's forward pass is about half of a teacher step with the tutorial's 4-block ViT.
+`FeatureCache` runs the encoder once over a dataset that is held in memory (`data.RenderedScenes`)
+and returns ``{"image", "features"}`` items; the training step hands the features to
+``SPOT(images, features=...)``, which skips the encoder and computes the rest as before. Only for
+an encoder that stays frozen (the tutorial's student, whose small ViT has no block past
+`finetune_blocks_after`, too); a model that trains encoder blocks refuses cached features.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from spot_tutorial.errors import ConfigError
+
+
+class FeatureCache(Dataset):
+    """A dataset's items with the frozen `encoder`'s patch features of each image added.
+
+    Args:
+        dataset: items with ``"image"`` [3, S, S] (as the encoder expects them, normalised).
+        encoder: the model's frozen encoder (`SPOT.encoder`); run in eval mode, no gradients.
+        batch_size: images per encoder call while the cache is filled.
+
+    Memory: images x patches x width x 4 bytes (10,000 scenes, 64 patches, width 128: 330 MB).
+    """
+
+    def __init__(self, dataset: Dataset, encoder: nn.Module, batch_size: int = 256) -> None:
+        if any(p.requires_grad for p in encoder.parameters()):
+            raise ConfigError("FeatureCache needs a frozen encoder: this one trains some of its blocks, "
+                              "so its features change during training; train on images instead")
+        self.dataset = dataset
+        device = next(encoder.parameters()).device
+        parts = []
+        with torch.no_grad():
+            for start in range(0, len(dataset), batch_size):
+                stop = min(start + batch_size, len(dataset))
+                images = torch.stack([dataset[i]["image"] for i in range(start, stop)])
+                parts.append(encoder(images.to(device)).float().cpu())     # [b, N, D]
+        self.features = torch.cat(parts) if parts else torch.empty(0)     # [len, N, D]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {**self.dataset[index], "features": self.features[index]}

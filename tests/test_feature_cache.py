@@ -1,0 +1,45 @@
+"""Frozen encoder features computed once give the same training step as computing them per batch."""
+
+import pytest
+import torch
+from conftest import tiny_model
+
+from spot_tutorial.data import SyntheticShapes
+from spot_tutorial.errors import ConfigError, InputError
+from spot_tutorial.training.feature_cache import FeatureCache
+from spot_tutorial.training.objective import batch_loss
+
+
+def test_cached_features_are_the_encoders_and_give_the_same_output_and_loss():
+    model = tiny_model()
+    scenes = SyntheticShapes(10, 64, seed=5)
+    cache = FeatureCache(scenes, model.encoder, batch_size=4)   # batches of 4, 4, 2
+    assert len(cache) == 10 and set(cache[3]) >= {"image", "features", "instance_mask"}
+    images = torch.stack([cache[i]["image"] for i in range(6)])
+    features = torch.stack([cache[i]["features"] for i in range(6)])
+    with torch.no_grad():
+        assert torch.allclose(features, model.encoder(images), atol=1e-6)
+    model.train()
+    torch.manual_seed(0)
+    direct = model(images)
+    torch.manual_seed(0)
+    cached = model(images, features=features)
+    assert torch.allclose(direct.loss, cached.loss, atol=1e-6)
+    assert torch.allclose(direct.slot_masks, cached.slot_masks, atol=1e-5)
+    torch.manual_seed(1)
+    loss, record = batch_loss(model, images)
+    torch.manual_seed(1)
+    cached_loss, _ = batch_loss(model, images, features=features)
+    assert torch.allclose(loss, cached_loss, atol=1e-6) and "mse" in record
+
+
+def test_cached_features_are_refused_where_they_would_be_wrong():
+    scenes = SyntheticShapes(2, 64, seed=5)
+    model = tiny_model()
+    with pytest.raises(InputError, match=r"\[B, 64, 64\]"):
+        model(torch.zeros(2, 3, 64, 64), features=torch.zeros(2, 16, 64))
+    model.encoder.vit.patch_embed.proj.weight.requires_grad_(True)  # an encoder that trains
+    with pytest.raises(ConfigError, match="frozen encoder"):
+        FeatureCache(scenes, model.encoder)
+    with pytest.raises(ConfigError, match="frozen encoder"):
+        model(torch.zeros(2, 3, 64, 64), features=torch.zeros(2, 64, 64))
