@@ -30,8 +30,9 @@ def main(count: int = 5) -> Path:
     items = [scenes[i] for i in range(count)]
     images = torch.stack([item["image"] for item in items])
     with torch.no_grad():
+        encoders = (("pixels ('tiny')", "tiny"), ("DINO + iBOT ViT ('tiny-dino')", "tiny-dino"))
         features = {label: build_encoder(name, 64, final_norm=True)(images)
-                    for label, name in (("pixels ('tiny')", "tiny"), ("DINO ViT ('tiny-dino')", "tiny-dino"))}
+                    for label, name in encoders}
     objects = torch.stack([item["instance_mask"] for item in items])
     feature_pca_figure(images, features, objects=objects).savefig(OUT, dpi=110)
     return OUT

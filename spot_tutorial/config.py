@@ -184,6 +184,9 @@ class SPOTConfig:
     cpu_bf16: bool = False
     #: torch.compile the ViT blocks, slot attention and decoder for training.
     torch_compile: bool = False
+    #: Compute the frozen encoder's features of the training images once, before training
+    #: (spot_tutorial.training.feature_cache): the built-in scenes only (no augmentation).
+    cache_features: bool = False
     #: The built-in scenes' difficulty for dataset='synthetic', one of 'shapes', 'textured',
     #: 'occluded' or 'camouflage' (see spot_tutorial.data.synthetic).
     synthetic_difficulty: str = "shapes"

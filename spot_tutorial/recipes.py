@@ -35,11 +35,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 PRESETS["synthetic"] = PRESETS["tiny"]
 # `camouflage`: the miniature in SPOT's regime, under study (the tutorials still use `tiny`): the
-# camouflage scenes, which colour alone cannot segment, seen through the shipped DINO-pretrained
-# small ViT ('tiny-dino': 4 blocks, width 128, patch 8) with its final LayerNorm; 7 slots for
-# 3-6 objects and the background.
+# camouflage scenes, which colour alone cannot segment, seen through the shipped self-supervised
+# small ViT ('tiny-dino': DINO + iBOT's masked-patch term; 4 blocks, width 128, patch 8) with its
+# final LayerNorm; 7 slots for 3-6 objects and the background; its frozen features computed once.
 PRESETS["camouflage"] = dict(PRESETS["tiny"], which_encoder="tiny-dino", encoder_final_norm=True,
-                             synthetic_difficulty="camouflage", num_slots=7)
+                             synthetic_difficulty="camouflage", num_slots=7, cache_features=True)
 
 # Stage-2 (student) schedule where it differs from stage 1, per dataset; applied on top of the
 # teacher's configuration by `student_config`. MOVi, as in the authors'

@@ -43,3 +43,36 @@ def test_cached_features_are_refused_where_they_would_be_wrong():
         FeatureCache(scenes, model.encoder)
     with pytest.raises(ConfigError, match="frozen encoder"):
         model(torch.zeros(2, 3, 64, 64), features=torch.zeros(2, 64, 64))
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_training_with_cached_features_takes_the_same_steps(tmp_path, stage):
+    from spot_tutorial.recipes import get_preset, student_config
+    from spot_tutorial.training.loop import Trainer
+
+    def config(**overrides):
+        base = get_preset("tiny", train_images=32, eval_images=4, batch_size=8, max_steps=4, log_every=1,
+                          lr_warmup_steps=2, checkpoint_every=0, eval_every=1000, seed=0, **overrides)
+        return base if stage == 1 else student_config(base)
+
+    teacher = None
+    if stage == 2:
+        teacher = Trainer(config().replace(init_method="shared_gaussian", truncate="none"),
+                          output_dir=tmp_path / "t", progress=False).fit().last_checkpoint
+    weights = {}
+    for cache in (False, True):
+        trainer = Trainer(config(cache_features=cache), stage=stage, output_dir=tmp_path / str(cache),
+                          teacher=teacher, progress=False)
+        assert isinstance(trainer.train_set, FeatureCache) == cache
+        trainer.fit()
+        weights[cache] = trainer.model.state_dict()
+    for name, value in weights[False].items():
+        assert torch.allclose(value, weights[True][name], atol=1e-5), name
+
+
+def test_cache_features_is_refused_for_augmented_datasets():
+    from spot_tutorial.training.feature_cache import cached_features
+
+    model = tiny_model()
+    with pytest.raises(ConfigError, match="crops and flips"):
+        cached_features(SyntheticShapes(2, 64), model.encoder, model.config.replace(dataset="coco"))

@@ -19,7 +19,7 @@ from spot_tutorial.training.pretrain_encoder import (
 )
 
 SMALL = PretrainRecipe(embed_dim=32, depth=1, num_heads=2, scenes=16, steps=4, batch_size=8,
-                       local_crops=2, out_dim=64, warmup_steps=2)
+                       local_crops=2, out_dim=64, warmup_steps=2, patch_loss_weight=0.0)  # DINO alone
 
 
 def test_crops_have_the_asked_size_and_come_from_their_own_image():
@@ -95,3 +95,14 @@ def test_ibot_pretraining_trains_the_patch_head_and_resumes_exactly(tmp_path):
     state = torch.load(tmp_path / "whole" / "pretrain_state.pt", weights_only=True)
     assert state["model"]["patch_center"].abs().sum() > 0  # the teacher's patch outputs were centred
     assert state["model"]["mask_token"].abs().sum() > 0    # and the mask token learned
+
+
+def test_the_default_recipe_is_the_one_stored_in_the_shipped_weights():
+    import dataclasses
+
+    from spot_tutorial.model.encoder import TINY_DINO_WEIGHTS
+
+    with safe_open(str(TINY_DINO_WEIGHTS), "pt") as weights:
+        stored = json.loads(weights.metadata()["recipe"])
+    expected = json.loads(json.dumps(dataclasses.asdict(PretrainRecipe())))
+    assert stored == expected

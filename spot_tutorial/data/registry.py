@@ -49,6 +49,8 @@ from spot_tutorial.errors import ConfigError, DatasetError
 SYNTHETIC_TRAIN_IMAGES = 10_000
 SYNTHETIC_EVAL_IMAGES = 256
 SYNTHETIC_EVAL_SEED = 999_999  # the held-out synthetic scenes; never a training seed in practice
+# Scenes for choosing a recipe (encoder, block, slots, ...): neither trained on nor the test scenes.
+SYNTHETIC_VALIDATION_SEED = 777_777
 DATASETS = ("coco", "voc", "movi_c", "movi_e", "synthetic", "folder")
 
 

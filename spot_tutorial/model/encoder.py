@@ -208,7 +208,7 @@ def verify_sha256(path: Path) -> None:
 
 
 def tiny_dino_vit(image_size: int = 64, path: str | os.PathLike = TINY_DINO_WEIGHTS) -> nn.Module:
-    """The shipped DINO-pretrained small ViT, its shape read from the recipe stored in the file."""
+    """The shipped self-supervised small ViT (DINO + iBOT), its shape read from the recipe in the file."""
     import json
 
     from safetensors import safe_open

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from spot_tutorial.config import SPOTConfig
 from spot_tutorial.errors import ConfigError
 
 
@@ -49,3 +50,12 @@ class FeatureCache(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return {**self.dataset[index], "features": self.features[index]}
+
+
+def cached_features(train_set: Dataset, encoder: nn.Module, config: SPOTConfig) -> FeatureCache:
+    """`config.cache_features`: the training set with its features, where that is exact."""
+    if config.dataset != "synthetic":
+        raise ConfigError(f"cache_features needs training images that are the same every epoch (the "
+                          f"built-in scenes); {config.dataset!r} crops and flips them at random: "
+                          "leave --cache-features off")
+    return FeatureCache(train_set, encoder)

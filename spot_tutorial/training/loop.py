@@ -54,6 +54,7 @@ from spot_tutorial.runtime import (
     training_precision,
 )
 from spot_tutorial.training.distributed import EpochSampler, ShardSampler, init_distributed
+from spot_tutorial.training.feature_cache import cached_features
 from spot_tutorial.training.logs import ProgressBar, RunLog
 from spot_tutorial.training.objective import (
     batch_loss,
@@ -192,6 +193,8 @@ class Trainer:
         self._check_output_dir(resume, overwrite)
         self._build_data(datasets, data_path, mask_path)
         self._build_models(encoder_weights, resume)
+        if config.cache_features:
+            self.train_set = cached_features(self.train_set, self.model.encoder, config)
         self.optimizer = adam(trainable_parameters(self.model), config.lr_main)
         # fp16 needs loss scaling; for bf16 and fp32 the scaler is disabled and does nothing
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
@@ -290,8 +293,9 @@ class Trainer:
         """The autocast context of `precision` (a no-op for fp32)."""
         return precision_autocast(self.device, self.precision)
 
-    def train_step(self, images: torch.Tensor) -> dict[str, float]:
-        """One optimisation step on a batch of images [B, 3, H, W]; returns its log values."""
+    def train_step(self, images: torch.Tensor, features: torch.Tensor | None = None) -> dict[str, float]:
+        """One optimisation step on a batch of images [B, 3, H, W] (and their cached encoder
+        features [B, N, D], if any); returns its log values."""
         step, total = self.progress.step, self.progress.total_steps
         lr = learning_rate(step, total, self.config)
         for group in self.optimizer.param_groups:
@@ -299,7 +303,7 @@ class Trainer:
         weight = ce_weight(step, total, self.config)
         with self.autocast():
             loss, record = batch_loss(self.train_model, images, self.teacher, weight, self.teacher_on_targets,
-                                      self.config.teacher_targets)
+                                      self.config.teacher_targets, features)
         if not self.distributed.all_finite([loss]):
             self._stop_non_finite("loss", loss)
         grad_norm = apply_gradients(self.model, self.optimizer, loss, self.config.clip,
@@ -329,7 +333,9 @@ class Trainer:
             self.sampler.set_epoch(progress.epoch, progress.batch_in_epoch)
             for batch in self._train_loader():
                 images = batch["image"].to(self.device, non_blocking=True)
-                values = self.train_step(images)
+                features = batch.get("features")  # [B, N, D] with config.cache_features
+                features = None if features is None else features.to(self.device, non_blocking=True)
+                values = self.train_step(images, features)
                 progress.step += 1
                 progress.batch_in_epoch += 1
                 steps_here += 1

@@ -15,10 +15,19 @@ import torch
 from spot_tutorial.viz.masks import finish_grid, overlay, to_rgb
 
 
-def feature_pca(features: torch.Tensor) -> np.ndarray:
-    """Patch features [B, N, D] -> their top-3 principal components, scaled to [0, 1], [B, N, 3]."""
+def feature_pca(features: torch.Tensor, within_images: bool = True) -> np.ndarray:
+    """Patch features [B, N, D] -> their top-3 principal components, scaled to [0, 1], [B, N, 3].
+
+    `within_images` (default): each image's mean feature is removed first, so the components show
+    what varies inside a scene (objects against background), not what tells scenes apart (a
+    learned encoder also encodes each scene's palette, which would paint every patch of an image
+    alike). False: one centring over all patches.
+    """
     batch, count, dim = features.shape
-    flat = features.reshape(-1, dim).double()
+    features = features.double()
+    if within_images:
+        features = features - features.mean(dim=1, keepdim=True)
+    flat = features.reshape(-1, dim)
     centred = flat - flat.mean(0)
     _, _, basis = torch.linalg.svd(centred, full_matrices=False)   # rows: principal directions
     projected = centred @ basis[:3].T                                # [B * N, 3]
@@ -33,8 +42,9 @@ def feature_pca_figure(images: torch.Tensor, features_by_name: dict[str, torch.T
     encoder's patch features.
 
     ``features_by_name``: encoder name -> patch features [B, N, D] of ``images`` (N a square).
-    Each encoder gets its own PCA over all the images shown. ``objects``: instance label maps
-    [B, H, W] (0 = background) drawn over the image in the second column.
+    Each encoder gets its own PCA over all the images shown, after removing each image's mean.
+    ``objects``: instance label maps [B, H, W] (0 = background) drawn over the image in the
+    second column.
     """
     import matplotlib.pyplot as plt
 
