@@ -148,6 +148,21 @@ def check_stage(stage: int, teacher: str | os.PathLike | None, config: SPOTConfi
                       "slot embeddings (see spot_tutorial.recipes.student_config)", stacklevel=3)
 
 
+def wrap_for_processes(model: nn.Module, distributed: bool, device: torch.device) -> nn.Module:
+    """The module the step calls: `model` itself, or its DistributedDataParallel wrapper when
+    several processes train together (gradients averaged across them)."""
+    if not distributed:
+        return model
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def warn_if_bf16_is_emulated(config: SPOTConfig, device: torch.device) -> None:
+    if config.cpu_bf16 and device.type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn("cpu_bf16=True on a CPU without AVX512-BF16 or AMX: bf16 is emulated there and "
+                      "training gets slower, not faster; drop --cpu-bf16", stacklevel=4)
+
+
 class Trainer:
     """One trainer for both stages. `fit()` runs (or resumes) training and returns a TrainResult.
 
@@ -198,10 +213,7 @@ class Trainer:
         self.optimizer = adam(trainable_parameters(self.model), config.lr_main)
         # fp16 needs loss scaling; for bf16 and fp32 the scaler is disabled and does nothing
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        self.train_model: nn.Module = self.model
-        if self.distributed.enabled:
-            device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        self.train_model = wrap_for_processes(self.model, self.distributed.enabled, self.device)
 
         self.sampler = EpochSampler(len(self.train_set), config.batch_size, config.seed,
                                     self.distributed.rank, self.distributed.world_size)
@@ -252,9 +264,7 @@ class Trainer:
         self.teacher_on_targets = (self.teacher is not None
                                    and teacher_sees_student_targets(self.teacher, self.model))
         self.model.to(self.device)
-        if config.cpu_bf16 and self.device.type == "cpu" and not cpu_has_native_bf16():
-            warnings.warn("cpu_bf16=True on a CPU without AVX512-BF16 or AMX: bf16 is emulated there and "
-                          "training gets slower, not faster; drop --cpu-bf16", stacklevel=3)
+        warn_if_bf16_is_emulated(config, self.device)
         if config.torch_compile:  # same weights and checkpoints; faster steps after the first
             self.model.compile_modules()
 
