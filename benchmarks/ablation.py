@@ -125,7 +125,19 @@ DATASETS: dict[str, dict[str, Any]] = {
                      variants=["b_raster", "c_random", "d_raster_st", "e_spot", "f_spot_large_ce",
                                "g_student_no_ce",
                                "h_spot_all_orders", "i_raster_st_paper_w"]),
+    # SPOT's regime in miniature: objects that colour cannot separate, seen through the project's
+    # own small self-supervised ViT (frozen, its features computed once per run). `config` holds
+    # the SPOTConfig fields that differ from the synthetic preset for every run of this data.
+    "camouflage": dict(label="camouflage (3-6 textured objects on textured ground, DINO+iBOT ViT, 7 slots)",
+                       difficulty="camouflage", max_objects=None, num_slots=7,
+                       config=dict(which_encoder="tiny-dino", encoder_final_norm=True,
+                                   cache_features=True),
+                       variants=["a_mlp", "b_raster", "c_random", "e_spot", "f_spot_large_ce",
+                                 "g_student_no_ce"]),
 }
+# The scenes the numbers come from: 'test' (the tables) and 'validation' (choices of the recipe:
+# steps, weights, learning rates), two disjoint sets of held-out scenes.
+SPLIT_SEEDS = {"test": "SYNTHETIC_EVAL_SEED", "validation": "SYNTHETIC_VALIDATION_SEED"}
 
 MASK_KINDS = ("slot", "decoder")
 ORDERS = ("standard", "all")
@@ -174,16 +186,17 @@ def plan_runs(datasets: list[str], seeds: list[int], budget: dict[str, Any],
 
 # ---------------------------------------------------------------------------------------------
 # one run (executed in a worker process)
-def datasets_for(dataset: str, seed: int, budget: dict[str, Any]):
+def datasets_for(dataset: str, seed: int, budget: dict[str, Any], split: str = "test"):
+    """(training scenes of `seed`, the held-out scenes of `split`, the trainer's small log subset)."""
     from torch.utils.data import Subset
 
-    from spot_tutorial.data import SyntheticShapes
-    from spot_tutorial.data.registry import SYNTHETIC_EVAL_SEED
+    from spot_tutorial.data import SyntheticShapes, registry
 
     info = DATASETS[dataset]
     common = dict(image_size=64, difficulty=info["difficulty"], max_objects=info["max_objects"])
     train_set = SyntheticShapes(budget["train_images"], seed=seed, **common)
-    eval_set = SyntheticShapes(budget["eval_images"], seed=SYNTHETIC_EVAL_SEED, mask_size=64, **common)
+    eval_seed = getattr(registry, SPLIT_SEEDS[split])
+    eval_set = SyntheticShapes(budget["eval_images"], seed=eval_seed, mask_size=64, **common)
     # the trainer's own end-of-run evaluation ('standard' order) is only a log entry here: keep it
     # small; the numbers of the ablation come from `evaluate` below on the whole evaluation set
     trainer_eval = Subset(eval_set, range(min(len(eval_set), 2 * budget["batch_size"])))
@@ -199,7 +212,7 @@ def run_config(spec: dict[str, Any]):
     base = dict(seed=spec["seed"], num_slots=DATASETS[spec["dataset"]]["num_slots"], lr_main=LR_MAIN,
                 batch_size=budget["batch_size"], train_images=budget["train_images"],
                 eval_images=budget["eval_images"], epochs=never, eval_every=never,
-                checkpoint_every=500, log_every=50)
+                checkpoint_every=500, log_every=50, **DATASETS[spec["dataset"]].get("config", {}))
     if spec.get("device", "cpu") != "cpu":
         base["bf16"] = False  # fp32 on a GPU too, as on the CPU
     if info["stage"] == 1:
@@ -304,6 +317,9 @@ def run_one(spec: dict[str, Any], runs_dir: str, work_dir: str, teacher_spec: di
     orders = ("standard",) if config.dec_type == "mlp" else ORDERS
     results = evaluate(result.last_checkpoint, eval_set, spec["budget"]["batch_size"], orders,
                        spec.get("device", "cpu"))
+    _, validation_set, _ = datasets_for(spec["dataset"], spec["seed"], spec["budget"], "validation")
+    validation_results = evaluate(result.last_checkpoint, validation_set, spec["budget"]["batch_size"],
+                                  orders, spec.get("device", "cpu"))
     log_path = work_dir_for(spec, work_dir) / "log.jsonl"
     record = {
         "run": spec["run"], "dataset": spec["dataset"], "variant": spec["variant"],
@@ -314,7 +330,8 @@ def run_one(spec: dict[str, Any], runs_dir: str, work_dir: str, teacher_spec: di
         "train_wall_seconds": round(train_wall, 1), "images_per_second": round(result.images_per_second, 1),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "losses_first": first_losses(log_path), "losses_last": last_losses(log_path),
-        "results": results, "config": config.to_dict(), "threads": threads,
+        "results": results, "validation_results": validation_results, "config": config.to_dict(),
+        "threads": threads,
         "torch": torch.__version__, "device": spec.get("device", "cpu"),
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -346,24 +363,30 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def grid_record(dataset: str, budget: dict[str, Any]) -> dict[str, Any]:
-    """The fixed 2x2 grid of masks scored on the evaluation set (no model, no seed)."""
+def grid_metrics(dataset: str, budget: dict[str, Any], split: str) -> dict[str, float]:
+    """The fixed grid of masks scored on the held-out scenes of `split` (no model, no seed)."""
     from torch.utils.data import DataLoader
 
     from spot_tutorial.evaluation.baselines import grid_masks
     from spot_tutorial.evaluation.metrics import SegmentationMetrics
 
-    _, eval_set, _ = datasets_for(dataset, 0, budget)
+    _, eval_set, _ = datasets_for(dataset, 0, budget, split)
     library = SegmentationMetrics()
     for batch in DataLoader(eval_set, batch_size=budget["batch_size"]):
         target, ignore = batch["instance_mask"], batch["ignore_mask"]
         masks = grid_masks(target.shape[0], DATASETS[dataset]["num_slots"], *target.shape[-2:]).float()
         library.update(masks, target, batch["class_mask"], ignore)
-    metrics = {k: round(float(v), 3) for k, v in library.compute().items()}
+    return {k: round(float(v), 3) for k, v in library.compute().items()}
+
+
+def grid_record(dataset: str, budget: dict[str, Any]) -> dict[str, Any]:
+    """The grid baseline's record, on the test and on the validation scenes."""
+    test, validation = (grid_metrics(dataset, budget, split) for split in ("test", "validation"))
     return {"run": f"{dataset}-{GRID}", "dataset": dataset, "variant": GRID, "label": GRID_LABEL,
             "seed": None,
             "budget": budget, "budget_signature": budget_signature(budget),
-            "results": {"standard": {"slot": metrics, "decoder": metrics}}}
+            "results": {"standard": {"slot": test, "decoder": test}},
+            "validation_results": {"standard": {"slot": validation, "decoder": validation}}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -594,10 +617,17 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def load_records(runs_dir: Path, budget: dict[str, Any] | None, seeds: list[int] | None) -> list[dict]:
+def load_records(runs_dir: Path, budget: dict[str, Any] | None, seeds: list[int] | None,
+                 split: str = "test") -> list[dict]:
+    """The stored runs of this budget and these seeds, with `results` read from `split`'s scenes
+    (runs without validation numbers are left out of a validation table)."""
     records = []
     for path in sorted(runs_dir.glob("*.json")):
         record = json.loads(path.read_text())
+        if split == "validation":
+            if "validation_results" not in record:
+                continue
+            record = {**record, "results": record["validation_results"]}
         if budget is not None and record.get("budget_signature") != budget_signature(budget):
             continue
         if seeds is not None and record.get("seed") is not None and record["seed"] not in seeds:
@@ -624,16 +654,20 @@ def report_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def write_outputs(results_dir: Path, static_dir: Path, meta: dict[str, Any]) -> dict[str, Path]:
     """ablation.json/.csv/.png from the run files in results_dir/ablation_runs; book copies."""
     runs_dir = results_dir / "ablation_runs"
-    records = load_records(runs_dir, meta.get("budget"), meta.get("seeds"))
+    split = meta.get("split", "test")
+    records = load_records(runs_dir, meta.get("budget"), meta.get("seeds"), split)
     if not records:
-        raise FileNotFoundError(f"no finished runs in {runs_dir}: run the ablation first")
+        raise FileNotFoundError(f"no finished runs in {runs_dir} ({split} scenes): run the ablation first")
     rows = aggregate(records)
     data = {**meta, "rows": rows, "runs": report_runs(records),
             "runs_wall_seconds_sum": round(sum(r.get("wall_seconds", 0) for r in records), 1),
             "run_files": sorted(f"ablation_runs/{r['run']}.json" for r in records)}
-    paths = {"json": results_dir / "ablation.json", "csv": results_dir / "ablation.csv",
-             "png": results_dir / "ablation.png", "table": static_dir / "ablation_table.md",
-             "book_png": static_dir / "ablation.png"}
+    if split == "validation":  # the numbers that choose the recipe: never the book's table
+        static_dir = results_dir
+    prefix = "" if split == "test" else f"{split}_"
+    paths = {"json": results_dir / f"{prefix}ablation.json", "csv": results_dir / f"{prefix}ablation.csv",
+             "png": results_dir / f"{prefix}ablation.png", "table": static_dir / f"{prefix}ablation_table.md",
+             "book_png": static_dir / f"{prefix}ablation.png"}
     write_json(paths["json"], data)
     write_csv(paths["csv"], rows)
     plot(rows, paths["png"])
@@ -693,6 +727,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--static-dir", default=str(DEFAULT_STATIC),
                         help="book/_static: plot and table copies")
     parser.add_argument("--work-dir", default=str(DEFAULT_WORK), help="checkpoints and logs (not kept)")
+    parser.add_argument("--split", default="test", choices=list(SPLIT_SEEDS),
+                        help="with --plot-only: the tables of the test scenes (the book's) or of the "
+                             "validation scenes (where recipe choices are made; written as "
+                             "validation_* in --results-dir only)")
     return parser
 
 
@@ -715,8 +753,9 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         else:
             meta = {"budget": budget, "seeds": seeds}
         meta["plot_only_command"] = "python benchmarks/ablation.py " + shlex.join(argv)
+        meta["split"] = args.split
         paths = write_outputs(results_dir, static_dir, meta)
-        print((static_dir / "ablation_table.md").read_text())
+        print(paths["table"].read_text())
         return paths
 
     started = time.perf_counter()

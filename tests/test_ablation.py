@@ -127,3 +127,16 @@ def test_plan_puts_teachers_before_their_students(ablation):
         if spec["teacher"]:
             assert position[spec["teacher"]] < position[spec["run"]]
             assert spec["teacher"].endswith(f"-s{spec['seed']}")
+
+
+@pytest.mark.slow
+def test_runs_are_scored_on_validation_and_test_scenes_and_the_validation_table_stays_out_of_the_book(
+        ablation, quick_run):
+    out, argv, paths = quick_run
+    run = json.loads((out / "results" / "ablation_runs" / "camouflage-c_random-s0.json").read_text())
+    assert run["config"]["which_encoder"] == "tiny-dino" and run["config"]["cache_features"]
+    assert run["results"] != run["validation_results"]  # two different sets of scenes
+    validation = ablation.main([*argv, "--plot-only", "--split", "validation"])
+    assert validation["table"] == out / "results" / "validation_ablation_table.md"
+    assert validation["table"].read_text() != paths["table"].read_text()
+    assert not (out / "static" / "validation_ablation_table.md").exists()
