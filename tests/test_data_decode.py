@@ -10,6 +10,7 @@ import torch
 import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import DataLoader
+from torch.utils.data._utils.pin_memory import pin_memory
 
 from spot_tutorial.data import COCO2017, ImageFolder, build_datasets
 from spot_tutorial.data.coco_like import write_coco_like_folder
@@ -98,6 +99,7 @@ def test_gpu_batches_mix_sizes_and_non_jpeg_files_through_the_dataloader(tmp_pat
         assert isinstance(batch, EncodedImages) == (decode == "gpu")
         batches[decode] = images_on_device(batch, torch.device("cpu"))
     assert batches["gpu"].shape == (5, 3, 64, 64)
+    assert pin_memory({"image": batch})["image"] is batch  # pin_memory=True keeps the bytes as they are
     assert float((batches["gpu"] - batches["torchvision"]).abs().mean() / LEVEL) < 0.5
 
 

@@ -30,6 +30,7 @@ Evaluation never comes here: its images are always read with PIL, pixel for pixe
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence, Union
@@ -185,6 +186,11 @@ class EncodedImages:
         size = self.items[0].image_size
         return (len(self.items), 3, size, size)
 
+    def pin_memory(self) -> "EncodedImages":
+        """The DataLoader's ``pin_memory=True`` leaves the file bytes as they are (nvJPEG reads them
+        from ordinary host memory)."""
+        return self
+
     def decode(self, device: Union[str, torch.device]) -> torch.Tensor:
         """Decode on `device` (batched nvJPEG on CUDA), then resize, crop, flip and normalise there."""
         device = torch.device(device)
@@ -207,7 +213,10 @@ def decode_batch(files: list[torch.Tensor], device: torch.device) -> list[torch.
         return []
     try:
         return list(decode_jpeg(files, mode=ImageReadMode.RGB, device=device))
-    except RuntimeError:
+    except RuntimeError as error:
+        warnings.warn(f"decode='gpu': the batched JPEG decoder on {device} refused a batch ({error}); "
+                      "decoding it on the CPU instead, which is slower. If this repeats, train with "
+                      "decode='torchvision' (--decode torchvision)", RuntimeWarning, stacklevel=2)
         return [decode_jpeg(data, mode=ImageReadMode.RGB).to(device) for data in files]
 
 
