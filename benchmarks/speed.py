@@ -8,13 +8,15 @@ benchmarks/results/. Each variant runs in its own subprocess so peak memory is i
     python benchmarks/speed.py --sections eval metrics
     python benchmarks/speed.py --compile            # also the fast path under torch.compile
     python benchmarks/speed.py --sections tiny --threads 1   # the quickstart's own training steps
+    python benchmarks/speed.py --sections data      # the input pipeline on a COCO-like JPEG folder
 
 Reference = what the authors' code does: explicit softmax attention, fp32, plain Adam, the
 three encoders of stage 2 run separately, 'all' orders as a Python loop over the nine orders.
 Fast = this library's fast path: fused attention (SDPA), bf16 autocast on CUDA (and on CPUs
 with native bf16, AVX512-BF16 or AMX: `--cpu-bf16` of `spot train`), fused Adam, teacher under
 inference mode, shared frozen encoder blocks in stage 2, the nine orders batched into one
-decoder call. The evaluation section runs fp32 on the CPU.
+decoder call. The evaluation section runs fp32 on the CPU. The data section (`data_speed.py`)
+times the training decoders of `SPOTConfig.decode` and stage-1 steps with the real DataLoader.
 """
 
 from __future__ import annotations
@@ -291,6 +293,46 @@ def in_subprocess(args: argparse.Namespace, variant: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def data_section(args: argparse.Namespace) -> dict:
+    """(e) the input pipeline: decoders in one process, through the DataLoader, and end to end."""
+    import os
+
+    import data_speed
+
+    device = torch.device(args.device)
+    root = Path(args.data_path) if args.data_path else data_speed.coco_like_root(args.data_images)
+    workers = args.data_workers or data_speed.worker_counts()
+    out = {"root": str(root), "cores": os.cpu_count(), "load_average": os.getloadavg()}
+    print(f"\n(e1) decoding training JPEGs in one process (one thread), ms per image ({root})")
+    with data_speed.torch_threads(1):
+        out["single_process"] = data_speed.time_single_process(root)
+    for name, row in out["single_process"].items():
+        print(f"  {name:<12} decode {row['decode_ms']:6.2f} ms   decode + augment "
+              f"{row['decode_augment_ms']:6.2f} ms")
+    print(f"\n(e2) training images/s through the DataLoader (batch 32, one main thread) on {device}")
+    decoders = ["pil", "pil-draft", "torchvision", "gpu"]
+    print(f"  {'decode':<12}" + "".join(f"{f'{n} workers':>12}" for n in workers))
+    out["loader"] = {}
+    for decode in decoders:
+        with data_speed.torch_threads(1):
+            row = {n: data_speed.time_loader(root, decode, n, device) for n in workers}
+        out["loader"][decode] = row
+        label = decode + (" (nvJPEG)" if decode == "gpu" and device.type == "cuda" else "")
+        print(f"  {label:<12}" + "".join(f"{row[n]['images_per_s']:>12.0f}" for n in workers))
+    fastest = max(decoders, key=lambda d: max(r["images_per_s"] for r in out["loader"][d].values()))
+    most = max(workers)
+    variants = [dict(decode="pil", workers=0), dict(decode="pil", workers=most),
+                dict(decode=fastest, workers=most), dict(decode=fastest, workers=most, persistent=True,
+                                                         prefetch=4)]
+    print(f"\n(e3) stage-1 steps/s ({args.config} config, {device}): in-memory batch vs the DataLoader")
+    out["end_to_end"] = data_speed.time_end_to_end(args.config, root, device, variants, steps=args.steps)
+    memory = out["end_to_end"]["in-memory"]["steps_per_s"]
+    for name, row in out["end_to_end"].items():
+        ratio = row["steps_per_s"] / memory
+        print(f"  {name:<38} {row['steps_per_s']:7.3f} steps/s  ({ratio:.2f}x in-memory)")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
@@ -298,7 +340,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps / batches per variant")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--sections", nargs="+", default=["train", "eval", "metrics"],
-                        choices=["train", "eval", "metrics", "tiny"])
+                        choices=["train", "eval", "metrics", "tiny", "data"])
+    parser.add_argument("--data-path", help="data section: a COCO root (train2017/) instead of the "
+                                            "generated COCO-like folder")
+    parser.add_argument("--data-images", type=int, default=200,
+                        help="data section: images of the generated folder (default 200)")
+    parser.add_argument("--data-workers", type=int, nargs="+", default=None,
+                        help="data section: DataLoader worker counts (default 0, 1, 2, 4, ... to the cores)")
     parser.add_argument("--compile", action="store_true",
                         help="also time the fast path with torch.compile (train section)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
@@ -360,6 +408,8 @@ def main() -> None:
             print(f"  stage 2 with nine-order-average targets: {every['step_ms']:.1f} ms "
                   f"({every['step_ms'] / report['tiny']['stage2_fast']['step_ms']:.2f}x the paper's targets)")
         print(f"  rendering a batch of 16 scenes: {report['tiny']['render']['batch_ms']:.1f} ms")
+    if "data" in args.sections:
+        report["data"] = data_section(args)
     if "metrics" in args.sections:
         metrics = in_subprocess(args, "metrics")
         report["metrics"] = metrics

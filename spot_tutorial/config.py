@@ -33,6 +33,10 @@ DECODER_TYPES = ("transformer", "mlp")
 # Stage-2 distillation targets: the teacher's decoder masks in the orders it was trained with
 # (the paper: one random order per batch), averaged over all nine orders, or in raster order.
 TEACHER_TARGETS = ("trained-orders", "all-orders", "raster")
+# How training reads its JPEGs (spot_tutorial.data.decode): PIL (the authors' path), PIL decoding at
+# a reduced size, torchvision's decoder in the data-loading processes, or the training device
+# decoding whole batches (nvJPEG on CUDA). Evaluation always reads with PIL.
+DECODERS = ("pil", "pil-draft", "torchvision", "gpu")
 
 # finetune_blocks_after at this value trains no ViT block (every timm ViT here has 12 or 24
 # blocks): the frozen encoder of stage 1 and of the target copy in stage 2.
@@ -46,7 +50,7 @@ NO_LIMIT = 10**6
 MAX_SLOTS = 255
 
 # How long and how a run goes, not what it computes: these may change when a run is resumed.
-RUNTIME_FIELDS = ("num_workers", "log_every", "checkpoint_every", "eval_every", "max_minutes",
+RUNTIME_FIELDS = ("num_workers", "decode", "log_every", "checkpoint_every", "eval_every", "max_minutes",
                   "epochs", "max_steps", "torch_compile", "cpu_bf16")
 
 
@@ -164,6 +168,11 @@ class SPOTConfig:
     teacher_targets: str = "trained-orders"
     #: Data-loading processes.
     num_workers: int = 4
+    #: How training images are decoded and augmented — 'pil' (the authors' path), 'pil-draft'
+    #: (PIL decodes the JPEG at a reduced size first), 'torchvision' (its decoder and tensor ops
+    #: in the data-loading processes) or 'gpu' (the processes read the files; the training
+    #: device decodes each batch, with nvJPEG on CUDA). Same crops and flips; evaluation uses PIL.
+    decode: str = "pil"
     #: Seed of the weights, the data order, the patch orders and the slot noise.
     seed: int = 0
     #: Epochs between evaluations during training (a learning curve; nothing is chosen by it).
@@ -251,6 +260,7 @@ class SPOTConfig:
         need(self.lr_main > 0 and self.lr_min >= 0, "learning rates must be positive")
         need(self.clip > 0, f"clip must be > 0, got {self.clip}")
         need(self.ce_weight >= 0, f"ce_weight must be >= 0, got {self.ce_weight}")
+        need(self.decode in DECODERS, f"decode={self.decode!r}; choose one of {DECODERS}")
         need(self.teacher_targets in TEACHER_TARGETS,
              f"teacher_targets={self.teacher_targets!r}; choose one of {TEACHER_TARGETS}")
         for name in ("epochs", "lr_warmup_steps", "max_steps", "checkpoint_every", "train_images",

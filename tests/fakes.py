@@ -7,40 +7,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from conftest import tiny_model
-from PIL import Image
 from test_checkpoints import to_official
+
+from spot_tutorial.data.coco_like import write_coco_like_folder
 
 
 def write_coco_val(root: Path, num_images: int = 12, seed: int = 0) -> Path:
-    """Images of random rectangles on noise, each rectangle an annotated instance (polygon)."""
-    rng = np.random.default_rng(seed)
-    (root / "val2017").mkdir(parents=True, exist_ok=True)
-    (root / "annotations").mkdir(parents=True, exist_ok=True)
-    images, annotations = [], []
-    for image_id in range(1, num_images + 1):
-        width, height = 80, 64
-        pixels = rng.integers(0, 60, size=(height, width, 3), dtype=np.uint8)
-        name = f"{image_id:012d}.jpg"
-        for _ in range(int(rng.integers(1, 4))):
-            x0, y0 = int(rng.integers(0, width - 20)), int(rng.integers(0, height - 20))
-            x1, y1 = x0 + int(rng.integers(10, 20)), y0 + int(rng.integers(10, 20))
-            pixels[y0:y1, x0:x1] = rng.integers(100, 255, size=3)
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
-                                "category_id": int(rng.integers(1, 3)), "iscrowd": 0,
-                                "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
-                                "area": float((x1 - x0) * (y1 - y0)), "bbox": [x0, y0, x1 - x0, y1 - y0]})
-        Image.fromarray(pixels).save(root / "val2017" / name)
-        images.append({"id": image_id, "file_name": name, "width": width, "height": height})
-    categories = [{"id": 1, "name": "box"}, {"id": 2, "name": "block"}]
-    data = {"images": images, "annotations": annotations, "categories": categories}
-    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(data))
-    return root
+    """Small COCO-like val2017/ images with their instances JSON (`data.coco_like`, 80x64 pixels)."""
+    return write_coco_like_folder(root, num_images, seed, split="val", sizes=((80, 64, 1.0),))
 
 
 def write_official_checkpoint(path: Path) -> Path:

@@ -58,8 +58,8 @@ def test_resume_refuses_another_architecture_other_math_or_another_stage(tmp_pat
         check_resumable(payload, config.replace(num_slots=4), stage=1, path=tmp_path)
     with pytest.raises(ValueError, match="--stage 1"):
         check_resumable(payload, config, stage=2, path=tmp_path)
-    runtime = dict(num_workers=3, log_every=7, checkpoint_every=9, eval_every=2, max_minutes=1.0,
-                   epochs=5, max_steps=40, torch_compile=True, cpu_bf16=True)
+    runtime = dict(num_workers=3, decode="gpu", log_every=7, checkpoint_every=9, eval_every=2,
+                   max_minutes=1.0, epochs=5, max_steps=40, torch_compile=True, cpu_bf16=True)
     assert set(runtime) == set(RUNTIME_FIELDS)
     check_resumable(payload, config.replace(**runtime), stage=1, path=tmp_path)  # runtime may change
 

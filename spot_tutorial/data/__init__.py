@@ -2,7 +2,8 @@
 
 Readers for the paper's datasets (COCO 2017 with its panoptic ground truth, PASCAL VOC 2012,
 MOVi-C/E), any folder of your own images (``ImageFolder``) and a built-in procedural dataset
-(``SyntheticShapes``) for CPU-sized experiments. None imports a model.
+(``SyntheticShapes``) for CPU-sized experiments, and ``write_coco_like_folder``, which writes a
+COCO-like JPEG folder with its instances JSON for benchmarks and tests. None imports a model.
 
 Item format (shared by every dataset)
 -------------------------------------
@@ -33,6 +34,7 @@ cropping), masks 320 (COCO, VOC) or 128 (MOVi) with nearest-neighbour resizing.
 
 from spot_tutorial.data._common import CorruptImageError
 from spot_tutorial.data.coco import COCO2017
+from spot_tutorial.data.coco_like import write_coco_like_folder
 from spot_tutorial.data.folder import ImageFolder
 from spot_tutorial.data.movi import MOVi
 from spot_tutorial.data.registry import DATASETS, build_datasets
@@ -65,4 +67,5 @@ __all__ = [
     "eval_image_transform",
     "eval_mask_transform",
     "train_transform",
+    "write_coco_like_folder",
 ]

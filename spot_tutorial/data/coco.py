@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 
 from spot_tutorial.data._common import check_split, load_rgb, require_dir, require_file
 from spot_tutorial.data.coco_panoptic import PanopticAnnotations
+from spot_tutorial.data.decode import train_image_reader
 from spot_tutorial.data.transforms import eval_image_transform, eval_mask_transform, train_transform
 from spot_tutorial.errors import DatasetError
 
@@ -72,6 +73,8 @@ class COCO2017(Dataset):
         train: True returns only augmented images (listed from the image folder, no annotation
             file needed); False returns evaluation items with masks.
         center_crop, random_crop: cropping of the resized images (see ``transforms``).
+        decode: how training images are decoded ('pil', 'pil-draft', 'torchvision', 'gpu'; see
+            ``decode``); evaluation always reads them with PIL.
         panoptic: evaluation items also hold ``"panoptic_mask"`` (int64 segment ids, 0 =
             unlabelled) and ``"panoptic_crowd"`` (bool), resized like the instance masks.
 
@@ -82,7 +85,7 @@ class COCO2017(Dataset):
 
     def __init__(self, root: Union[str, Path], split: str = "val", image_size: int = 224,
                  mask_size: int = 320, train: bool = False, center_crop: bool = True,
-                 random_crop: bool = False, panoptic: bool = False) -> None:
+                 random_crop: bool = False, panoptic: bool = False, decode: str = "pil") -> None:
         check_split("COCO2017", split, self.SPLITS)
         self.root = Path(root).expanduser()
         self.split = split
@@ -100,6 +103,8 @@ class COCO2017(Dataset):
                 raise FileNotFoundError(f"no .jpg images in {self.image_dir}; download "
                                         f"{split}2017.zip from {COCO_DOWNLOAD_URL} and unzip it there.")
             self.image_transform = train_transform(image_size, random_crop, center_crop)
+            self.read_train_image = train_image_reader(decode, image_size, random_crop, center_crop,
+                                                       self.image_transform)
         else:
             self._load_annotations()
             self.panoptic = PanopticAnnotations(self.root, split) if panoptic else None
@@ -142,9 +147,9 @@ class COCO2017(Dataset):
         return self.image_dir / self.coco.loadImgs(self.image_ids[index])[0]["file_name"]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        image = load_rgb(self.image_path(index))
         if self.train:
-            return {"image": self.image_transform(image)}
+            return {"image": self.read_train_image(self.image_path(index))}
+        image = load_rgb(self.image_path(index))
         image_id = self.image_ids[index]
         instance, classes, ignore = coco_ground_truth(self.coco, image_id, self.category_to_label)
         if image.size != (instance.shape[1], instance.shape[0]):

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from spot_tutorial.data._common import load_label_png, load_rgb, require_dir
+from spot_tutorial.data.decode import train_image_reader
 from spot_tutorial.data.transforms import eval_image_transform, eval_mask_transform, train_transform
 from spot_tutorial.errors import DatasetError
 
@@ -58,13 +59,15 @@ class ImageFolder(Dataset):
         image_size, mask_size: sides of the square images and ground-truth masks (224, 320).
         center_crop, random_crop: cropping of the resized images (see ``transforms``).
         exclude: a folder inside `root` whose files are not images to read (default: `masks`).
+        decode: how training images are decoded (see ``decode``); evaluation always uses PIL.
 
     ``relative_paths`` names the items, in order. Items are dicts, see ``spot_tutorial.data``.
     """
 
     def __init__(self, root: Union[str, Path], train: bool = False, masks: Union[str, Path, None] = None,
                  image_size: int = 224, mask_size: int = 320, center_crop: bool = True,
-                 random_crop: bool = False, exclude: Union[str, Path, None] = None) -> None:
+                 random_crop: bool = False, exclude: Union[str, Path, None] = None,
+                 decode: str = "pil") -> None:
         self.root = require_dir(Path(root).expanduser(), "image folder",
                                 "Pass the folder that holds your images (--data-path).")
         self.train = train
@@ -90,6 +93,8 @@ class ImageFolder(Dataset):
         self.relative_paths = images
         if train:
             self.image_transform = train_transform(image_size, random_crop, center_crop)
+            self.read_train_image = train_image_reader(decode, image_size, random_crop, center_crop,
+                                                       self.image_transform)
         else:
             self.image_transform = eval_image_transform(image_size, center_crop)
             self.mask_transform = eval_mask_transform(mask_size, center_crop)
@@ -108,6 +113,8 @@ class ImageFolder(Dataset):
         return len(self.relative_paths)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if self.train:
+            return {"image": self.read_train_image(self.image_path(index))}
         image = load_rgb(self.image_path(index))
         if not self.has_masks:
             return {"image": self.image_transform(image)}

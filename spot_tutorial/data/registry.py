@@ -59,6 +59,16 @@ def first_items(dataset: Dataset, count: int) -> Dataset:
     return Subset(dataset, range(min(count, len(dataset)))) if count > 0 else dataset
 
 
+JPEG_DATASETS = ("coco", "voc", "folder")  # those whose training images SPOTConfig.decode reads
+
+
+def check_decoder(config: SPOTConfig) -> None:
+    """A decoder other than PIL is for datasets of image files (`JPEG_DATASETS`)."""
+    if config.decode != "pil" and config.dataset not in JPEG_DATASETS:
+        raise ConfigError(f"decode={config.decode!r} is for datasets of image files {JPEG_DATASETS}, not "
+                          f"{config.dataset!r}; use decode='pil' (--decode pil) there")
+
+
 def build_datasets(config: SPOTConfig, data_path: str | os.PathLike | None = None,
                    mask_path: str | os.PathLike | None = None,
                    panoptic: bool = False) -> tuple[Dataset, Dataset]:
@@ -73,6 +83,7 @@ def build_datasets(config: SPOTConfig, data_path: str | os.PathLike | None = Non
         raise DatasetError(f"a mask folder (--mask-path) is for --dataset folder, not {name!r}")
     if panoptic and name != "coco":
         raise DatasetError(f"panoptic ground truth (--panoptic) exists for COCO only, not {name!r}")
+    check_decoder(config)
     if name == "synthetic":
         train_set = SyntheticShapes(config.train_images or SYNTHETIC_TRAIN_IMAGES, config.image_size,
                                     difficulty=config.synthetic_difficulty, seed=config.seed)
@@ -86,15 +97,15 @@ def build_datasets(config: SPOTConfig, data_path: str | os.PathLike | None = Non
         raise DatasetError(f"dataset '{name}' needs its folder: pass data_path (--data-path) "
                          "or use the built-in synthetic dataset (--preset synthetic)")
     common = dict(image_size=config.image_size, center_crop=config.center_crop)
+    reading = dict(random_crop=config.random_crop, decode=config.decode)  # training images
     if name == "coco":
-        train_set = COCO2017(data_path, "train", train=True, random_crop=config.random_crop, **common)
+        train_set = COCO2017(data_path, "train", train=True, **reading, **common)
         eval_set = COCO2017(data_path, "val", mask_size=config.gt_mask_size, panoptic=panoptic, **common)
     elif name == "folder":  # your own images, the COCO recipe's transforms
-        train_set = ImageFolder(data_path, train=True, random_crop=config.random_crop, exclude=mask_path,
-                                **common)
+        train_set = ImageFolder(data_path, train=True, exclude=mask_path, **reading, **common)
         eval_set = ImageFolder(data_path, masks=mask_path, mask_size=config.gt_mask_size, **common)
     elif name == "voc":
-        train_set = PascalVOC(data_path, "trainaug", train=True, random_crop=config.random_crop, **common)
+        train_set = PascalVOC(data_path, "trainaug", train=True, **reading, **common)
         eval_set = PascalVOC(data_path, "val", mask_size=config.gt_mask_size, **common)
     else:
         train_set = MOVi(data_path, "train", frames_per_video=9, seed=config.seed, train=True, **common)

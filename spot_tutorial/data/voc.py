@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from spot_tutorial.data._common import check_split, load_label_png, load_rgb, require_dir, require_file
+from spot_tutorial.data.decode import train_image_reader
 from spot_tutorial.data.transforms import eval_image_transform, eval_mask_transform, train_transform
 from spot_tutorial.errors import DatasetError
 
@@ -58,6 +59,7 @@ class PascalVOC(Dataset):
         image_size, mask_size: sides of the square images and ground-truth masks (224, 320).
         train: True returns only augmented images; False returns evaluation items with masks.
         center_crop, random_crop: cropping of the resized images; VOC training uses a random crop.
+        decode: how training images are decoded (see ``decode``); evaluation always uses PIL.
 
     Items are dicts, see ``spot_tutorial.data``. ``ignore_mask`` is all False.
     """
@@ -68,7 +70,7 @@ class PascalVOC(Dataset):
 
     def __init__(self, root: Union[str, Path], split: str = "val", image_size: int = 224,
                  mask_size: int = 320, train: bool = False, center_crop: bool = True,
-                 random_crop: bool = True) -> None:
+                 random_crop: bool = True, decode: str = "pil") -> None:
         check_split("PascalVOC", split, self.SPLITS)
         self.root = _find_voc_root(Path(root).expanduser())
         self.split = split
@@ -81,6 +83,8 @@ class PascalVOC(Dataset):
         self.image_dir = require_dir(self.root / "JPEGImages", "VOC image folder", VOC_DOWNLOAD_HINT)
         if train:
             self.image_transform = train_transform(image_size, random_crop, center_crop)
+            self.read_train_image = train_image_reader(decode, image_size, random_crop, center_crop,
+                                                       self.image_transform)
         else:
             for folder in ("SegmentationObject", "SegmentationClass"):
                 require_dir(self.root / folder, f"VOC {folder} folder", VOC_DOWNLOAD_HINT)
@@ -101,9 +105,9 @@ class PascalVOC(Dataset):
         return path
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        image = load_rgb(self.image_path(index))
         if self.train:
-            return {"image": self.image_transform(image)}
+            return {"image": self.read_train_image(self.image_path(index))}
+        image = load_rgb(self.image_path(index))
         name = self.names[index]
         instance = read_voc_labels(self._mask_path("SegmentationObject", name))
         classes = read_voc_labels(self._mask_path("SegmentationClass", name))

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from spot_tutorial import viz
 from spot_tutorial.config import SPOTConfig  # noqa: F401 - their old home
 from spot_tutorial.data import build_datasets
+from spot_tutorial.data.decode import collate_training, images_on_device
 from spot_tutorial.data.registry import holdout_split
 from spot_tutorial.errors import ConfigError
 from spot_tutorial.io.checkpoint_file import atomic_save, safe_load
@@ -281,7 +282,7 @@ class Trainer:
                                                   + self.distributed.rank)  # worker seeds
         return DataLoader(self.train_set, batch_size=self.config.batch_size, sampler=self.sampler,
                           num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
-                          drop_last=True, generator=generator,
+                          drop_last=True, generator=generator, collate_fn=collate_training,
                           persistent_workers=False)
 
     def eval_loader(self, dataset: Dataset | None = None) -> DataLoader:
@@ -342,7 +343,7 @@ class Trainer:
         while progress.step < progress.total_steps and stopped_by == "steps":
             self.sampler.set_epoch(progress.epoch, progress.batch_in_epoch)
             for batch in self._train_loader():
-                images = batch["image"].to(self.device, non_blocking=True)
+                images = images_on_device(batch["image"], self.device)  # decode="gpu": decoded here
                 features = batch.get("features")  # [B, N, D] with config.cache_features
                 features = None if features is None else features.to(self.device, non_blocking=True)
                 values = self.train_step(images, features)
