@@ -127,3 +127,44 @@ def test_plan_puts_teachers_before_their_students(ablation):
         if spec["teacher"]:
             assert position[spec["teacher"]] < position[spec["run"]]
             assert spec["teacher"].endswith(f"-s{spec['seed']}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the paired test over seeds (the chapter quotes its p-values)
+def fake_record(variant: str, seed: int, slot: float, dataset: str = "shapes") -> dict:
+    scores = {"slot": {"mbo_i": slot}, "decoder": {"mbo_i": slot - 1.0}}
+    return {"run": f"{dataset}-{variant}-s{seed}", "dataset": dataset, "variant": variant, "seed": seed,
+            "results": {"standard": scores, "all": scores}}
+
+
+def test_seed_pairs_pair_the_runs_of_the_same_seed(ablation):
+    records = [fake_record("c_random", 0, 40.0), fake_record("c_random", 1, 44.0),
+               fake_record("c_random", 2, 46.0), fake_record("b_raster", 2, 30.0),
+               fake_record("b_raster", 0, 31.0), fake_record("b_raster", 5, 20.0),
+               fake_record("b_raster", 1, 29.0, dataset="occluded")]
+    pairs = ablation.seed_pairs(records, "shapes", "c_random", "b_raster")
+    assert pairs == [(0, 40.0, 31.0), (2, 46.0, 30.0)]   # seeds run by both, on this dataset only
+    decoder = ablation.seed_pairs(records, "shapes", "c_random", "b_raster", masks="decoder")
+    assert decoder[0] == (0, 39.0, 30.0)
+
+
+def test_paired_test_is_the_t_test_of_the_differences(ablation):
+    pairs = [(0, 42.3, 30.1), (1, 47.4, 32.0), (2, 44.0, 27.2)]
+    test = ablation.paired_test(pairs)
+    differences = [a - b for _, a, b in pairs]
+    mean = sum(differences) / 3
+    std = (sum((d - mean) ** 2 for d in differences) / 2) ** 0.5
+    assert test["n"] == 3 and test["df"] == 2 and test["seeds"] == [0, 1, 2]
+    assert test["mean_difference"] == pytest.approx(mean)
+    assert test["t"] == pytest.approx(mean / (std / 3 ** 0.5))
+    # two-sided p of Student's t with 2 degrees of freedom, in closed form: 1 - t / sqrt(t^2 + 2)
+    assert test["p"] == pytest.approx(1 - test["t"] / (test["t"] ** 2 + 2) ** 0.5)
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        ablation.paired_test(pairs[:1])
+
+
+def test_paired_option_reads_the_stored_runs_and_trains_nothing(ablation, capsys):
+    assert ablation.main(["--paired", "c_random", "b_raster"]) == {}
+    out = capsys.readouterr().out
+    assert "c_random - b_raster" in out
+    assert "shapes: s0:" in out and "occluded: s0:" in out and "t(2) = " in out and "p = " in out
