@@ -5,6 +5,7 @@ asserted (only structure)."""
 import csv
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -168,3 +169,20 @@ def test_paired_option_reads_the_stored_runs_and_trains_nothing(ablation, capsys
     out = capsys.readouterr().out
     assert "c_random - b_raster" in out
     assert "shapes: s0:" in out and "occluded: s0:" in out and "t(2) = " in out and "p = " in out
+
+
+def test_the_chapters_paired_tests_are_the_stored_runs(ablation):
+    """Every row of book/ablation.md's table of paired tests is recomputed from the run files."""
+    chapter = (ROOT / "book" / "ablation.md").read_text()
+    rows = re.findall(r"^\| \((\w)\) − \((\w)\)[^|]*\|([^|]+)\|([^|]+)\|([^|]+)\|([^|]+)\|$", chapter, re.M)
+    assert len(rows) >= 6, "the chapter's table of paired tests is missing"
+    variant = {key[0]: key for key in ablation.VARIANTS}
+    records = ablation.load_records(ROOT / "benchmarks" / "results" / "ablation_runs",
+                                    ablation.FULL_BUDGET, ablation.FULL_BUDGET["seeds"])
+    for first, second, *cells in rows:
+        for dataset, (differences, p) in zip(("shapes", "occluded"), (cells[:2], cells[2:]), strict=True):
+            pairs = ablation.seed_pairs(records, dataset, variant[first], variant[second])
+            test = ablation.paired_test(pairs)
+            quoted = [float(d.replace("−", "-")) for d in differences.split(",")]
+            assert quoted == pytest.approx(test["differences"], abs=0.051), (first, second, dataset)
+            assert float(p) == pytest.approx(test["p"], abs=0.0005), (first, second, dataset)
