@@ -190,3 +190,14 @@ def test_explorer_redraws_when_a_control_changes():
     assert calls == [(0, "x")] and first[:4] == b"\x89PNG"
     box.children[1].children[1].value = 2          # the slider of 'a' (after its play button)
     assert calls[-1] == (2, "x") and image.value != first
+
+
+MAX_CODE_COLUMNS = 88  # what the book's code boxes show without scrolling (book/_static/tables.css)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_code_lines_fit_the_books_code_boxes(path):
+    long = [(i, line) for i, cell in enumerate(code_cells(load(path)))
+            for line in source(cell).splitlines() if len(line) > MAX_CODE_COLUMNS]
+    assert not long, (f"{path.name}: code lines over {MAX_CODE_COLUMNS} columns (code cell, line): "
+                      f"{long}")
