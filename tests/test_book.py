@@ -187,3 +187,29 @@ def test_no_page_loads_an_image_from_the_network(html):
         assert badge, f"{name}: no Colab badge"
         source = badge.group(1)
         assert source.endswith("colab-badge.svg") and (html / "notebooks" / source).resolve().is_file()
+
+
+# Boxes that scroll sideways show it, and the theme's layout has one search box.
+def test_every_page_loads_the_scroll_cue(html):
+    script = (html / "_static" / "scroll_cue.js").read_text()
+    for selector in (".pst-scrollable-table-container", ".cell_output table", "div.highlight > pre",
+                     "div.math"):
+        assert selector in script, f"scroll_cue.js does not mark {selector}"
+    rules = re.sub(r"/\*.*?\*/", "", (html / "_static" / "tables.css").read_text(), flags=re.S)
+    assert re.search(r"\.scroll-cue--overflow\.scroll-cue--right \.scroll-cue__hint\s*\{\s*display:\s*block",
+                     rules), "tables.css does not show the scroll hint"
+    for page in built_pages(html):
+        assert "_static/scroll_cue.js" in page.read_text(encoding="utf-8"), f"{page.name}: no scroll cue"
+
+
+def test_one_search_box_and_no_header_bar(html):
+    for page in built_pages(html):
+        text = page.read_text(encoding="utf-8")
+        assert text.count("search-button-field") == 1, f"{page.name}: more than one search box"
+        header = re.search(r'<header id="pst-header"[^>]*>(.*?)</header>', text, re.S)
+        assert header is None or not header.group(1).strip(), f"{page.name}: the theme's header bar is back"
+
+
+def built_pages(html: Path) -> list[Path]:
+    return [html / f"{name}.html" for name in PROSE] + [html / "notebooks" / f"{name}.html"
+                                                        for name in NOTEBOOKS]
