@@ -213,3 +213,45 @@ def test_one_search_box_and_no_header_bar(html):
 def built_pages(html: Path) -> list[Path]:
     return [html / f"{name}.html" for name in PROSE] + [html / "notebooks" / f"{name}.html"
                                                         for name in NOTEBOOKS]
+
+
+# Metric names as the paper writes them, and equations without Markdown in them.
+VERBATIM_HTML = re.compile(r"<(pre|code|script|style|textarea)\b.*?</\1>", re.S)
+MATH_HTML = re.compile(r'<(span|div) class="math[^"]*"[^>]*>(.*?)</\1>', re.S)
+
+
+def prose_text(page: Path) -> str:
+    """The text a reader sees on a page, without code, scripts and markup."""
+    return re.sub(r"<[^>]+>", " ", VERBATIM_HTML.sub(" ", page.read_text(encoding="utf-8")))
+
+
+def test_metric_names_are_typeset_with_a_superscript(html):
+    for page in built_pages(html):
+        text = prose_text(page)
+        assert "mBO^" not in text, f"{page.name}: a literal caret: ...{text[text.find('mBO^') - 60:][:90]}..."
+    assert "mBO<sup>i</sup>" in (html / "ablation.html").read_text(encoding="utf-8")   # tables too
+    lesson = (html / "notebooks" / "05_coco_evaluation.html").read_text(encoding="utf-8")
+    assert "mBO<sup>c</sup>" in lesson
+    assert "mBO^i" in lesson, "the printed outputs (code) keep what the program prints"
+
+
+def test_equations_hold_no_markdown_backticks(html):
+    for page in built_pages(html):
+        for _, body in MATH_HTML.findall(page.read_text(encoding="utf-8")):
+            assert "`" not in body, f"{page.name}: a backtick inside an equation: {body[:120]}"
+
+
+def test_metric_names_extension_leaves_code_alone():
+    import importlib.util
+
+    from docutils import nodes
+
+    spec = importlib.util.spec_from_file_location("metric_names", BOOK / "_ext" / "metric_names.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    parts = module.typeset("mBO^i 34.9, mBO^c 44.8; not mBO^x")
+    assert [p.astext() for p in parts] == ["mBO", "i", " 34.9, ", "mBO", "c", " 44.8; not mBO^x"]
+    assert [type(p) for p in parts[:2]] == [nodes.Text, nodes.superscript]
+    code = nodes.literal("mBO^i", "mBO^i")
+    assert module.in_verbatim(code.children[0])
+    assert not module.in_verbatim(nodes.paragraph("mBO^i", "mBO^i").children[0])
