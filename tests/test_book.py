@@ -255,3 +255,24 @@ def test_metric_names_extension_leaves_code_alone():
     code = nodes.literal("mBO^i", "mBO^i")
     assert module.in_verbatim(code.children[0])
     assert not module.in_verbatim(nodes.paragraph("mBO^i", "mBO^i").children[0])
+
+
+def test_the_intros_map_of_the_library_names_real_modules():
+    intro = (BOOK / "intro.md").read_text()
+    block = intro.split("## A map of the library", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    folders: list[str] = []
+    named = 0
+    lines = block.strip("\n").splitlines()
+    assert lines[0] == "spot_tutorial/"
+    for line in lines[1:]:
+        name = line.strip().split(" ", 1)[0]
+        if not name:
+            continue
+        depth = (len(line) - len(line.lstrip())) // 2   # two spaces per level below spot_tutorial/
+        folders = folders[:depth - 1]
+        path = ROOT / "spot_tutorial" / Path(*folders) / name
+        assert path.exists(), f"the intro's map names {path.relative_to(ROOT)}, which does not exist"
+        named += 1
+        if name.endswith("/"):
+            folders.append(name.rstrip("/"))
+    assert named >= 20
