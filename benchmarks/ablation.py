@@ -28,6 +28,7 @@ overlapping shapes, 7 slots) repeats the runs.
 
     python benchmarks/ablation.py                 # everything (about 2.5 h on 2 free cores)
     python benchmarks/ablation.py --plot-only     # tables + plot again from the stored run files
+    python benchmarks/ablation.py --paired c_random b_raster   # paired t-test over the seeds
     python benchmarks/ablation.py --quick --results-dir /tmp/abl --static-dir /tmp/abl  # smoke test
 
 Runs go two at a time, one torch thread each, in spawned processes. Every finished run writes
@@ -617,6 +618,71 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
+# ---------------------------------------------------------------------------------------------
+# paired comparison of two variants over the seeds
+def seed_pairs(records: list[dict[str, Any]], dataset: str, first: str, second: str, masks: str = "slot",
+               orders: str = "standard", metric: str = "mbo_i") -> list[tuple[int, float, float]]:
+    """(seed, score of `first`, score of `second`) for every seed both variants finished on `dataset`.
+
+    Runs of the same seed share their training scenes, their initial weights and (for students)
+    their teacher's seed, so the seed is what pairs them."""
+    def scores(variant: str) -> dict[int, float]:
+        found = {}
+        for record in records:
+            if record["dataset"] != dataset or record["variant"] != variant:
+                continue
+            if orders not in record["results"]:
+                raise ValueError(f"{record['run']} was not evaluated with orders={orders!r} "
+                                 "(the MLP decoder has the 'standard' order only)")
+            found[record["seed"]] = record["results"][orders][masks][metric]
+        return found
+
+    a, b = scores(first), scores(second)
+    return [(seed, a[seed], b[seed]) for seed in sorted(set(a) & set(b))]
+
+
+def paired_test(pairs: list[tuple[int, float, float]]) -> dict[str, Any]:
+    """Paired t-test (scipy.stats.ttest_rel, two-sided) of the per-seed differences first - second.
+
+    The null hypothesis: the two variants have the same expected score, seed for seed. With n
+    seeds the test has n - 1 degrees of freedom; at n = 3 it has 2, so only a difference that is
+    large and consistent across the three seeds reaches a small p-value, and the p-value rests on
+    the assumption that the differences are roughly normal, which three values cannot check."""
+    from scipy import stats
+
+    if len(pairs) < 2:
+        raise ValueError(f"a paired test needs at least 2 seeds run by both variants, got {len(pairs)}")
+    first = [a for _, a, _ in pairs]
+    second = [b for _, _, b in pairs]
+    differences = [a - b for _, a, b in pairs]
+    result = stats.ttest_rel(first, second)
+    return {"seeds": [seed for seed, _, _ in pairs], "n": len(pairs), "first": first, "second": second,
+            "differences": differences, "mean_difference": statistics.mean(differences),
+            "std_difference": statistics.stdev(differences), "t": float(result.statistic),
+            "p": float(result.pvalue), "df": len(pairs) - 1}
+
+
+def paired_report(records: list[dict[str, Any]], first: str, second: str, masks: str = "slot",
+                  orders: str = "standard", metric: str = "mbo_i") -> str:
+    """The paired test of `first` against `second` on every dataset that has both, as text."""
+    read = "raster order" if orders == "standard" else "nine orders averaged"
+    lines = [f"paired t-test, {METRIC_NAMES[metric]} of the {masks} masks ({read}), "
+             f"{first} - {second}, per seed:"]
+    for dataset in DATASETS:
+        pairs = seed_pairs(records, dataset, first, second, masks, orders, metric)
+        if not pairs:
+            continue
+        if len(pairs) < 2:
+            lines.append(f"  {dataset}: only {len(pairs)} seed run by both, no test")
+            continue
+        test = paired_test(pairs)
+        per_seed = ", ".join(f"s{s}: {a:.1f} - {b:.1f} = {a - b:+.1f}" for s, a, b in pairs)
+        lines.append(f"  {dataset}: {per_seed}; mean difference {test['mean_difference']:+.2f} "
+                     f"± {test['std_difference']:.2f}, t({test['df']}) = {test['t']:.2f}, "
+                     f"p = {test['p']:.3f}")
+    return "\n".join(lines)
+
+
 def load_records(runs_dir: Path, budget: dict[str, Any] | None, seeds: list[int] | None,
                  split: str = "test") -> list[dict]:
     """The stored runs of this budget and these seeds, with `results` read from `split`'s scenes
@@ -731,6 +797,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --plot-only: the tables of the test scenes (the book's) or of the "
                              "validation scenes (where recipe choices are made; written as "
                              "validation_* in --results-dir only)")
+    parser.add_argument("--paired", nargs=2, metavar=("FIRST", "SECOND"), choices=list(VARIANTS),
+                        help="trains nothing: a paired t-test over the seeds of two variants from the "
+                             "stored run files, e.g. --paired c_random b_raster")
+    parser.add_argument("--masks", default="slot", choices=MASK_KINDS, help="--paired: which masks")
+    parser.add_argument("--orders", default="standard", choices=ORDERS,
+                        help="--paired: decoder order of the scores ('all': nine orders averaged)")
+    parser.add_argument("--metric", default="mbo_i", choices=list(METRIC_NAMES), help="--paired: the metric")
     return parser
 
 
@@ -743,6 +816,11 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         if getattr(args, key) is not None:
             budget[key] = getattr(args, key)
     seeds = budget.pop("seeds")
+
+    if args.paired:
+        records = load_records(results_dir / "ablation_runs", budget, seeds)
+        print(paired_report(records, *args.paired, masks=args.masks, orders=args.orders, metric=args.metric))
+        return {}
 
     if args.plot_only:
         stored = results_dir / "ablation.json"

@@ -5,6 +5,7 @@ asserted (only structure)."""
 import csv
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -140,3 +141,61 @@ def test_runs_are_scored_on_validation_and_test_scenes_and_the_validation_table_
     assert validation["table"] == out / "results" / "validation_ablation_table.md"
     assert validation["table"].read_text() != paths["table"].read_text()
     assert not (out / "static" / "validation_ablation_table.md").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# the paired test over seeds (the chapter quotes its p-values)
+def fake_record(variant: str, seed: int, slot: float, dataset: str = "shapes") -> dict:
+    scores = {"slot": {"mbo_i": slot}, "decoder": {"mbo_i": slot - 1.0}}
+    return {"run": f"{dataset}-{variant}-s{seed}", "dataset": dataset, "variant": variant, "seed": seed,
+            "results": {"standard": scores, "all": scores}}
+
+
+def test_seed_pairs_pair_the_runs_of_the_same_seed(ablation):
+    records = [fake_record("c_random", 0, 40.0), fake_record("c_random", 1, 44.0),
+               fake_record("c_random", 2, 46.0), fake_record("b_raster", 2, 30.0),
+               fake_record("b_raster", 0, 31.0), fake_record("b_raster", 5, 20.0),
+               fake_record("b_raster", 1, 29.0, dataset="occluded")]
+    pairs = ablation.seed_pairs(records, "shapes", "c_random", "b_raster")
+    assert pairs == [(0, 40.0, 31.0), (2, 46.0, 30.0)]   # seeds run by both, on this dataset only
+    decoder = ablation.seed_pairs(records, "shapes", "c_random", "b_raster", masks="decoder")
+    assert decoder[0] == (0, 39.0, 30.0)
+
+
+def test_paired_test_is_the_t_test_of_the_differences(ablation):
+    pairs = [(0, 42.3, 30.1), (1, 47.4, 32.0), (2, 44.0, 27.2)]
+    test = ablation.paired_test(pairs)
+    differences = [a - b for _, a, b in pairs]
+    mean = sum(differences) / 3
+    std = (sum((d - mean) ** 2 for d in differences) / 2) ** 0.5
+    assert test["n"] == 3 and test["df"] == 2 and test["seeds"] == [0, 1, 2]
+    assert test["mean_difference"] == pytest.approx(mean)
+    assert test["t"] == pytest.approx(mean / (std / 3 ** 0.5))
+    # two-sided p of Student's t with 2 degrees of freedom, in closed form: 1 - t / sqrt(t^2 + 2)
+    assert test["p"] == pytest.approx(1 - test["t"] / (test["t"] ** 2 + 2) ** 0.5)
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        ablation.paired_test(pairs[:1])
+
+
+def test_paired_option_reads_the_stored_runs_and_trains_nothing(ablation, capsys):
+    assert ablation.main(["--paired", "c_random", "b_raster"]) == {}
+    out = capsys.readouterr().out
+    assert "c_random - b_raster" in out
+    assert "shapes: s0:" in out and "occluded: s0:" in out and "t(2) = " in out and "p = " in out
+
+
+def test_the_chapters_paired_tests_are_the_stored_runs(ablation):
+    """Every row of book/ablation.md's table of paired tests is recomputed from the run files."""
+    chapter = (ROOT / "book" / "ablation.md").read_text()
+    rows = re.findall(r"^\| \((\w)\) − \((\w)\)[^|]*\|([^|]+)\|([^|]+)\|([^|]+)\|([^|]+)\|$", chapter, re.M)
+    assert len(rows) >= 6, "the chapter's table of paired tests is missing"
+    variant = {key[0]: key for key in ablation.VARIANTS}
+    records = ablation.load_records(ROOT / "benchmarks" / "results" / "ablation_runs",
+                                    ablation.FULL_BUDGET, ablation.FULL_BUDGET["seeds"])
+    for first, second, *cells in rows:
+        for dataset, (differences, p) in zip(("shapes", "occluded"), (cells[:2], cells[2:]), strict=True):
+            pairs = ablation.seed_pairs(records, dataset, variant[first], variant[second])
+            test = ablation.paired_test(pairs)
+            quoted = [float(d.replace("−", "-")) for d in differences.split(",")]
+            assert quoted == pytest.approx(test["differences"], abs=0.051), (first, second, dataset)
+            assert float(p) == pytest.approx(test["p"], abs=0.0005), (first, second, dataset)

@@ -187,3 +187,92 @@ def test_no_page_loads_an_image_from_the_network(html):
         assert badge, f"{name}: no Colab badge"
         source = badge.group(1)
         assert source.endswith("colab-badge.svg") and (html / "notebooks" / source).resolve().is_file()
+
+
+# Boxes that scroll sideways show it, and the theme's layout has one search box.
+def test_every_page_loads_the_scroll_cue(html):
+    script = (html / "_static" / "scroll_cue.js").read_text()
+    for selector in (".pst-scrollable-table-container", ".cell_output table", "div.highlight > pre",
+                     "div.math"):
+        assert selector in script, f"scroll_cue.js does not mark {selector}"
+    rules = re.sub(r"/\*.*?\*/", "", (html / "_static" / "tables.css").read_text(), flags=re.S)
+    assert re.search(r"\.scroll-cue--overflow\.scroll-cue--right \.scroll-cue__hint\s*\{\s*display:\s*block",
+                     rules), "tables.css does not show the scroll hint"
+    for page in built_pages(html):
+        assert "_static/scroll_cue.js" in page.read_text(encoding="utf-8"), f"{page.name}: no scroll cue"
+
+
+def test_one_search_box_and_no_header_bar(html):
+    for page in built_pages(html):
+        text = page.read_text(encoding="utf-8")
+        assert text.count("search-button-field") == 1, f"{page.name}: more than one search box"
+        header = re.search(r'<header id="pst-header"[^>]*>(.*?)</header>', text, re.S)
+        assert header is None or not header.group(1).strip(), f"{page.name}: the theme's header bar is back"
+
+
+def built_pages(html: Path) -> list[Path]:
+    return [html / f"{name}.html" for name in PROSE] + [html / "notebooks" / f"{name}.html"
+                                                        for name in NOTEBOOKS]
+
+
+# Metric names as the paper writes them, and equations without Markdown in them.
+VERBATIM_HTML = re.compile(r"<(pre|code|script|style|textarea)\b.*?</\1>", re.S)
+MATH_HTML = re.compile(r'<(span|div) class="math[^"]*"[^>]*>(.*?)</\1>', re.S)
+
+
+def prose_text(page: Path) -> str:
+    """The text a reader sees on a page, without code, scripts and markup."""
+    return re.sub(r"<[^>]+>", " ", VERBATIM_HTML.sub(" ", page.read_text(encoding="utf-8")))
+
+
+def test_metric_names_are_typeset_with_a_superscript(html):
+    for page in built_pages(html):
+        text = prose_text(page)
+        assert "mBO^" not in text, f"{page.name}: a literal caret: ...{text[text.find('mBO^') - 60:][:90]}..."
+    assert "mBO<sup>i</sup>" in (html / "ablation.html").read_text(encoding="utf-8")   # tables too
+    lesson = (html / "notebooks" / "05_coco_evaluation.html").read_text(encoding="utf-8")
+    assert "mBO<sup>c</sup>" in lesson
+    assert "mBO^i" in lesson, "the printed outputs (code) keep what the program prints"
+
+
+def test_equations_hold_no_markdown_backticks(html):
+    for page in built_pages(html):
+        for _, body in MATH_HTML.findall(page.read_text(encoding="utf-8")):
+            assert "`" not in body, f"{page.name}: a backtick inside an equation: {body[:120]}"
+
+
+def test_metric_names_extension_leaves_code_alone():
+    import importlib.util
+
+    from docutils import nodes
+
+    spec = importlib.util.spec_from_file_location("metric_names", BOOK / "_ext" / "metric_names.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    parts = module.typeset("mBO^i 34.9, mBO^c 44.8; not mBO^x")
+    assert [p.astext() for p in parts] == ["mBO", "i", " 34.9, ", "mBO", "c", " 44.8; not mBO^x"]
+    assert [type(p) for p in parts[:2]] == [nodes.Text, nodes.superscript]
+    code = nodes.literal("mBO^i", "mBO^i")
+    assert module.in_verbatim(code.children[0])
+    assert not module.in_verbatim(nodes.paragraph("mBO^i", "mBO^i").children[0])
+
+
+def test_the_intros_map_of_the_library_names_real_modules():
+    intro = (BOOK / "intro.md").read_text()
+    block = intro.split("## A map of the library", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    folders: list[str] = []
+    named = 0
+    lines = block.strip("\n").splitlines()
+    assert lines[0] == "spot_tutorial/"
+    for line in lines[1:]:
+        name = line.strip().split(" ", 1)[0]
+        if not name:
+            continue
+        depth = (len(line) - len(line.lstrip())) // 2   # two spaces per level below spot_tutorial/
+        folders = folders[:depth - 1]
+        path = ROOT / "spot_tutorial" / Path(*folders) / name
+        assert path.exists(), f"the intro's map names {path.relative_to(ROOT)}, which does not exist"
+        named += 1
+        if name.endswith("/"):
+            folders.append(name.rstrip("/"))
+    assert named >= 20

@@ -169,3 +169,25 @@ def test_readme_colab_section_matches_the_notebooks():
     for path in NOTEBOOKS:
         assert colab.colab_url(path.stem) in section, (
             f"the README's Colab section lacks the link to {path.stem}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_first_cell_is_the_install_cell_of_the_library(path):
+    """One source for the install cell: colab.install_cell, written into every notebook by --sync."""
+    assert "".join(first_code_cell(path)["source"]) == colab.install_cell(SETTING["url"]), (
+        f"{path.name}: its first cell differs from colab.install_cell(); run "
+        "python -m spot_tutorial.tutorial.colab --sync")
+
+
+def test_sync_rewrites_an_edited_install_cell_and_keeps_its_outputs(tmp_path):
+    notebook = tmp_path / "notebooks" / NOTEBOOKS[0].name
+    notebook.parent.mkdir()
+    data = json.loads(NOTEBOOKS[0].read_text())
+    cell = next(c for c in data["cells"] if c["cell_type"] == "code")
+    outputs = cell["outputs"]
+    cell["source"] = ["MODE = 'auto'\n", "print('edited by hand')\n"]
+    notebook.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    assert colab.sync_install_cells(tmp_path) == [notebook]
+    assert notebook.read_text() == NOTEBOOKS[0].read_text()   # the stored file, byte for byte
+    assert first_code_cell(notebook)["outputs"] == outputs
+    assert colab.sync_install_cells(tmp_path) == []            # nothing left to change

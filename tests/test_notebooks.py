@@ -9,6 +9,8 @@ each notebook has its Colab badge and install cell.
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -190,3 +192,36 @@ def test_explorer_redraws_when_a_control_changes():
     assert calls == [(0, "x")] and first[:4] == b"\x89PNG"
     box.children[1].children[1].value = 2          # the slider of 'a' (after its play button)
     assert calls[-1] == (2, "x") and image.value != first
+
+
+MAX_CODE_COLUMNS = 88  # what the book's code boxes show without scrolling (book/_static/tables.css)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_code_lines_fit_the_books_code_boxes(path):
+    long = [(i, line) for i, cell in enumerate(code_cells(load(path)))
+            for line in source(cell).splitlines() if len(line) > MAX_CODE_COLUMNS]
+    assert not long, (f"{path.name}: code lines over {MAX_CODE_COLUMNS} columns (code cell, line): "
+                      f"{long}")
+
+
+def chapter_titles() -> dict[str, str]:
+    """The book's prose chapters by title (their first heading)."""
+    titles = {}
+    for page in (ROOT / "book").glob("*.md"):
+        heading = next((line for line in page.read_text().splitlines() if line.startswith("# ")), None)
+        if heading:
+            titles[heading[2:].strip()] = page.name
+    return titles
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_link_the_books_chapters(path):
+    """A chapter is a link ([title](../chapter.md)), not its title in italics or its path as text."""
+    text = "\n".join(source(cell) for cell in load(path)["cells"] if cell["cell_type"] == "markdown")
+    assert "book/" not in re.sub(r"\]\([^)]*\)", "]()", text), f"{path.name} prints a book path as text"
+    for title, page in chapter_titles().items():
+        assert f"*{title}*" not in text, f"{path.name}: *{title}* should be [{title}](../{page})"
+    for target in re.findall(r"\]\((\.\./[^)#]+)", text):   # relative to book/notebooks, in the book
+        chapter = Path(os.path.normpath(ROOT / "book" / "notebooks" / target))
+        assert chapter.parent == ROOT / "book" and chapter.is_file(), f"{path.name} links a missing {target}"

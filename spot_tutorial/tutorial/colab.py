@@ -7,8 +7,9 @@ against it. To point everything at a fork, edit ``repository.url`` and run::
 
     python -m spot_tutorial.tutorial.colab --sync      # rewrites every copy, from the repository root
 
-The first code cell of every notebook installs the library in Colab and calls
-``ENV = start(MODE)``, which chooses the mode (``auto``: full on a GPU, tutorial otherwise), prints
+The first code cell of every notebook is written by `install_cell` (``--sync`` rewrites it in
+every notebook, within 88 columns like every notebook line): it installs the library in Colab and
+calls ``ENV = start(MODE)``, which chooses the mode (``auto``: full on a GPU, tutorial otherwise), prints
 the device, the GPU, its bf16 support and the precision, and returns them; the notebook then
 hands the mode on explicitly: ``T = tutorial.setup(mode=ENV.mode)``.
 """
@@ -16,6 +17,7 @@ hands the mode on explicitly: ``T = tutorial.setup(mode=ENV.mode)``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -55,8 +57,47 @@ def read_repository_setting(root: str | os.PathLike) -> tuple[str, str]:
     return values["url"].rstrip("/"), values.get("branch", "main")
 
 
+def install_cell(repository: str = REPOSITORY_URL) -> str:
+    """The source of every notebook's first code cell: MODE, the Colab install, the environment."""
+    return "\n".join([
+        'MODE = "auto"  # "auto": full on a GPU, tutorial on a CPU; or "tutorial" / "full"',
+        f'REPOSITORY = "{repository}"  # = book/_config.yml',
+        "import subprocess",
+        "import sys",
+        "",
+        'if "google.colab" in sys.modules:  # Colab: clone the repository, install the library',
+        '    clone = ("test -d spot-tutorial || "',
+        '             f"git clone -q --depth 1 {REPOSITORY} spot-tutorial")',
+        "    install = \"pip install -q -e 'spot-tutorial[colab]'\"",
+        '    subprocess.run(f"{clone}; {install}", shell=True, check=True, cwd="/content")',
+        '    sys.path.insert(0, "/content/spot-tutorial")',
+        "from spot_tutorial.tutorial import colab",
+        "",
+        "ENV = colab.start(MODE)  # device, GPU, bf16 support, precision, mode",
+    ])
+
+
+def sync_install_cells(root: str | os.PathLike, repository: str = REPOSITORY_URL) -> list[Path]:
+    """Rewrite the first code cell of every notebook in <root>/notebooks with `install_cell`; the
+    notebooks changed (their outputs are left as they are: the cell prints the same)."""
+    changed = []
+    for path in sorted((Path(root) / "notebooks").glob("*.ipynb")):
+        text = path.read_text(encoding="utf-8")
+        notebook = json.loads(text)
+        cell = next((c for c in notebook["cells"] if c["cell_type"] == "code"), None)
+        if cell is None:
+            raise ValueError(f"{path} has no code cell: its first code cell must be the install cell")
+        cell["source"] = install_cell(repository).splitlines(keepends=True)
+        new = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"  # the layout Jupyter writes
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
 def sync_repository(root: str | os.PathLike) -> list[Path]:
-    """Rewrite every copy of the repository URL and branch from book/_config.yml; the files changed."""
+    """Rewrite every copy of the repository URL and branch from book/_config.yml, and every notebook's
+    install cell (`install_cell`); the files changed."""
     root = Path(root)
     url, branch = read_repository_setting(root)
     old_url, old_branch = REPOSITORY_URL, BRANCH
@@ -72,6 +113,7 @@ def sync_repository(root: str | os.PathLike) -> list[Path]:
             if new != text:
                 path.write_text(new, encoding="utf-8")
                 changed.append(path)
+    changed += [path for path in sync_install_cells(root, url) if path not in changed]
     return changed
 
 
