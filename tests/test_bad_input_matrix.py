@@ -32,6 +32,8 @@ CLI_CASES = {
     "train 300 slots": ("train --preset synthetic --num-slots 300 --output-dir {out}", 1, "num_slots"),
     "train missing teacher": ("train --preset synthetic --stage 2 --teacher {missing} --output-dir {out}",
                               1, "missing.pt"),
+    "train teacher that does not fit": ("train --preset synthetic --stage 2 --teacher {ck} --num-slots 3 "
+                                        "--output-dir {out}", 1, "does not fit"),
     "evaluate 300 slots": ("evaluate {ck} --num-slots 300 --output-dir {out}", 1, "num_slots"),
     "evaluate -5 images": ("evaluate {ck} --max-images -5 --output-dir {out}", 2, "--max-images"),
     "evaluate batch 0": ("evaluate {ck} --batch-size 0 --output-dir {out}", 2, "--batch-size"),
