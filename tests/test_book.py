@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -276,3 +277,89 @@ def test_the_intros_map_of_the_library_names_real_modules():
         if name.endswith("/"):
             folders.append(name.rstrip("/"))
     assert named >= 20
+
+
+# Computed in headless Chromium (skipped without one; `apt-get install chromium`): at the widths a
+# reader uses, no box of a page cuts its content off without a way to scroll, every box that
+# scrolls shows the cue, nothing runs out of the text column, and the contents column stays inside
+# the window. The probe runs in the page after MathJax has typeset it and writes what it found
+# into the DOM, which `chromium --dump-dom` prints.
+CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
+                 if shutil.which(name)), None)
+LAYOUT_PROBE = """<script>
+window.addEventListener("load", function () {
+  function probe() {
+    var article = document.querySelector(".bd-article");
+    var edge = article.getBoundingClientRect().right + 2;
+    var found = {cut: [], uncued: [], spill: [], toc: null};
+    function name(e) { return (e.tagName + ": " + e.textContent).replace(/\\s+/g, " ").slice(0, 80); }
+    function scrolls(e) {
+      var x = getComputedStyle(e).overflowX;
+      return x === "auto" || x === "scroll";
+    }
+    function inScrollBox(e) {
+      for (var p = e.parentElement; p && p !== article; p = p.parentElement) {
+        if (scrolls(p)) { return true; }
+      }
+      return false;
+    }
+    article.querySelectorAll("*").forEach(function (e) {
+      // inline equations clip MathJax's hidden MathML copy: not content a reader misses
+      var math = e.matches("span.math") || e.closest("mjx-container");
+      var wide = e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 4 && !math;
+      var x = getComputedStyle(e).overflowX;
+      if (wide && (x === "hidden" || x === "clip")) { found.cut.push(name(e)); }
+      if (wide && scrolls(e)) {
+        var cue = e.closest(".scroll-cue");
+        if (!cue || !cue.classList.contains("scroll-cue--overflow")) { found.uncued.push(name(e)); }
+      }
+      var box = e.getBoundingClientRect();
+      if (box.width > 0 && box.right > edge && !inScrollBox(e)) { found.spill.push(name(e)); }
+    });
+    var toc = document.querySelector(".bd-sidebar-secondary");
+    var rect = toc && toc.getBoundingClientRect();
+    if (rect && rect.width > 0 && rect.left < window.innerWidth) {   // shown, not a closed drawer
+      found.toc = {overflow: toc.scrollWidth - toc.clientWidth, right: rect.right,
+                   window: document.documentElement.clientWidth};
+    }
+    var out = document.createElement("pre");
+    out.id = "layout-probe";
+    out.textContent = JSON.stringify(found);
+    document.body.appendChild(out);
+  }
+  var startup = window.MathJax && window.MathJax.startup;
+  var typeset = startup && startup.promise ? startup.promise : Promise.resolve();
+  setTimeout(function () { typeset.then(function () { setTimeout(probe, 300); }); }, 200);
+});
+</script>"""
+
+
+def layout(page: Path, width: int) -> dict:
+    """What LAYOUT_PROBE finds on `page` in a window `width` pixels wide."""
+    probed = page.with_name(page.stem + ".probe.html")      # next to the page: same relative links
+    probed.write_text(page.read_text(encoding="utf-8").replace("</head>", LAYOUT_PROBE + "</head>", 1),
+                      encoding="utf-8")
+    try:
+        result = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                                 f"--window-size={width},1200", "--virtual-time-budget=10000",
+                                 "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=120)
+    finally:
+        probed.unlink()
+    found = re.search(r'<pre id="layout-probe">(.*?)</pre>', result.stdout, re.S)
+    assert found, f"{page.name}: the layout probe did not run in Chromium:\n{result.stderr[-2000:]}"
+    return json.loads(found.group(1).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium to compute the layout (apt-get install chromium)")
+@pytest.mark.parametrize("width", [1280, 800])
+def test_nothing_is_cut_off_at_book_widths_in_chromium(html, width):
+    for page in built_pages(html):
+        found = layout(page, width)
+        where = f"{page.name} at {width} px"
+        assert not found["cut"], f"{where}: content cut off without a way to scroll: {found['cut'][:5]}"
+        assert not found["uncued"], f"{where}: boxes that scroll without the cue: {found['uncued'][:5]}"
+        assert not found["spill"], f"{where}: content out of the text column: {found['spill'][:5]}"
+        if found["toc"]:
+            toc = found["toc"]
+            inside = toc["overflow"] <= 1 and toc["right"] <= toc["window"] + 1
+            assert inside, f"{where}: the contents column runs out of the window: {toc}"

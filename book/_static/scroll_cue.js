@@ -57,6 +57,13 @@
   }
 
   document.addEventListener("DOMContentLoaded", wrapAll);
-  window.addEventListener("load", updateAll);
+  window.addEventListener("load", function () {
+    updateAll();
+    // MathJax typesets the equations after the page has loaded; their width is known only then
+    var startup = window.MathJax && window.MathJax.startup;
+    if (startup && startup.promise) {
+      startup.promise.then(updateAll);
+    }
+  });
   window.addEventListener("resize", updateAll);
 })();
