@@ -71,7 +71,8 @@ from spot_tutorial.training.run_state import (
     Progress,
     best_state,
     check_selection,
-    clear_previous_run,
+    checkpoint_due,
+    prepare_output_dir,
     resume_run,
     run_state,
     selection_improves,
@@ -127,6 +128,52 @@ class TrainResult:
     final_metrics: dict = field(default_factory=dict)  # {"slot": {...}, "decoder": {...}}
     best_metrics: dict = field(default_factory=dict)
     stopped_by: str = "steps"  # 'steps': planned steps done; 'time': the time budget decided
+
+
+def train_result(output_dir: Path, progress: Progress, images_per_second: float, final_metrics: dict,
+                 stopped_by: str) -> TrainResult:
+    """What `fit` returns: the checkpoints written, the steps and time, the last metrics."""
+    best = output_dir / BEST
+    best_metrics = safe_load(best)["metrics"] if best.exists() else {}
+    return TrainResult(output_dir, output_dir / LAST, best if best.exists() else None, progress.step,
+                       progress.train_seconds, images_per_second, final_metrics, best_metrics, stopped_by)
+
+
+@dataclass
+class RunClock:
+    """The wall time of one `fit` call: training seconds (those of earlier, resumed calls
+    included) and the images since the last log line (for images/s)."""
+    already: float = 0.0  # training seconds of the run before this call
+    started: float = field(default_factory=time.perf_counter)
+    steps: int = 0  # steps made in this call
+    window_images: int = 0
+    window_start: float = field(default_factory=time.perf_counter)
+
+    def seconds_here(self) -> float:
+        return time.perf_counter() - self.started
+
+    def train_seconds(self) -> float:
+        return self.already + self.seconds_here()
+
+    def out_of(self, max_minutes: float) -> bool:
+        """Whether the training time has reached `max_minutes` (never, for max_minutes <= 0)."""
+        return max_minutes > 0 and self.train_seconds() >= max_minutes * 60.0
+
+    def images_per_second_since_last_log(self) -> float:
+        now = time.perf_counter()
+        rate = self.window_images / max(now - self.window_start, 1e-9)
+        self.window_start, self.window_images = now, 0
+        return rate
+
+
+def train_loader(train_set: Dataset, sampler: EpochSampler, config: SPOTConfig, epoch: int, rank: int,
+                 device: torch.device) -> DataLoader:
+    """The DataLoader of one epoch (its sampler resumes mid-epoch); worker seeds from seed, epoch, rank."""
+    generator = torch.Generator().manual_seed(config.seed * 7919 + epoch * 31 + rank)
+    return DataLoader(train_set, batch_size=config.batch_size, sampler=sampler,
+                      num_workers=config.num_workers, pin_memory=device.type == "cuda",
+                      drop_last=True, generator=generator, collate_fn=collate_training,
+                      persistent_workers=False)
 
 
 def build_model(config: SPOTConfig, encoder_weights: str | None = None,
@@ -206,7 +253,7 @@ class Trainer:
         self.distributed = init_distributed(self.device)
         self.is_main = self.distributed.is_main
         seed_everything(config.seed)  # the same initial weights in every process
-        self._check_output_dir(resume, overwrite)
+        prepare_output_dir(self.output_dir, resume, overwrite, self.is_main, self.distributed.barrier)
         self._build_data(datasets, data_path, mask_path)
         self._build_models(encoder_weights, resume)
         if config.cache_features:
@@ -226,16 +273,6 @@ class Trainer:
         self._figure_batch: tuple[torch.Tensor, dict] | None = None  # images and ground truth, read once
 
     # -- setup -----------------------------------------------------------------------------
-    def _check_output_dir(self, resume: bool, overwrite: bool) -> None:
-        if resume or not (self.output_dir / LAST).exists():
-            return
-        if not overwrite:
-            raise FileExistsError(f"{self.output_dir} already holds a run ({LAST}); pass resume=True "
-                                  "(--resume) to continue it, or choose another output folder")
-        if self.is_main:  # a fresh run: remove the files of the previous one (and nothing else)
-            clear_previous_run(self.output_dir)
-        self.distributed.barrier()
-
     def _build_data(self, datasets, data_path, mask_path) -> None:
         """Data first: a missing dataset is reported before any weights are downloaded."""
         if datasets is None:
@@ -278,12 +315,8 @@ class Trainer:
 
     # -- data ----------------------------------------------------------------------------------
     def _train_loader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.config.seed * 7919 + self.progress.epoch * 31
-                                                  + self.distributed.rank)  # worker seeds
-        return DataLoader(self.train_set, batch_size=self.config.batch_size, sampler=self.sampler,
-                          num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
-                          drop_last=True, generator=generator, collate_fn=collate_training,
-                          persistent_workers=False)
+        return train_loader(self.train_set, self.sampler, self.config, self.progress.epoch,
+                            self.distributed.rank, self.device)
 
     def eval_loader(self, dataset: Dataset | None = None) -> DataLoader:
         dataset = self.eval_set if dataset is None else dataset
@@ -308,17 +341,17 @@ class Trainer:
         """One optimisation step on a batch of images [B, 3, H, W] (and their cached encoder
         features [B, N, D], if any); returns its log values."""
         step, total = self.progress.step, self.progress.total_steps
-        lr = learning_rate(step, total, self.config)
+        lr = learning_rate(step, total, self.config)            # the schedules: lr and w at this step
+        weight = ce_weight(step, total, self.config)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        weight = ce_weight(step, total, self.config)
-        with self.autocast():
+        with self.autocast():                                    # forward and loss (stage 2: + w * CE)
             loss, record = batch_loss(self.train_model, images, self.teacher, weight, self.teacher_on_targets,
                                       self.config.teacher_targets, features)
         if not self.distributed.all_finite([loss]):
             self._stop_non_finite("loss", loss)
-        grad_norm = apply_gradients(self.model, self.optimizer, loss, self.config.clip,
-                                    check=self._check_gradient, scaler=self.scaler)
+        grad_norm = apply_gradients(self.model, self.optimizer, loss, self.config.clip,  # backward,
+                                    check=self._check_gradient, scaler=self.scaler)       # clip, Adam
         record.update(loss=loss.detach(), grad_norm=grad_norm.detach())
         return {"lr": lr, **{k: float(v) for k, v in record.items()}}
 
@@ -331,79 +364,92 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
-        """Train until the planned steps are done or the time budget is spent."""
-        config, progress = self.config, self.progress
-        self.log.open(config.to_json(), progress.step)
+        """Train until the planned steps are done or the time budget is spent.
+
+        Each batch: move it to the device -> `train_step` (schedules, forward, loss, backward,
+        clip, Adam) -> count it -> log -> stop? -> evaluate after every `eval_every` epochs ->
+        checkpoint after each epoch (and every `checkpoint_every` steps). At the end: a last
+        evaluation and last.pt.
+        """
+        progress, clock = self.progress, RunClock(already=self.progress.train_seconds)
+        self.log.open(self.config.to_json(), progress.step)
         self.model.train()
-        already, started = progress.train_seconds, time.perf_counter()
-        steps_here, stopped_by, results = 0, "steps", {}
         bar = ProgressBar(progress.total_steps, progress.step, f"stage {self.stage}",
                           enabled=self.show_progress and self.is_main)
-        window_start, window_images = time.perf_counter(), 0
+        stopped_by, results = "steps", {}
         while progress.step < progress.total_steps and stopped_by == "steps":
             self.sampler.set_epoch(progress.epoch, progress.batch_in_epoch)
             for batch in self._train_loader():
-                images = images_on_device(batch["image"], self.device)  # decode="gpu": decoded here
-                features = batch.get("features")  # [B, N, D] with config.cache_features
-                features = None if features is None else features.to(self.device, non_blocking=True)
+                images, features = self._on_device(batch)
                 values = self.train_step(images, features)
-                progress.step += 1
-                progress.batch_in_epoch += 1
-                steps_here += 1
-                window_images += images.shape[0] * self.distributed.world_size
-                if fits_time_budget(config):  # T = the steps that fit in the budget at this speed
-                    elapsed = self._agree(already + time.perf_counter() - started, dist.ReduceOp.MAX)
-                    planned = planned_steps(config, self.sampler.steps_per_epoch)
-                    progress.total_steps = steps_in_budget(progress.step, elapsed, planned, config)
-                if progress.step % config.log_every == 0 or progress.step == 1:
-                    now = time.perf_counter()
-                    values["images_per_s"] = window_images / max(now - window_start, 1e-9)
-                    window_start, window_images = now, 0
-                    self.log.train(progress.step, progress.epoch, values)
-                    bar.show(values, progress.total_steps)
-                bar.update()
-                epoch_done = progress.batch_in_epoch == self.sampler.steps_per_epoch
-                if epoch_done:
-                    progress.epoch += 1
-                    progress.batch_in_epoch = 0
-                finished = progress.step >= progress.total_steps
-                if self._time_is_up(started, already):
-                    stopped_by, finished = "time", True
-                progress.train_seconds = already + time.perf_counter() - started
-                if epoch_done and progress.epoch % config.eval_every == 0 and not finished:
+                epoch_done = self._count_step(images.shape[0], clock)
+                self._log_step(values, clock, bar)
+                finished, stopped_by = self._stop_reason(clock)
+                if epoch_done and progress.epoch % self.config.eval_every == 0 and not finished:
                     results = self._evaluate_and_select()
                 if finished:
                     break
-                if epoch_done or (config.checkpoint_every and progress.step % config.checkpoint_every == 0):
+                if epoch_done or checkpoint_due(self.progress.step, self.config.checkpoint_every):
                     self.save_checkpoint()
         bar.close()
-        progress.train_seconds = already + time.perf_counter() - started
+        progress.train_seconds = clock.train_seconds()
         if progress.last_eval_step != progress.step:
             results = self._evaluate_and_select()
         self.save_checkpoint()
-        return self._result(results, stopped_by, steps_here, time.perf_counter() - started)
+        return self._result(results, stopped_by, clock)
 
-    def _agree(self, value: float, op: "dist.ReduceOp") -> float:
-        return self.distributed.agree(value, op, self.device)
+    # -- the loop's helpers, in the order it calls them -----------------------------------------------
+    def _on_device(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The batch's images [B, 3, H, W] (decode='gpu': decoded here) and cached features [B, N, D]."""
+        images = images_on_device(batch["image"], self.device)
+        features = batch.get("features")  # with config.cache_features
+        return images, None if features is None else features.to(self.device, non_blocking=True)
 
-    def _time_is_up(self, started: float, already: float) -> bool:
-        budget = self.config.max_minutes * 60.0
-        if budget <= 0:
-            return False
-        out_of_time = already + (time.perf_counter() - started) >= budget
-        return bool(self._agree(out_of_time, dist.ReduceOp.MAX))  # any process out of time: all stop
+    def _count_step(self, batch_size: int, clock: "RunClock") -> bool:
+        """Advance the step and epoch counters; with a time budget, re-fit the schedule's length T
+        to the steps that fit at this speed. Returns whether the epoch just ended."""
+        progress = self.progress
+        progress.step += 1
+        progress.batch_in_epoch += 1
+        clock.steps += 1
+        clock.window_images += batch_size * self.distributed.world_size
+        if fits_time_budget(self.config):
+            elapsed = self.distributed.agree(clock.train_seconds(), dist.ReduceOp.MAX, self.device)
+            planned = planned_steps(self.config, self.sampler.steps_per_epoch)
+            progress.total_steps = steps_in_budget(progress.step, elapsed, planned, self.config)
+        return progress.batch_in_epoch == self.sampler.steps_per_epoch
 
-    def _result(self, results: dict, stopped_by: str, steps_here: int, seconds_here: float) -> TrainResult:
-        best = self.output_dir / BEST
-        best_metrics = safe_load(best)["metrics"] if best.exists() else {}
-        images_here = steps_here * self.config.batch_size * self.distributed.world_size
-        images_per_second = images_here / max(seconds_here, 1e-9)
-        result = TrainResult(self.output_dir, self.output_dir / LAST, best if best.exists() else None,
-                             self.progress.step, self.progress.train_seconds, images_per_second,
-                             results, best_metrics, stopped_by)
+    def _log_step(self, values: dict[str, float], clock: "RunClock", bar: ProgressBar) -> None:
+        """Every `log_every` steps (and the first): the values and images/s to the logs and the bar."""
+        progress = self.progress
+        if progress.step % self.config.log_every == 0 or progress.step == 1:
+            values["images_per_s"] = clock.images_per_second_since_last_log()
+            self.log.train(progress.step, progress.epoch, values)
+            bar.show(values, progress.total_steps)
+        bar.update()
+
+    def _stop_reason(self, clock: "RunClock") -> tuple[bool, str]:
+        """Close the epoch if it ended; (finished, 'steps' or 'time')."""
+        progress = self.progress
+        if progress.batch_in_epoch == self.sampler.steps_per_epoch:
+            progress.epoch += 1
+            progress.batch_in_epoch = 0
+        finished, stopped_by = progress.step >= progress.total_steps, "steps"
+        if self._time_is_up(clock):
+            finished, stopped_by = True, "time"
+        progress.train_seconds = clock.train_seconds()
+        return finished, stopped_by
+
+    def _time_is_up(self, clock: "RunClock") -> bool:
+        out_of_time = clock.out_of(self.config.max_minutes)  # any process out of time: all stop
+        return bool(self.distributed.agree(out_of_time, dist.ReduceOp.MAX, self.device))
+
+    def _result(self, results: dict, stopped_by: str, clock: "RunClock") -> TrainResult:
+        images_here = clock.steps * self.config.batch_size * self.distributed.world_size
+        result = train_result(self.output_dir, self.progress, images_here / max(clock.seconds_here(), 1e-9),
+                              results, stopped_by)
         self.log.summary({k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()})
         return result
-
     # -- evaluation, model selection, checkpoints --------------------------------------------------
     def evaluate(self, dataset: Dataset | None = None) -> dict[str, dict[str, float]]:
         """Slot- and decoder-mask metrics on the evaluation set, or on `dataset` (stage-1 style:

@@ -22,7 +22,7 @@ import math
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -51,6 +51,25 @@ class Progress:
     best_score: float = -1.0    # best value of the selection metric so far
     best_step: int = -1
     last_eval_step: int = -1
+
+
+def checkpoint_due(step: int, every: int) -> bool:
+    """A resumable checkpoint every `every` steps (0: only at the end of each epoch)."""
+    return bool(every) and step % every == 0
+
+
+def prepare_output_dir(output_dir: Path, resume: bool, overwrite: bool, is_main: bool,
+                       barrier: Callable[[], None]) -> None:
+    """A fresh run may not silently replace another: it needs `overwrite`, and then only the
+    previous run's files are removed (by the main process; `barrier` makes the others wait)."""
+    if resume or not (output_dir / LAST).exists():
+        return
+    if not overwrite:
+        raise FileExistsError(f"{output_dir} already holds a run ({LAST}); pass resume=True "
+                              "(--resume) to continue it, or choose another output folder")
+    if is_main:
+        clear_previous_run(output_dir)
+    barrier()
 
 
 def clear_previous_run(output_dir: Path) -> None:
