@@ -82,12 +82,12 @@ LARGE_CE_WEIGHT = 0.5
 # what is run
 VARIANTS: dict[str, dict[str, Any]] = {
     "a_mlp": dict(label="(a) DINOSAUR: MLP decoder", stage=1,
-                  overrides=dict(dec_type="mlp", train_permutations="standard",
-                                 eval_permutations="standard")),
+                  overrides=dict(dec_type="mlp", train_orders="standard",
+                                 eval_orders="standard")),
     "b_raster": dict(label="(b) AR decoder, raster order", stage=1,
-                     overrides=dict(train_permutations="standard")),
+                     overrides=dict(train_orders="standard")),
     "c_random": dict(label="(c) AR + random orders (SPOT stage 1)", stage=1,
-                     overrides=dict(train_permutations="random")),
+                     overrides=dict(train_orders="random")),
     "d_raster_st": dict(label="(d) raster teacher (b) + self-training", stage=2, teacher="b_raster",
                         ce_weight=LARGE_CE_WEIGHT),
     "e_spot": dict(label=f"(e) SPOT: (c) + self-training, w={PAPER_CE_WEIGHT:g}", stage=2,
@@ -221,8 +221,8 @@ def run_config(spec: dict[str, Any]):
     teacher = get_preset("synthetic", **base, max_steps=budget["steps"],
                          **VARIANTS[info["teacher"]]["overrides"])
     # the paper's student (embedding slots, bi-level truncation) always trains with random orders
-    return student_config(teacher).replace(max_steps=budget["student_steps"], train_permutations="random",
-                                           eval_permutations="standard", ce_weight=info["ce_weight"],
+    return student_config(teacher).replace(max_steps=budget["student_steps"], train_orders="random",
+                                           eval_orders="standard", ce_weight=info["ce_weight"],
                                            teacher_targets=info.get("teacher_targets", "trained-orders"))
 
 
@@ -266,7 +266,7 @@ def evaluate(checkpoint: Path, eval_set, batch_size: int, orders: tuple[str, ...
         library = {kind: SegmentationMetrics() for kind in MASK_KINDS}
         with torch.no_grad():
             for batch in DataLoader(eval_set, batch_size=batch_size):
-                output = model(batch["image"].to(device), permutations=order)
+                output = model(batch["image"].to(device), orders=order)
                 output.slot_masks, output.decoder_masks = output.slot_masks.cpu(), output.decoder_masks.cpu()
                 target, ignore = batch["instance_mask"], batch.get("ignore_mask")
                 for kind, masks in (("slot", output.slot_masks), ("decoder", output.decoder_masks)):

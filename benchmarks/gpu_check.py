@@ -47,11 +47,11 @@ def check_agreement(device: torch.device) -> dict:
     fast.load_state_dict(reference.state_dict())
     images = torch.randn(8, 3, 224, 224, device=device)
     with torch.inference_mode():
-        ref = reference(images, permutations="all")
-        sdpa = fast(images, permutations="all")
+        ref = reference(images, orders="all")
+        sdpa = fast(images, orders="all")
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            bf16 = fast(images, permutations="all")
-        loop = torch.stack([fast(images, permutations=[p]).decoder_masks for p in range(9)]).mean(0)
+            bf16 = fast(images, orders="all")
+        loop = torch.stack([fast(images, orders=[p]).decoder_masks for p in range(9)]).mean(0)
 
     def max_diff(a, b):
         return float((a.float() - b.float()).abs().max())

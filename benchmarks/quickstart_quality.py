@@ -57,7 +57,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
         "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before, after
         "teacher": {k: report["teacher"][k] for k in ("steps", "train_seconds", "images_per_second")},
         "student": {k: report["student"][k] for k in ("steps", "train_seconds", "images_per_second")},
-        "decoder_orders": report["config"]["teacher"]["eval_permutations"],
+        "decoder_orders": report["config"]["teacher"]["eval_orders"],
         "data_workers": report["environment"]["data_workers"],
         "prerendered": report["environment"]["prerendered"],
         "threads": report["environment"]["threads"],

@@ -136,10 +136,10 @@ def time_eval(config_name: str, mode: str, batches: int, device: torch.device) -
             sync(device)
             start = time.perf_counter()
             if mode == "all-loop":
-                outputs = [model(images, permutations=[p]) for p in range(9)]
+                outputs = [model(images, orders=[p]) for p in range(9)]
                 torch.stack([o.decoder_masks for o in outputs]).mean(0)
             else:
-                model(images, permutations=mode)
+                model(images, orders=mode)
             sync(device)
             if index:
                 times.append(time.perf_counter() - start)

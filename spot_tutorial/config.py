@@ -50,6 +50,10 @@ NO_LIMIT = 10**6
 MAX_SLOTS = 255
 
 # How long and how a run goes, not what it computes: these may change when a run is resumed.
+# Fields renamed since checkpoints were first written: old name -> new name. Files and
+# command lines that use the old names still work (the authors' scripts say "permutations").
+RENAMED_FIELDS = {"train_permutations": "train_orders", "eval_permutations": "eval_orders"}
+
 RUNTIME_FIELDS = ("num_workers", "decode", "log_every", "checkpoint_every", "eval_every", "max_minutes",
                   "epochs", "max_steps", "torch_compile", "cpu_bf16")
 
@@ -79,6 +83,11 @@ class Architecture:
     num_heads: int
     mlp_dec_hidden: int
     num_bos_tokens: int           # 9: one [BOS] per patch order; 1: a raster-only model
+
+    @property
+    def num_orders(self) -> int:
+        """Patch orders the model can decode (its [BOS] tokens; 1 for the MLP decoder)."""
+        return self.num_bos_tokens
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -130,15 +139,15 @@ class SPOTConfig:
     #: Hidden width of the MLP decoder (DINOSAUR baseline only).
     mlp_dec_hidden: int = 2048
     #: [BOS] tokens of the autoregressive decoder — 9 (one per patch order) or 1 for a raster-only
-    #: model (trained with train_permutations='standard'), which can decode order 0 only. Part of
+    #: model (trained with train_orders='standard'), which can decode order 0 only. Part of
     #: the weights' shape. The MLP decoder has none and decodes raster order — always 1.
     num_bos_tokens: int = NUM_ORDERS
     #: Patch orders in training — 'random' (one of the nine per batch, the paper), 'standard'
     #: (raster only), 'all', or a list of order ids.
-    train_permutations: OrderSpec = "random"
+    train_orders: OrderSpec = "random"
     #: Patch orders when the model is evaluated — 'standard' during training, 'all' (nine
     #: averaged) for the paper's final numbers.
-    eval_permutations: OrderSpec = "standard"
+    eval_orders: OrderSpec = "standard"
     #: 'sdpa' (fused kernels, the default) or 'math' (explicit softmax, the readable
     #: reference); the two agree to float precision.
     attention_impl: str = "sdpa"
@@ -166,7 +175,7 @@ class SPOTConfig:
     #: ('trained-orders', the paper), averaged over all nine orders ('all-orders') or in
     #: raster order ('raster'); the last two go beyond the paper.
     teacher_targets: str = "trained-orders"
-    #: Data-loading processes.
+    #: Data-loading processes (at most one per available CPU core: `runtime.data_workers`).
     num_workers: int = 4
     #: How training images are decoded and augmented — 'pil' (the authors' path), 'pil-draft'
     #: (PIL decodes the JPEG at a reduced size first), 'torchvision' (its decoder and tensor ops
@@ -249,10 +258,10 @@ class SPOTConfig:
              f"attention_impl={self.attention_impl!r}; choose 'math' or 'sdpa'")
         need(self.slot_size % self.slot_att_heads == 0,
              f"slot_size ({self.slot_size}) must be divisible by slot_att_heads ({self.slot_att_heads})")
-        for name in ("train_permutations", "eval_permutations"):
+        for name in ("train_orders", "eval_orders"):
             check_order_spec(getattr(self, name), name)
         if self.dec_type == "mlp":
-            for name in ("train_permutations", "eval_permutations"):
+            for name in ("train_orders", "eval_orders"):
                 need(getattr(self, name) == "standard",
                      f"the MLP decoder has no patch orders: set {name}='standard' (got "
                      f"{getattr(self, name)!r})")
@@ -278,7 +287,7 @@ class SPOTConfig:
              f"num_bos_tokens must be {NUM_ORDERS} (one [BOS] per patch order) or 1 (a raster-only model), "
              f"got {self.num_bos_tokens!r}")
         if self.num_bos_tokens == 1 and self.dec_type == "transformer":
-            for name in ("train_permutations", "eval_permutations"):
+            for name in ("train_orders", "eval_orders"):
                 need(getattr(self, name) in ("standard", [0], (0,)),
                      f"a model with 1 [BOS] token decodes raster order only: set {name}='standard' "
                      f"(got {getattr(self, name)!r}), or num_bos_tokens={NUM_ORDERS} for all patch orders")
@@ -294,13 +303,14 @@ class SPOTConfig:
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
-        for name in ("train_permutations", "eval_permutations"):
+        for name in ("train_orders", "eval_orders"):
             if not isinstance(data[name], str):
                 data[name] = list(data[name])
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "SPOTConfig":
+        data = {RENAMED_FIELDS.get(key, key): value for key, value in data.items()}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -333,12 +343,12 @@ class SPOTConfig:
             raise ConfigError(f"unknown architecture field(s) {unknown}; was the file written by a newer "
                               "spot-tutorial?")
         if shape.get("num_bos_tokens") == 1 or shape.get("dec_type") == "mlp":
-            settings.setdefault("train_permutations", "standard")
-            settings.setdefault("eval_permutations", "standard")
+            settings.setdefault("train_orders", "standard")
+            settings.setdefault("eval_orders", "standard")
         return cls.from_dict({**settings, **shape})
 
     @property
     def num_orders(self) -> int:
-        """Patch orders the model can decode (its [BOS] tokens; 1 for the MLP decoder)."""
-        return self.num_bos_tokens
+        """Patch orders the model can decode (`Architecture.num_orders`)."""
+        return self.architecture.num_orders
 

@@ -35,7 +35,7 @@ from spot_tutorial.data.folder import IMAGE_SUFFIXES, list_images
 from spot_tutorial.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from spot_tutorial.errors import InputError, SpotUserError
 from spot_tutorial.evaluation.evaluate import load_checkpoint_for_evaluation
-from spot_tutorial.model.spot import SPOT
+from spot_tutorial.model.spot import SPOT, refuse_nan
 from spot_tutorial.recipes import get_preset
 from spot_tutorial.runtime import isolated_rng, resolve_device
 
@@ -98,10 +98,7 @@ def _tensor_to_unit_range(image: torch.Tensor) -> torch.Tensor:
         return image.float() / 255.0
     if not image.is_floating_point():
         raise InputError(f"image tensors must be uint8 (0..255) or float in [0, 1], got dtype {image.dtype}")
-    nan = int(torch.isnan(image).sum())
-    if nan:
-        raise InputError(f"the image tensor holds {nan} NaN value(s) (of {image.numel()}): the masks "
-                         "would all be NaN; replace or drop those pixels first")
+    refuse_nan(image)
     low, high = float(image.min()), float(image.max())
     if low < -0.01 or high > 1.01:
         raise InputError(
@@ -112,7 +109,7 @@ def _tensor_to_unit_range(image: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def segment(model: SPOT, images: Sequence[Any] | torch.Tensor, permutations: OrderSpec = "standard",
+def segment(model: SPOT, images: Sequence[Any] | torch.Tensor, orders: OrderSpec = "standard",
             device: str | torch.device | None = None, batch_size: int = 1,
             soft_masks: bool = True, seed: int | None = 0) -> Segmentation:
     """Masks for images of any size: resize to the model's input, run, upsample back.
@@ -136,21 +133,21 @@ def segment(model: SPOT, images: Sequence[Any] | torch.Tensor, permutations: Ord
     model.eval()
     try:
         if seed is None:
-            return _segment_batches(model, image_list(images), permutations, device, batch_size,
+            return _segment_batches(model, image_list(images), orders, device, batch_size,
                                     soft_masks)
         with isolated_rng(device, seed):
-            return _segment_batches(model, image_list(images), permutations, device, batch_size,
+            return _segment_batches(model, image_list(images), orders, device, batch_size,
                                     soft_masks)
     finally:
         model.train(was_training)
 
 
-def _segment_batches(model: SPOT, images: list, permutations: OrderSpec, device: torch.device,
+def _segment_batches(model: SPOT, images: list, orders: OrderSpec, device: torch.device,
                      batch_size: int, soft_masks: bool) -> Segmentation:
     result = Segmentation([], [], [], [])
     for start in range(0, len(images), batch_size):
         pixels = [_as_image_tensor(image) for image in images[start:start + batch_size]]  # [3, H, W] each
-        output = model(_model_input(pixels, model.encoder.image_size, device), permutations=permutations)
+        output = model(_model_input(pixels, model.encoder.image_size, device), orders=orders)
         for index, image in enumerate(pixels):
             size = tuple(image.shape[-2:])
             kinds = ((output.slot_masks, result.slot_masks, result.slot_labels),

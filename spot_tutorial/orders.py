@@ -9,6 +9,13 @@ builds them). A run names the orders it uses with an `OrderSpec`:
     'all'        every order the model has a [BOS] token for
     [0, 5, 8]    an explicit list of order ids
 
+One vocabulary everywhere (code, CLI, checkpoints, book): a *patch order* is one way of reading
+the token grid, an *order id* numbers it, and the settings that choose them are `train_orders` /
+`eval_orders` (``--train-orders``, ``--eval-orders``; ``forward(images, orders=...)``). The
+paper's technique keeps its name, patch-order *permutation*: training in randomly permuted
+orders; hence `model.permutations`, which builds the nine orders. Checkpoints and command lines
+with the older names (`train_permutations`, ``--eval-permutations``) still work.
+
 This module sits beside `spot_tutorial.errors` at the bottom of the package: the configuration,
 the permutations and the decoders all check order choices here.
 """
@@ -26,7 +33,7 @@ NUM_ORDERS = 9
 OrderSpec = Union[str, Sequence[int]]
 
 
-def check_order_spec(spec: OrderSpec, name: str = "permutations") -> None:
+def check_order_spec(spec: OrderSpec, name: str = "orders") -> None:
     """Check a patch-order choice: a mode name or a non-empty list of order ids 0..8."""
     if isinstance(spec, str):
         if spec not in ORDER_MODES:
@@ -42,8 +49,8 @@ def check_order_ids(order_ids: Sequence[int], num_orders: int, where: str = "thi
     unknown = [int(i) for i in order_ids if not 0 <= int(i) < num_orders]
     if order_ids and not unknown:
         return
-    hint = (". It was trained on raster order only: use permutations='standard'"
-            if num_orders == 1 else ", or permutations='standard' (raster order)")
+    hint = (". It was trained on raster order only: use orders='standard'"
+            if num_orders == 1 else ", or orders='standard' (raster order)")
     raise InputError(f"order ids {unknown or list(order_ids)} are not available: {where} knows "
                      f"{num_orders} order(s) ({num_orders} [BOS] token(s)), so it decodes order ids "
                      f"0..{num_orders - 1} only; got {list(order_ids)}{hint}")

@@ -54,6 +54,7 @@ an evaluation in the middle of a run must not consume draws that training would 
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 from contextlib import contextmanager, nullcontext
@@ -68,6 +69,20 @@ from spot_tutorial.errors import ConfigError, InputError
 def in_colab() -> bool:
     """True inside Google Colab (its kernel imports ``google.colab`` at start-up)."""
     return "google.colab" in sys.modules
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity where the OS tells it, e.g. in a container)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def data_workers(requested: int) -> int:
+    """DataLoader worker processes: the requested number, at most one per available core (more
+    would only compete for the cores, and PyTorch warns about it); 0 loads in the main process."""
+    return min(int(requested), available_cpus())
 
 
 def resolve_device(device: str | torch.device, local_rank: int = 0) -> torch.device:

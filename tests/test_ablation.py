@@ -90,7 +90,7 @@ def test_quick_run_writes_every_output_with_rows_for_every_variant(ablation, qui
     one = json.loads((runs_dir / "shapes-e_spot-s0.json").read_text())
     assert one["teacher"] == "shapes-c_random-s0" and one["stage"] == 2
     assert one["config"]["ce_weight"] == ablation.PAPER_CE_WEIGHT
-    assert one["config"]["train_permutations"] == "random" and one["config"]["init_method"] == "embedding"
+    assert one["config"]["train_orders"] == "random" and one["config"]["init_method"] == "embedding"
     raster_student = json.loads((runs_dir / "shapes-d_raster_st-s0.json").read_text())
     assert raster_student["teacher"] == "shapes-b_raster-s0"
     assert not list(out.glob("results/**/*.pt")), "checkpoints must stay out of the results folder"

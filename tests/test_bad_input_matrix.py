@@ -104,3 +104,78 @@ def test_segment_refuses_nan_pixels_and_says_how_many(model):
 def test_segment_names_the_accepted_forms_for_anything_else(model, bad, message):
     with pytest.raises((InputError, TypeError, ConfigError), match=message):
         segment(model, bad)
+
+
+# --- evaluate_model: what a loader may hand it -------------------------------------------------
+def _batch(images=None, with_mask=True):
+    images = torch.randn(2, 3, 64, 64) if images is None else images
+    mask = torch.zeros(images.shape[0], 64, 64, dtype=torch.long)
+    mask[:, :32] = 1
+    return {"image": images, "instance_mask": mask} if with_mask else {"image": images}
+
+
+def _nan_images():
+    images = torch.randn(2, 3, 64, 64)
+    images[0, :, :10, :10] = float("nan")
+    return images
+
+
+EVALUATE_CASES = {  # loader, error, words of the message
+    "no batches": ([], InputError, "zero images"),
+    "no ground truth": ([_batch(with_mask=False)], InputError, "instance_mask"),
+    "tuples, not dicts": ([(torch.randn(2, 3, 64, 64), torch.zeros(2, 64, 64))], InputError, "dict"),
+    "NaN pixels": ([_batch(_nan_images())], InputError, "300 NaN"),
+    "wrong image size": ([_batch(torch.randn(2, 3, 48, 48))], InputError, "48x48"),
+    "raw uint8 pixels": ([_batch(torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8))], InputError,
+                         "float"),
+}
+
+
+@pytest.mark.parametrize("case", EVALUATE_CASES)
+def test_evaluate_model_refuses_bad_batches_and_leaves_the_mode_alone(model, case):
+    from spot_tutorial import evaluate_model
+
+    loader, error, words = EVALUATE_CASES[case]
+    model.train()
+    with pytest.raises(error, match=words):
+        evaluate_model(model, loader, progress=False)
+    assert model.training  # the caller's mode is restored after the error
+    model.eval()
+
+
+# --- the dataset builders: missing folders and files name what is missing and where to get it --
+def _dataset_cases(tmp_path):
+    from spot_tutorial.data import COCO2017, ImageFolder, MOVi, SyntheticShapes, build_datasets
+    from spot_tutorial.data.voc import PascalVOC
+    from spot_tutorial.errors import DatasetError
+    from spot_tutorial.recipes import get_preset
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "coco" / "val2017").mkdir(parents=True)
+    missing = tmp_path / "missing"
+    return {
+        "COCO without its folder": (lambda: COCO2017(missing, split="val"), FileNotFoundError, "val2017"),
+        "COCO without annotations": (lambda: COCO2017(tmp_path / "coco", split="val"), FileNotFoundError,
+                                     "instances_val2017.json"),
+        "VOC without its lists": (lambda: PascalVOC(tmp_path / "empty"), FileNotFoundError, "val.txt"),
+        "MOVi without its folder": (lambda: MOVi(missing), FileNotFoundError, "validation"),
+        "folder missing": (lambda: ImageFolder(missing), FileNotFoundError, "missing"),
+        "folder without images": (lambda: ImageFolder(tmp_path / "empty"), DatasetError, "no images"),
+        "scenes of another difficulty": (lambda: SyntheticShapes(4, difficulty="hard"), DatasetError,
+                                         "camouflage"),
+        "scenes too small": (lambda: SyntheticShapes(4, image_size=10), DatasetError, "16 pixels"),
+        "a preset without its data path": (lambda: build_datasets(get_preset("coco"), None), DatasetError,
+                                           "--data-path"),
+    }
+
+
+DATASET_CASES = ["COCO without its folder", "COCO without annotations", "VOC without its lists",
+                 "MOVi without its folder", "folder missing", "folder without images",
+                 "scenes of another difficulty", "scenes too small", "a preset without its data path"]
+
+
+@pytest.mark.parametrize("case", DATASET_CASES)
+def test_dataset_builders_say_what_is_missing(tmp_path, case):
+    build, error, words = _dataset_cases(tmp_path)[case]
+    with pytest.raises(error, match=words):
+        build()

@@ -68,7 +68,7 @@ def test_same_outputs_as_an_independent_functional_reference():
     imported = load_official_checkpoint(official, build_encoder("tiny", image_size=64), model.config)
     images = torch.randn(2, 3, 64, 64)
     for order_id in (0, 8):
-        out = imported(images, permutations=[order_id])
+        out = imported(images, orders=[order_id])
         features = model.encoder(images)
         slots, slot_masks, logits = reference_spot.slot_attention(features, official)
         recon, dec_masks = reference_spot.decoder(slots, features, official, model.decoder.orders[order_id],
@@ -97,7 +97,7 @@ def test_mismatched_checkpoint_lists_keys_and_shapes():
 
 
 def test_round_trip_of_our_checkpoints(tmp_path):
-    model = tiny_model(init_method="embedding", eval_permutations="all").eval()
+    model = tiny_model(init_method="embedding", eval_orders="all").eval()
     path = tmp_path / "run" / "model.pt"
     save_model(model, path, epoch=3)
     loaded = load_model(path)
@@ -135,11 +135,11 @@ def test_unsafe_or_foreign_files_are_refused(tmp_path):
 # every layout the authors' scripts write: export our model into their names, import it,
 # and the imported model must give our model's outputs bit for bit
 def same_outputs(model, imported, images, orders=("standard",)):
-    for permutations in orders:
+    for order in orders:
         outputs = []
         for net in (model, imported):
             torch.manual_seed(7)  # the same Gaussian slot noise for both
-            outputs.append(net.eval()(images, permutations=permutations))
+            outputs.append(net.eval()(images, orders=order))
         ours, theirs = outputs
         for name in ("slots", "slot_masks", "decoder_masks", "reconstruction", "slot_logits"):
             torch.testing.assert_close(getattr(theirs, name), getattr(ours, name), rtol=0, atol=0)
@@ -150,18 +150,18 @@ def tiny_official(model):
 
 
 def test_raster_only_checkpoint_has_one_bos_token_and_decodes_order_zero_only():
-    """Authors' train_permutations='standard': bos_tokens [1, 1, 1, D]."""
+    """Authors' train_orders='standard': bos_tokens [1, 1, 1, D]."""
     model = tiny_model(init_method="embedding").eval()
     official, encoder = tiny_official(model)
     official["bos_tokens"] = official["bos_tokens"][:1].clone()
     imported = load_official_checkpoint(official, encoder, model.config)
     assert imported.config.num_bos_tokens == 1 and imported.decoder.bos_tokens.shape == (1, 1, 1, 64)
-    assert imported.config.train_permutations == imported.config.eval_permutations == "standard"
+    assert imported.config.train_orders == imported.config.eval_orders == "standard"
     images = torch.randn(2, 3, 64, 64)
     same_outputs(model, imported, images, orders=("standard", [0]))
-    assert imported(images, permutations="all").order_ids == [0]
-    with pytest.raises(InputError, match=r"1 \[BOS\] token.*permutations='standard'"):
-        imported(images, permutations=[3])
+    assert imported(images, orders="all").order_ids == [0]
+    with pytest.raises(InputError, match=r"1 \[BOS\] token.*orders='standard'"):
+        imported(images, orders=[3])
 
 
 def test_older_tf_dec_prefix_reads_as_dec():
@@ -198,7 +198,7 @@ def test_stage2_student_layout_with_second_encoder():
 
 
 def test_mlp_decoder_layout_with_its_unused_bos_token():
-    model = tiny_model(dec_type="mlp", train_permutations="standard").eval()
+    model = tiny_model(dec_type="mlp", train_orders="standard").eval()
     official, encoder = tiny_official(model)
     official["bos_tokens"] = torch.randn(1, 1, 1, 64)  # stored by the authors, unused
     official["input_proj.0.weight"] = torch.randn(64, 64)
@@ -225,7 +225,7 @@ def test_gaussian_slot_count_comes_from_the_caller_and_stored_counts_refuse_anot
 
 
 def test_our_checkpoints_from_before_num_bos_tokens_still_load(tmp_path):
-    for overrides in (dict(init_method="embedding"), dict(dec_type="mlp", train_permutations="standard")):
+    for overrides in (dict(init_method="embedding"), dict(dec_type="mlp", train_orders="standard")):
         model = tiny_model(**overrides).eval()
         path = tmp_path / "old.pt"
         payload = format1_payload(model)  # the flat "config" of the files from before format 2
@@ -270,8 +270,8 @@ def test_a_checkpoint_stores_the_architecture_apart_from_the_settings(tmp_path):
 
 
 @pytest.mark.parametrize("overrides", [dict(init_method="embedding"),
-                                       dict(train_permutations="standard", num_bos_tokens=1),
-                                       dict(dec_type="mlp", train_permutations="standard")])
+                                       dict(train_orders="standard", num_bos_tokens=1),
+                                       dict(dec_type="mlp", train_orders="standard")])
 def test_the_architecture_alone_rebuilds_the_model(tmp_path, overrides):
     model = tiny_model(**overrides).eval()
     save_model(model, tmp_path / "model.pt")
@@ -292,8 +292,11 @@ def test_a_stored_format1_checkpoint_loads_and_gives_its_stored_masks():
     assert stored["version"] == 1 and "config" in stored and "architecture" not in stored
     model = load_model(path)
     assert model.config.num_slots == 4 and model.config.init_method == "embedding"
+    # written before the order settings were renamed: their old names map to the new ones
+    assert model.config.train_orders == stored["config"]["train_permutations"]
+    assert model.config.eval_orders == stored["config"]["eval_permutations"]
     with torch.no_grad():
-        output = model(stored["images"], permutations="standard")
+        output = model(stored["images"], orders="standard")
     torch.testing.assert_close(output.slot_masks, stored["slot_masks"], rtol=0, atol=1e-6)
     torch.testing.assert_close(output.decoder_masks, stored["decoder_masks"], rtol=0, atol=1e-6)
 
@@ -305,6 +308,18 @@ def test_the_tutorials_stored_checkpoints_still_load(name):
     model = load_model(path)  # strict: every stored tensor fits the rebuilt model
     assert model.config == SPOTConfig.from_dict(payload["config"])
     assert model.config.architecture.which_encoder == "tiny"
+
+
+def test_a_format2_checkpoint_with_the_old_order_names_loads_them(tmp_path):
+    model = tiny_model(train_orders=[0, 4], eval_orders="all").eval()
+    save_model(model, tmp_path / "model.pt")
+    payload = safe_load(tmp_path / "model.pt")
+    for old, new in (("train_permutations", "train_orders"), ("eval_permutations", "eval_orders")):
+        payload["settings"][old] = payload["settings"].pop(new)  # as written before the rename
+    atomic_save(payload, tmp_path / "model.pt")
+    loaded = load_model(tmp_path / "model.pt")
+    assert loaded.train_orders == [0, 4] and loaded.eval_orders == "all"
+    assert loaded.config == model.config
 
 
 def test_a_checkpoint_from_a_newer_format_is_refused():

@@ -35,13 +35,20 @@ def test_every_config_field_is_an_option():
 
 def test_overrides_reach_the_config_with_their_types():
     config = parse_config("--preset", "voc", "--num-slots", "9", "--lr-main", "1e-3", "--no-bf16",
-                          "--train-permutations", "0", "5", "8", "--eval-permutations", "all",
+                          "--train-orders", "0", "5", "8", "--eval-orders", "all",
                           "--which-encoder", "dino_vits8", "--extra", '{"note": 1}')
     assert config.dataset == "voc" and config.epochs == 560          # from the preset
     assert config.num_slots == 9 and config.lr_main == 1e-3 and config.bf16 is False
-    assert config.train_permutations == [0, 5, 8] and config.eval_permutations == "all"
+    assert config.train_orders == [0, 5, 8] and config.eval_orders == "all"
     assert config.which_encoder == "dino_vits8" and config.extra == {"note": 1}
     assert parse_config() == SPOTConfig()                             # coco = the defaults
+
+
+def test_the_old_order_flags_still_work():
+    config = parse_config("--train-permutations", "0", "3", "--eval-permutations", "all")
+    assert config.train_orders == [0, 3] and config.eval_orders == "all"
+    evaluate = build_parser().parse_args(["evaluate", "model.pt", "--eval-permutations", "random"])
+    assert evaluate.eval_orders == "random"
 
 
 def test_stage_two_applies_the_student_settings_which_options_still_override():
@@ -53,7 +60,7 @@ def test_stage_two_applies_the_student_settings_which_options_still_override():
 
 def test_bad_options_are_refused_with_a_message(capsys):
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["train", "--train-permutations", "0", "x"])
+        build_parser().parse_args(["train", "--train-orders", "0", "x"])
     assert "order ids 0..8" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--num-slots", "many"])
@@ -181,7 +188,7 @@ def test_evaluate_command_prints_the_table_and_writes_files(tmp_path, capsys):
 
     model = SPOT.from_config(get_preset("tiny", init_method="embedding", eval_images=4))
     save_model(model, tmp_path / "model.pt")
-    code = main(["evaluate", str(tmp_path / "model.pt"), "--eval-permutations", "0", "8",
+    code = main(["evaluate", str(tmp_path / "model.pt"), "--eval-orders", "0", "8",
                  "--batch-size", "2", "--device", "cpu", "--num-workers", "0", "--figure-images", "2",
                  "--output-dir", str(tmp_path / "eval"), "--no-progress"])
     assert code == 0
@@ -289,7 +296,7 @@ def test_evaluate_an_authors_gaussian_checkpoint_with_num_slots(tmp_path, capsys
 
     model = SPOT.from_config(get_preset("tiny", num_slots=4))
     torch.save({"model": to_official(model.state_dict()), "epoch": 49}, tmp_path / "authors.pt")
-    common = ["--dataset", "synthetic", "--encoder", "tiny", "--eval-permutations", "all",
+    common = ["--dataset", "synthetic", "--encoder", "tiny", "--eval-orders", "all",
               "--max-images", "4", "--batch-size", "4", "--device", "cpu", "--num-workers", "0",
               "--figure-images", "0", "--no-progress"]
     assert main(["evaluate", str(tmp_path / "authors.pt"), "--num-slots", "4",
@@ -343,7 +350,7 @@ def test_evaluate_records_the_protocol_and_takes_another_mask_size(tmp_path):
     from spot_tutorial import SPOT, get_preset, save_model
 
     save_model(SPOT.from_config(get_preset("tiny", eval_images=4)), tmp_path / "model.pt")
-    common = ["--eval-permutations", "standard", "--batch-size", "4", "--device", "cpu", "--num-workers", "0",
+    common = ["--eval-orders", "standard", "--batch-size", "4", "--device", "cpu", "--num-workers", "0",
               "--figure-images", "0", "--no-progress"]
     for size, folder in ((None, "default"), ("48", "small")):
         extra = ["--mask-size", size] if size else []

@@ -29,9 +29,11 @@ def subparsers() -> dict[str, argparse.ArgumentParser]:
 
 
 def table_names(command: options.Command) -> set[str]:
-    names = {option.flag for option in command.options}
+    """The flags of the tables, with the older spellings they declare."""
+    names = {flag for option in command.options for flag in (option.flag, *option.aliases)}
     if command.config_options:
-        names |= {option.flag for option in options.config_options()}
+        names |= {flag for option in options.config_options()
+                  for flag in (option.flag, *options.old_flags(option.name))}
     return names
 
 

@@ -8,20 +8,20 @@ from spot_tutorial.errors import ConfigError, SpotUserError
 
 def test_bos_token_count_is_a_validated_model_shape():
     assert SPOTConfig().num_bos_tokens == 9 and SPOTConfig().num_orders == 9
-    raster = SPOTConfig(num_bos_tokens=1, train_permutations="standard")
+    raster = SPOTConfig(num_bos_tokens=1, train_orders="standard")
     assert raster.num_orders == 1 and SPOTConfig.from_dict(raster.to_dict()) == raster
-    assert SPOTConfig(num_bos_tokens=1, train_permutations=[0], eval_permutations=[0]).num_orders == 1
+    assert SPOTConfig(num_bos_tokens=1, train_orders=[0], eval_orders=[0]).num_orders == 1
     with pytest.raises(ConfigError,
-                       match="1 \\[BOS\\] token decodes raster order only: set train_permutations"):
-        SPOTConfig(num_bos_tokens=1)  # train_permutations='random' needs all nine
-    with pytest.raises(ConfigError, match="1 \\[BOS\\] token.*eval_permutations"):
-        SPOTConfig(num_bos_tokens=1, train_permutations="standard", eval_permutations="all")
+                       match="1 \\[BOS\\] token decodes raster order only: set train_orders"):
+        SPOTConfig(num_bos_tokens=1)  # train_orders='random' needs all nine
+    with pytest.raises(ConfigError, match="1 \\[BOS\\] token.*eval_orders"):
+        SPOTConfig(num_bos_tokens=1, train_orders="standard", eval_orders="all")
     with pytest.raises(ConfigError, match="num_bos_tokens must be 9 .* or 1"):
         SPOTConfig(num_bos_tokens=4)
 
 
 def test_mlp_decoder_has_one_order_and_old_configs_load():
-    mlp = SPOTConfig(dec_type="mlp", train_permutations="standard")
+    mlp = SPOTConfig(dec_type="mlp", train_orders="standard")
     assert mlp.num_bos_tokens == 1 and mlp.num_orders == 1
     old = get_preset("coco").to_dict()
     del old["num_bos_tokens"]  # a config written before the field existed
@@ -29,7 +29,7 @@ def test_mlp_decoder_has_one_order_and_old_configs_load():
 
 
 def test_validation_raises_config_errors_that_are_user_errors():
-    for bad in (dict(num_slots=0), dict(truncate="full"), dict(eval_permutations=[0, 12])):
+    for bad in (dict(num_slots=0), dict(truncate="full"), dict(eval_orders=[0, 12])):
         with pytest.raises(ConfigError) as error:
             SPOTConfig(**bad)
         assert isinstance(error.value, SpotUserError) and isinstance(error.value, ValueError)
@@ -59,10 +59,10 @@ def test_the_fields_split_into_architecture_runtime_and_training_settings():
 def test_an_architecture_alone_gives_a_valid_config_with_the_orders_it_can_decode():
     from spot_tutorial.config import Architecture
 
-    raster = get_preset("tiny", train_permutations="standard", num_bos_tokens=1).architecture
-    assert SPOTConfig.from_architecture(raster).train_permutations == "standard"   # one [BOS]: order 0
+    raster = get_preset("tiny", train_orders="standard", num_bos_tokens=1).architecture
+    assert SPOTConfig.from_architecture(raster).train_orders == "standard"   # one [BOS]: order 0
     nine = SPOTConfig.from_architecture(get_preset("tiny").architecture)
-    assert nine.train_permutations == "random" and nine.architecture == get_preset("tiny").architecture
+    assert nine.train_orders == "random" and nine.architecture == get_preset("tiny").architecture
     with pytest.raises(ValueError, match="unknown architecture field"):
         SPOTConfig.from_architecture({**raster.to_dict(), "num_layers": 3})
     assert isinstance(raster, Architecture)

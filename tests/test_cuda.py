@@ -16,9 +16,9 @@ def test_sdpa_and_bf16_agree_with_fp32_reference_on_cuda():
     fast.load_state_dict(reference.state_dict())
     images = torch.randn(4, 3, 64, 64, device="cuda")
     with torch.inference_mode():
-        ref, out = reference(images, permutations="all"), fast(images, permutations="all")
+        ref, out = reference(images, orders="all"), fast(images, orders="all")
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            half = fast(images, permutations="all")
+            half = fast(images, orders="all")
     torch.testing.assert_close(out.decoder_masks, ref.decoder_masks, atol=1e-4, rtol=1e-3)
     torch.testing.assert_close(half.decoder_masks.float(), ref.decoder_masks, atol=5e-2, rtol=0)
     assert abs(float(half.loss) - float(ref.loss)) / float(ref.loss) < 0.05

@@ -100,7 +100,7 @@ def test_one_bos_token_decodes_raster_order_only():
     assert decoder.bos_tokens.shape == (1, 1, 1, D)
     out = decoder(torch.randn(1, K, S), torch.randn(1, N, D), [0])
     assert out.reconstruction.shape == (1, N, D)
-    with pytest.raises(ValueError, match=r"1 \[BOS\] token.*got \[3\].*permutations='standard'"):
+    with pytest.raises(ValueError, match=r"1 \[BOS\] token.*got \[3\].*orders='standard'"):
         decoder(torch.randn(1, K, S), torch.randn(1, N, D), [3])
 
 

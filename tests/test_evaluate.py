@@ -77,10 +77,10 @@ class TinyDataset(torch.utils.data.Dataset):
 def test_evaluate_model_equals_the_protocol_computed_image_by_image():
     model = tiny_model(init_method="embedding").eval()
     dataset = TinyDataset()
-    results = evaluate_model(model, DataLoader(dataset, batch_size=3), permutations="all", progress=False)
+    results = evaluate_model(model, DataLoader(dataset, batch_size=3), orders="all", progress=False)
     images = torch.stack([item["image"] for item in dataset])
     with torch.no_grad():
-        output = model(images, permutations="all")  # a plain fp32 forward pass
+        output = model(images, orders="all")  # a plain fp32 forward pass
     for kind, masks in (("slot", output.slot_masks), ("decoder", output.decoder_masks)):
         labels = F.interpolate(masks, size=(64, 64), mode="bilinear", align_corners=False).argmax(1)
         per_image = [reference_scores(labels[i].numpy(), item["instance_mask"].numpy(),
@@ -97,8 +97,8 @@ def test_evaluate_model_equals_the_protocol_computed_image_by_image():
 def test_all_orders_change_decoder_masks_but_not_slot_masks():
     model = tiny_model(init_method="embedding").eval()
     loader = DataLoader(SyntheticShapes(8, image_size=64, seed=1), batch_size=8)
-    standard = evaluate_model(model, loader, permutations="standard", progress=False)
-    every = evaluate_model(model, loader, permutations="all", progress=False)
+    standard = evaluate_model(model, loader, orders="standard", progress=False)
+    every = evaluate_model(model, loader, orders="all", progress=False)
     assert standard["slot"] == every["slot"]
     assert standard["decoder"] != every["decoder"]
 
@@ -139,7 +139,7 @@ def test_run_evaluation_end_to_end_on_builtin_data(tmp_path):
 
     model = tiny_model(init_method="embedding", eval_images=6)
     save_model(model, tmp_path / "teacher.pt")
-    report = run_evaluation(tmp_path / "teacher.pt", permutations="all", batch_size=4, device="cpu",
+    report = run_evaluation(tmp_path / "teacher.pt", orders="all", batch_size=4, device="cpu",
                             num_workers=0, output_dir=tmp_path / "eval", figure_images=2, progress=False)
     assert report.results["decoder"]["num_images"] == 6
     assert "decoder masks" in report.table and "mBO^c" in report.table
@@ -165,7 +165,7 @@ def test_default_evaluation_is_plain_fp32_and_bf16_moves_few_labels():
     images = torch.stack([SyntheticShapes(16, image_size=64, seed=3)[i]["image"] for i in range(16)])
     default = predict(model, images, "all")
     with torch.no_grad():
-        plain = model(images, permutations="all")
+        plain = model(images, orders="all")
     for name in ("slot_masks", "decoder_masks"):
         assert getattr(default, name).dtype == torch.float32
         torch.testing.assert_close(getattr(default, name), getattr(plain, name), rtol=0, atol=0)
@@ -206,7 +206,7 @@ def test_run_evaluation_records_precision_and_slot_count(tmp_path):
     from spot_tutorial.evaluation.evaluate import run_evaluation
 
     save_model(tiny_model(eval_images=4), tmp_path / "gaussian.pt")
-    common = dict(permutations="standard", batch_size=4, device="cpu", num_workers=0, figure_images=0,
+    common = dict(orders="standard", batch_size=4, device="cpu", num_workers=0, figure_images=0,
                   progress=False)
     report = run_evaluation(tmp_path / "gaussian.pt", output_dir=tmp_path / "a", **common)
     written = json.loads(report.json_path.read_text())
@@ -225,11 +225,11 @@ def test_seeded_evaluation_repeats_its_numbers_and_leaves_the_callers_generator(
     torch.manual_seed(123)
     untouched = torch.rand(1)
     torch.manual_seed(123)
-    seeded = evaluate_model(model, loader, permutations="random", progress=False, seed=0)
+    seeded = evaluate_model(model, loader, orders="random", progress=False, seed=0)
     assert torch.equal(torch.rand(1), untouched)  # as if nothing was drawn
-    assert evaluate_model(model, loader, permutations="random", progress=False, seed=0) == seeded
+    assert evaluate_model(model, loader, orders="random", progress=False, seed=0) == seeded
     torch.manual_seed(123)
-    evaluate_model(model, loader, permutations="random", progress=False)  # unseeded: the caller's draws
+    evaluate_model(model, loader, orders="random", progress=False)  # unseeded: the caller's draws
     assert not torch.equal(torch.rand(1), untouched)
 
 
@@ -237,7 +237,7 @@ def test_run_evaluation_repeats_its_numbers_and_records_its_seed(tmp_path):
     from spot_tutorial.evaluation.evaluate import run_evaluation
 
     save_model(tiny_model(eval_images=8), tmp_path / "gaussian.pt")
-    common = dict(permutations="random", batch_size=4, device="cpu", num_workers=0, figure_images=0,
+    common = dict(orders="random", batch_size=4, device="cpu", num_workers=0, figure_images=0,
                   progress=False)
     torch.manual_seed(123)
     first = run_evaluation(tmp_path / "gaussian.pt", output_dir=tmp_path / "a", **common)

@@ -36,22 +36,22 @@ def test_loss_is_the_mean_squared_error_of_section_1():
 
 
 def test_mlp_decoder_model():
-    model = tiny_model(dec_type="mlp", train_permutations="standard")
+    model = tiny_model(dec_type="mlp", train_orders="standard")
     out = model(torch.randn(2, 3, 64, 64))
     assert out.decoder_masks.shape == (2, 5, 8, 8) and out.order_ids == [0]
     assert model.decoder.pos_embed.shape == (1, 64, 64)
 
 
 def test_orders_follow_mode_and_call_override():
-    model = tiny_model(train_permutations="random", eval_permutations="standard")
+    model = tiny_model(train_orders="random", eval_orders="standard")
     images = torch.randn(1, 3, 64, 64)
     model.train()
     seen = {model(images).order_ids[0] for _ in range(40)}
     assert len(seen) > 3
     model.eval()
     assert model(images).order_ids == [0]
-    assert model(images, permutations="all").order_ids == list(range(9))
-    assert model(images, permutations=[2, 7]).order_ids == [2, 7]
+    assert model(images, orders="all").order_ids == list(range(9))
+    assert model(images, orders=[2, 7]).order_ids == [2, 7]
 
 
 def test_frozen_encoder_gets_no_gradient_and_finetuned_blocks_do():
@@ -89,15 +89,15 @@ def test_config_validation_messages():
     with pytest.raises(ValueError, match="truncate='full'"):
         SPOTConfig(truncate="full")
     with pytest.raises(ValueError, match="MLP decoder has no patch orders"):
-        SPOTConfig(dec_type="mlp", train_permutations="random")
+        SPOTConfig(dec_type="mlp", train_orders="random")
     with pytest.raises(ValueError, match="order ids between 0 and 8"):
-        SPOTConfig(eval_permutations=[0, 12])
+        SPOTConfig(eval_orders=[0, 12])
     with pytest.raises(ValueError, match="unknown preset"):
         get_preset("imagenet")
     with pytest.raises(ValueError, match="no field"):
         SPOTConfig().replace(num_slot=3)
     assert get_preset("voc").num_slots == 6 and get_preset("movi_e").num_slots == 24
-    config = get_preset("coco", eval_permutations=[1, 2])
+    config = get_preset("coco", eval_orders=[1, 2])
     assert SPOTConfig.from_dict(config.to_dict()) == config
 
 
@@ -157,7 +157,7 @@ def test_compiled_modules_give_the_same_outputs_gradients_and_state_dict(monkeyp
     outputs = []
     for model in (eager, compiled):
         torch.manual_seed(1)  # the same Gaussian slot noise
-        out = model(images, permutations="all")
+        out = model(images, orders="all")
         out.loss.backward()
         outputs.append((out, model.slot_attention.slot_attention.project_q.weight.grad.clone()))
     (a, grad_a), (b, grad_b) = outputs
@@ -178,12 +178,12 @@ def test_raw_pixel_images_are_refused_with_what_to_do():
 
 
 def test_raster_only_model_has_one_bos_token_and_decodes_order_zero_only():
-    model = tiny_model(num_bos_tokens=1, train_permutations="standard")
+    model = tiny_model(num_bos_tokens=1, train_orders="standard")
     assert model.decoder.bos_tokens.shape == (1, 1, 1, 64)
     images = torch.randn(1, 3, 64, 64)
     model.train()
     assert model(images).order_ids == [0]
     model.eval()
-    assert model(images, permutations="all").order_ids == [0]
+    assert model(images, orders="all").order_ids == [0]
     with pytest.raises(ValueError, match=r"order ids \[8\] are not available.*1 \[BOS\] token"):
-        model(images, permutations=[0, 8])
+        model(images, orders=[0, 8])

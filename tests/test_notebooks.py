@@ -139,8 +139,8 @@ def test_stored_tutorial_checkpoints_load_with_their_recipe(kind):
     assert path.stat().st_size < 2_000_000
     model = load_model(path)
     recipe = tutorial.tutorial_recipe(kind)
-    for name in ("num_slots", "image_size", "init_method", "truncate", "train_permutations", "max_steps",
-                 "lr_main", "batch_size", "num_iterations", "eval_permutations", "seed", "train_images"):
+    for name in ("num_slots", "image_size", "init_method", "truncate", "train_orders", "max_steps",
+                 "lr_main", "batch_size", "num_iterations", "eval_orders", "seed", "train_images"):
         assert getattr(model.config, name) == getattr(recipe, name), name
     # the stored training logs behind the book's curves: one record per 50 steps, evaluations per epoch
     logs = path.parent / "logs" / kind
@@ -162,8 +162,8 @@ def test_tutorial_models_follow_the_quickstart_recipe():
     assert differ <= {*budget, "log_every"}, differ
     assert teacher.max_minutes == 0 and teacher.max_steps == tutorial.TUTORIAL_STEPS["teacher"]
     raster = tutorial.tutorial_recipe("raster")
-    assert raster.train_permutations == raster.eval_permutations == "standard"
-    assert raster.replace(train_permutations="random", eval_permutations="all") == teacher
+    assert raster.train_orders == raster.eval_orders == "standard"
+    assert raster.replace(train_orders="random", eval_orders="all") == teacher
     student = tutorial.tutorial_recipe("student")
     expected = student_config(quick).replace(**QUICKSTART_STUDENT_SETTINGS)
     differ = {k for k, v in student.to_dict().items() if expected.to_dict()[k] != v}

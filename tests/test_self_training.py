@@ -181,7 +181,7 @@ def test_all_orders_targets_are_the_mean_of_the_nine_single_order_masks(monkeypa
     images = torch.randn(2, 3, 64, 64)
     averaged, _ = _distilled_teacher_masks(monkeypatch, "all-orders", teacher, student, images)
     with torch.no_grad():
-        singles = torch.stack([teacher(images, permutations=[p]).decoder_masks for p in range(9)])
+        singles = torch.stack([teacher(images, orders=[p]).decoder_masks for p in range(9)])
     torch.testing.assert_close(averaged, singles.mean(0), rtol=0, atol=1e-6)
     raster, _ = _distilled_teacher_masks(monkeypatch, "raster", teacher, student, images)
     torch.testing.assert_close(raster, singles[0], rtol=0, atol=1e-6)
@@ -197,7 +197,7 @@ def test_default_targets_are_the_papers_one_random_order_bit_for_bit(monkeypatch
     torch.manual_seed(3)                    # the same draws, written out as the paper does it
     output = student(images)
     with torch.inference_mode():
-        teacher_output = teacher(images, permutations="random")
+        teacher_output = teacher(images, orders="random")
     expected = output.loss + 0.5 * paper_loss(output.slot_logits, teacher_output.decoder_masks).loss
     assert torch.equal(masks, teacher_output.decoder_masks)
     assert torch.equal(loss.detach(), expected.detach())

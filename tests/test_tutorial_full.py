@@ -46,7 +46,7 @@ def test_full_mode_reads_the_cache_and_holds_out_the_lesson_images(T, tmp_path):
 def test_lesson1_demo_teacher_is_trained_once_and_reused(T, tmp_path, monkeypatch):
     model = T.teacher()
     assert (tmp_path / "demo_models" / "coco_teacher.pt").is_file()
-    assert model.config.train_permutations == "random" and hasattr(model.slot_attention, "slot_mu")
+    assert model.config.train_orders == "random" and hasattr(model.slot_attention, "slot_mu")
     monkeypatch.setattr(tutorial.Tutorial, "train_demo", _no_network)
     again = T.teacher()
     pairs = zip(model.state_dict().values(), again.state_dict().values(), strict=True)
@@ -66,7 +66,7 @@ def test_lesson2_shows_the_authors_model(T):
         out = model(batch["image"])
         inputs = model.decoder.decoder_inputs(out.target, [0])
     assert inputs.shape == out.target.shape[:2] + (inputs.shape[-1],)
-    results = evaluate_model(model, T.loader(256), T.device, permutations="standard", progress=False)
+    results = evaluate_model(model, T.loader(256), T.device, orders="standard", progress=False)
     assert results["slot"]["num_images"] == NUM_IMAGES and "decoder masks" in results_table(
         {"decoder masks": results["decoder"]})
 
@@ -76,16 +76,16 @@ def test_lesson3_two_demo_models_and_the_nine_orders_of_the_authors_model(T):
     for kind in ("teacher", "raster"):
         assert T.recipe(kind).max_steps == 2
     models = {"random": T.load("teacher"), "raster": T.load("raster")}
-    assert models["raster"].config.train_permutations == "standard"
+    assert models["raster"].config.train_orders == "standard"
     images = T.batch(8)["image"]
     for model in models.values():
         with torch.no_grad():
-            out = model(images, permutations="standard")
+            out = model(images, orders="standard")
             wrong = model.decoder(out.slots.roll(1, dims=0), out.target, [0]).reconstruction
         assert wrong.shape == out.target.shape
     loader = T.loader(256)
     for orders in ("standard", "all"):
-        results = evaluate_model(T.official_model(), loader, T.device, permutations=orders, progress=False)
+        results = evaluate_model(T.official_model(), loader, T.device, orders=orders, progress=False)
         assert results["decoder"]["num_images"] == NUM_IMAGES
 
 
@@ -109,8 +109,8 @@ def test_lesson5_evaluates_every_val_image_with_the_authors_model(T):
     model = T.official_model()
     loader = T.loader(5000, batch_size=4)
     for orders in ("standard", "all"):
-        results = evaluate_model(model, loader, T.device, permutations=orders, progress=False)
+        results = evaluate_model(model, loader, T.device, orders=orders, progress=False)
         assert results["slot"]["num_images"] == NUM_IMAGES
     with torch.no_grad():
-        out = model(T.batch(6)["image"], permutations="all")
+        out = model(T.batch(6)["image"], orders="all")
     assert out.decoder_masks.shape[:2] == (6, model.config.num_slots)

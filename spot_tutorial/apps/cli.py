@@ -5,14 +5,14 @@ is done by the library.
     spot train --stage 1 --preset coco --data-path /data/coco --output-dir runs/coco_teacher
     spot train --stage 2 --preset coco --data-path /data/coco --teacher runs/coco_teacher/last.pt \\
                --output-dir runs/coco_student
-    spot evaluate runs/coco_student/last.pt --data-path /data/coco --eval-permutations all
+    spot evaluate runs/coco_student/last.pt --data-path /data/coco --eval-orders all
     spot evaluate coco_spot.pt --data-path /data/coco --num-slots 7    # the authors' file, fp32
     spot segment runs/coco_student/last.pt my_photos/ --out segmented/  # masks for your own images
     spot train --stage 1 --dataset folder --data-path my_photos --init-from coco_spot.pt ...  # fine-tune
     torchrun --nproc_per_node 4 -m spot_tutorial train --stage 1 --preset coco ...   # several GPUs
 
 Every field of `SPOTConfig` is an option (``--num-slots 6``, ``--lr-main 2e-4``,
-``--train-permutations 0 5 8``, ``--bf16 / --no-bf16``); given options override the preset.
+``--train-orders 0 5 8``, ``--bf16 / --no-bf16``); given options override the preset.
 Stage 2 first applies the paper's student settings (embedding init, bi-level truncation, ViT
 blocks >= 8 trained), so they too can be overridden.
 """

@@ -22,7 +22,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from spot_tutorial.config import ORDER_MODES, SPOTConfig
+from spot_tutorial.config import ORDER_MODES, RENAMED_FIELDS, SPOTConfig
 from spot_tutorial.data.registry import DATASETS
 from spot_tutorial.recipes import PRESETS
 
@@ -45,7 +45,7 @@ def parse_order_spec(values: Sequence[str]) -> str | list[int]:
 
 
 class OrderSpecAction(argparse.Action):
-    """``--train-permutations random`` or ``--train-permutations 0 5 8``, checked while parsing."""
+    """``--train-orders random`` or ``--train-orders 0 5 8``, checked while parsing."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         try:
@@ -118,6 +118,7 @@ class Option:
     keyword: str | None = NOT_GIVEN
     negate: bool = False
     path: bool = False
+    aliases: tuple[str, ...] = ()  # older spellings of the flag, still accepted
 
     @property
     def dest(self) -> str:
@@ -231,8 +232,8 @@ EVALUATE = Command(
     Option("--panoptic", action="store_true",
            help="COCO: also score against the panoptic ground truth (P-ARI, PQ; FT-DINOSAUR's "
                 "protocol); needs annotations/panoptic_val2017.json and its PNGs"),
-    Option("--eval-permutations", default="all", nargs="+", action=OrderSpecAction, metavar="ORDER",
-           keyword="permutations",
+    Option("--eval-orders", default="all", nargs="+", action=OrderSpecAction, metavar="ORDER",
+           keyword="orders", aliases=("--eval-permutations",),
            help="standard, random, all (the paper's final numbers; default) or order ids 0..8"),
     ENCODER,
     Option("--num-slots", type=positive_int, default=None, metavar="K",
@@ -316,6 +317,11 @@ class ConfigOption:
         return f"({where} default: {value!r})"
 
 
+def old_flags(name: str) -> list[str]:
+    """The flags of a field's former names (``--train-permutations`` for train_orders)."""
+    return ["--" + old.replace("_", "-") for old, new in RENAMED_FIELDS.items() if new == name]
+
+
 def config_options() -> list[ConfigOption]:
     """One option per SPOTConfig field, typed from the dataclass annotations."""
     hints = typing.get_type_hints(SPOTConfig)
@@ -351,8 +357,8 @@ def add_config_options(parser: argparse.ArgumentParser, preset: str | None = Non
     group = parser.add_argument_group(CONFIG_GROUP)
     for option in config_options():
         text = option.help if chosen is None else option.help_for(preset, stage, getattr(chosen, option.name))
-        group.add_argument(option.flag, dest=CONFIG_PREFIX + option.name, default=argparse.SUPPRESS,
-                           help=text, **option.settings)
+        group.add_argument(option.flag, *old_flags(option.name), dest=CONFIG_PREFIX + option.name,
+                           default=argparse.SUPPRESS, help=text, **option.settings)
 
 
 def chosen_preset(argv: Sequence[str] | None) -> tuple[str | None, int]:
@@ -378,7 +384,7 @@ def add_command(commands: argparse._SubParsersAction, command: Command, preset: 
     help showing `preset`'s values)."""
     parser = commands.add_parser(command.name, help=command.help, description=command.description)
     for option in command.options:
-        parser.add_argument(option.flag, **option.argparse_settings())
+        parser.add_argument(option.flag, *option.aliases, **option.argparse_settings())
     if command.config_options:
         add_config_options(parser, preset, stage)
     return parser
@@ -436,6 +442,8 @@ def _option_entry(option: Option) -> str:
         notes.append("Required.")
     if option.default not in (NOT_GIVEN, None) and option.action != "store_true":
         notes.append(f"Default: `{option.default}`.")
+    if option.aliases:
+        notes.append("Also accepted: " + ", ".join(f"`{alias}`" for alias in option.aliases) + ".")
     return f"`{_usage(option)}`\n: {' '.join(notes) or 'See the description above.'}\n"
 
 
@@ -445,7 +453,8 @@ def _config_entry(option: ConfigOption) -> str:
         usage = f"{option.flag} / --no-{option.flag[2:]}"
     else:
         usage = f"{option.flag} {settings['metavar']}" + (" ..." if settings.get("nargs") == "+" else "")
-    return f"`{usage}`\n: COCO default: `{option.default!r}`.\n"
+    also = "".join(f" Also accepted: `{flag}`." for flag in old_flags(option.name))
+    return f"`{usage}`\n: COCO default: `{option.default!r}`.{also}\n"
 
 
 def reference_markdown() -> str:

@@ -113,7 +113,7 @@ class QuickstartResult:
 # The quickstart recipe on top of the synthetic preset; the measurements behind each setting are
 # in benchmarks/RESULTS.md, "How the quickstart recipe was chosen". The teacher: lr 5e-4, five
 # slot-attention iterations, batches of 16, one evaluation at the end over all nine patch orders.
-QUICKSTART_SETTINGS = dict(lr_main=5e-4, num_iterations=5, batch_size=16, eval_permutations="all",
+QUICKSTART_SETTINGS = dict(lr_main=5e-4, num_iterations=5, batch_size=16, eval_orders="all",
                            epochs=NO_LIMIT, eval_every=NO_LIMIT, checkpoint_every=0, log_every=50)
 # The student: lr 2e-3, the paper's three iterations, batches of 32.
 QUICKSTART_STUDENT_SETTINGS = dict(lr_main=2e-3, num_iterations=3, batch_size=32)
@@ -252,7 +252,7 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
         "student slot masks": student.final_metrics["slot"],
         "student decoder masks": student.final_metrics["decoder"],
     }
-    orders = describe_orders(teacher_config.eval_permutations)
+    orders = describe_orders(teacher_config.eval_orders)
     table = results_table(rows, title=f"Quickstart: synthetic shapes, {rows[baseline_name]['num_images']} "
                                       f"held-out images (x100; judge by mBO^i)\ndecoder masks: {orders}")
     figure_path = save_teacher_student_figure(output_dir / "masks.png", teacher.last_checkpoint,

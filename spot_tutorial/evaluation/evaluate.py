@@ -3,7 +3,7 @@ and what `spot evaluate` does with a checkpoint.
 
 Both kinds of masks are scored: the slot-attention masks (what the encoder sees) and the
 decoder's cross-attention masks (what SPOT's teacher hands to self-training). With
-`permutations="all"` the decoder runs all nine patch orders and the masks are averaged, as
+`orders="all"` the decoder runs all nine patch orders and the masks are averaged, as
 in the paper's final numbers.
 
 Evaluation runs in fp32 by default, as the authors evaluate; bf16 autocast is an opt-in
@@ -32,29 +32,35 @@ from tqdm.auto import tqdm
 
 from spot_tutorial import viz
 from spot_tutorial.config import OrderSpec
-from spot_tutorial.errors import ConfigError, DatasetError
+from spot_tutorial.errors import ConfigError, DatasetError, InputError
 from spot_tutorial.evaluation.metrics import SegmentationMetrics
-from spot_tutorial.model.spot import SPOT
-from spot_tutorial.runtime import evaluation_autocast, evaluation_precision, isolated_rng, resolve_device
+from spot_tutorial.model.spot import SPOT, refuse_nan
+from spot_tutorial.runtime import (
+    data_workers,
+    evaluation_autocast,
+    evaluation_precision,
+    isolated_rng,
+    resolve_device,
+)
 
 MASK_KINDS = ("slot", "decoder")
 TARGET_KEYS = ("instance_mask", "class_mask", "ignore_mask", "panoptic_mask", "panoptic_crowd")
 
 
 @torch.no_grad()
-def predict(model: SPOT, images: torch.Tensor, permutations: OrderSpec = "standard",
+def predict(model: SPOT, images: torch.Tensor, orders: OrderSpec = "standard",
             precision: str = "fp32"):
     """One evaluation forward pass of normalised images [B, 3, H, W] -> SPOTOutput.
 
     fp32 is a plain forward pass; bf16 runs it under bf16 autocast on the images' device.
     """
     with evaluation_autocast(images.device, precision):
-        return model(images, permutations=permutations)
+        return model(images, orders=orders)
 
 
 @torch.no_grad()
 def evaluate_model(model: SPOT, loader: Iterable[dict], device: str | torch.device = "cpu",
-                   permutations: OrderSpec = "standard", max_batches: int | None = None,
+                   orders: OrderSpec = "standard", max_batches: int | None = None,
                    progress: bool = True, amp: bool = False,
                    precision: str = "fp32", seed: int | None = None) -> dict[str, dict[str, float]]:
     """FG-ARI, mBO^i, mBO^c, mIoU (x100) of slot masks and decoder masks over `loader`.
@@ -74,25 +80,51 @@ def evaluate_model(model: SPOT, loader: Iterable[dict], device: str | torch.devi
     precision = evaluation_precision(device, precision, amp)
     if seed is not None:
         with isolated_rng(device, seed):
-            return evaluate_model(model, loader, device, permutations, max_batches, progress,
+            return evaluate_model(model, loader, device, orders, max_batches, progress,
                                   precision=precision)
     was_training = model.training
     model.eval()
+    try:
+        meters, images_seen = score_batches(model, loader, device, orders, max_batches, progress, precision)
+    finally:
+        model.train(was_training)  # the caller's mode, also when a batch is refused
+    if images_seen == 0:
+        raise InputError("the evaluation loader gave no images: an evaluation over zero images has "
+                         "no result; check the dataset (its folder, --max-images) and max_batches")
+    return {kind: meter.compute() for kind, meter in meters.items()}
+
+
+def score_batches(model: SPOT, loader: Iterable[dict], device: torch.device, orders: OrderSpec,
+                  max_batches: int | None, progress: bool,
+                  precision: str) -> tuple[dict[str, SegmentationMetrics], int]:
+    """The metrics of slot and decoder masks accumulated over the loader, and the images seen."""
     meters = {kind: SegmentationMetrics() for kind in MASK_KINDS}
     total = len(loader) if hasattr(loader, "__len__") else None
     if max_batches is not None and total is not None:
         total = min(total, max_batches)
-    bar = tqdm(loader, total=total, desc=f"evaluate ({permutations})", disable=not progress, leave=False)
+    bar = tqdm(loader, total=total, desc=f"evaluate ({orders})", disable=not progress, leave=False)
+    images_seen = 0
     for index, batch in enumerate(bar):
         if max_batches is not None and index >= max_batches:
             break
-        output = predict(model, batch["image"].to(device, non_blocking=True), permutations, precision)
+        check_evaluation_batch(batch, index)
+        images_seen += batch["image"].shape[0]
+        output = predict(model, batch["image"].to(device, non_blocking=True), orders, precision)
         targets = {name: batch[name].to(device) if name in batch else None for name in TARGET_KEYS}
         for kind, masks in (("slot", output.slot_masks), ("decoder", output.decoder_masks)):
             meters[kind].update(masks.float(), targets["instance_mask"], targets["class_mask"],
                                 targets["ignore_mask"], targets["panoptic_mask"], targets["panoptic_crowd"])
-    model.train(was_training)
-    return {kind: meter.compute() for kind, meter in meters.items()}
+    return meters, images_seen
+
+
+def check_evaluation_batch(batch: Any, index: int) -> None:
+    """A batch is a dict with a float "image" [B, 3, H, W] and an "instance_mask" [B, H, W]."""
+    if not isinstance(batch, dict) or "image" not in batch or "instance_mask" not in batch:
+        got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise InputError(f"evaluation batch {index} must be a dict with 'image' [B, 3, H, W] and "
+                         f"'instance_mask' [B, H, W] (as the datasets of spot_tutorial.data give), "
+                         f"got {got}")
+    refuse_nan(batch["image"], f"the images of evaluation batch {index}")
 
 
 METRIC_NAMES = {"fg_ari": "FG-ARI", "mbo_i": "mBO^i", "mbo_c": "mBO^c", "miou": "mIoU", "p_ari": "P-ARI",
@@ -205,7 +237,7 @@ def check_evaluation_counts(batch_size: int, max_images: int, num_workers: int |
 
 
 def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, data_path: str | None = None,
-                   permutations: OrderSpec = "all", batch_size: int = 32, device: str = "auto",
+                   orders: OrderSpec = "all", batch_size: int = 32, device: str = "auto",
                    num_workers: int | None = None, output_dir: str | os.PathLike = "outputs/evaluate",
                    encoder: str = "vit_base_patch16_224.dino", max_images: int = 0,
                    figure_images: int = 8, progress: bool = True, num_slots: int | None = None,
@@ -217,7 +249,8 @@ def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, da
 
     An authors' checkpoint takes what its weights do not store from the dataset's preset
     (e.g. 7 slots for COCO, 6 for VOC) unless `num_slots` is given. fp32 unless `bf16`.
-    `num_workers` defaults to min(4, the machine's CPU cores); `max_images` 0 scores every image.
+    `num_workers` defaults to 4, at most one per available CPU core (`runtime.data_workers`);
+    `max_images` 0 scores every image.
     `mask_size` overrides the preset's ground-truth size (COCO: 320, the paper's; 224 for
     later papers); `panoptic` adds P-ARI and PQ against COCO's panoptic ground truth;
     `mask_path` is the mask folder of ``dataset='folder'``. results.json gets a "protocol" block.
@@ -233,7 +266,7 @@ def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, da
     precision = "bf16" if bf16 else "fp32"
     evaluation_autocast(device, precision)  # refuses an unsupported device before any work
     check_evaluation_counts(batch_size, max_images, num_workers)
-    num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+    num_workers = data_workers(4 if num_workers is None else num_workers)
     preset = dataset if dataset in PRESETS else "coco"  # an image folder: the COCO recipe
     model, shapes = load_checkpoint_for_evaluation(checkpoint, encoder, get_preset(preset), num_slots)
     model = model.to(device)
@@ -252,25 +285,25 @@ def run_evaluation(checkpoint: str | os.PathLike, dataset: str | None = None, da
                            "over zero images has no result; check the data path and split")
     loader = DataLoader(eval_set, batch_size=batch_size, num_workers=num_workers,
                         pin_memory=device.type == "cuda")
-    results = evaluate_model(model, loader, device, permutations, progress=progress, precision=precision,
+    results = evaluate_model(model, loader, device, orders, progress=progress, precision=precision,
                              seed=seed)
-    order_ids = "random" if permutations == "random" else model.order_ids(permutations)
-    title = (f"{Path(checkpoint).name} on {config.dataset} ({len(eval_set)} images, orders: {permutations}, "
+    order_ids = "random" if orders == "random" else model.order_ids(orders)
+    title = (f"{Path(checkpoint).name} on {config.dataset} ({len(eval_set)} images, orders: {orders}, "
              f"{precision})")
     table = results_table({f"{kind} masks": metrics for kind, metrics in results.items()}, title)
     info = {"checkpoint": str(checkpoint), "dataset": config.dataset, "data_path": data_path,
-            "permutations": permutations, "order_ids": order_ids, "precision": precision,
+            "orders": orders, "order_ids": order_ids, "precision": precision,
             "num_slots": shapes["num_slots"], "num_slots_from": shapes["num_slots_from"],
             "assumed_shapes": shapes["assumed"], "num_images": len(eval_set), "seed": seed,
             "config": config.to_dict(),
-            "protocol": evaluation_protocol(config, checkpoint, permutations, order_ids, precision,
+            "protocol": evaluation_protocol(config, checkpoint, orders, order_ids, precision,
                                             shapes["num_slots"], panoptic)}
     json_path, csv_path = write_results(results, output_dir, info)
     figure_path = None
     if figure_images:
         figure_path = Path(output_dir) / "masks.png"
         with nullcontext() if seed is None else isolated_rng(device, seed):
-            save_evaluation_figure(model, eval_set, figure_images, permutations, device, figure_path)
+            save_evaluation_figure(model, eval_set, figure_images, orders, device, figure_path)
     notes = describe_shapes(shapes) + [f"precision: {precision}; decoder orders: {order_ids}; seed: {seed}"]
     return EvaluationReport(results, table, json_path, csv_path, figure_path, info, notes)
 
@@ -285,13 +318,13 @@ GROUND_TRUTH_RULES = {
 }
 
 
-def evaluation_protocol(config, checkpoint, permutations: OrderSpec, order_ids, precision: str,
+def evaluation_protocol(config, checkpoint, orders: OrderSpec, order_ids, precision: str,
                         num_slots: int, panoptic: bool) -> dict[str, Any]:
     """The choices behind the numbers of one evaluation, for results.json."""
     protocol = {
         "mask_size": config.gt_mask_size,
         "image_size": config.image_size,
-        "orders": permutations if isinstance(permutations, str) else list(permutations),
+        "orders": orders if isinstance(orders, str) else list(orders),
         "order_ids": order_ids,
         "masks": {"slot": "slot-attention masks", "decoder": "decoder cross-attention masks"},
         "prediction": "soft masks on the encoder's token grid, bilinearly upsampled to the mask size, "
@@ -315,12 +348,12 @@ def evaluation_protocol(config, checkpoint, permutations: OrderSpec, order_ids, 
 
 
 @torch.no_grad()
-def save_evaluation_figure(model: SPOT, dataset, count: int, permutations: OrderSpec, device: torch.device,
+def save_evaluation_figure(model: SPOT, dataset, count: int, orders: OrderSpec, device: torch.device,
                            path: Path) -> None:
     """Ground truth, slot masks and decoder masks over the first `count` images, written by
     `viz.save_mask_figure` (in fp32; slot noise from torch's global generator)."""
     images, masks = viz.figure_images(dataset, count)
-    output = model.eval()(images.to(device), permutations=permutations)
+    output = model.eval()(images.to(device), orders=orders)
     masks.update({"slot masks": output.slot_masks.float().cpu(),
                   "decoder masks": output.decoder_masks.float().cpu()})
     viz.save_mask_figure(path, images, masks, max_images=count, dpi=100)

@@ -123,13 +123,13 @@ def infer_official_config(state: Mapping[str, torch.Tensor], config: SPOTConfig 
     if "dec.decoder.0.weight" in state:
         found["dec_type"] = "mlp"
         found["mlp_dec_hidden"] = state["dec.decoder.0.weight"].shape[0]
-        found["train_permutations"] = found["eval_permutations"] = "standard"
+        found["train_orders"] = found["eval_orders"] = "standard"
     else:
         found["dec_type"] = "transformer"
         found["num_dec_blocks"] = _num_decoder_blocks(state)
         found["num_bos_tokens"] = _num_bos_tokens(state)
-        if found["num_bos_tokens"] == 1:  # trained with train_permutations='standard'
-            found["train_permutations"] = found["eval_permutations"] = "standard"
+        if found["num_bos_tokens"] == 1:  # trained with train_orders='standard'
+            found["train_orders"] = found["eval_orders"] = "standard"
     if any(k.startswith("second_encoder.") for k in state):  # a stage-2 student
         found["truncate"] = "bi-level" if config.truncate == "none" else config.truncate
         if config.finetune_blocks_after >= FROZEN_ENCODER:

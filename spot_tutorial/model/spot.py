@@ -9,12 +9,13 @@ that stage-2 self-training distils into. It knows nothing about optimisers or da
 from __future__ import annotations
 
 import copy
+import functools
 from contextlib import nullcontext
 
 import torch
 from torch import nn
 
-from spot_tutorial.config import FROZEN_ENCODER, SPOTConfig
+from spot_tutorial.config import FROZEN_ENCODER, Architecture, SPOTConfig
 from spot_tutorial.errors import ConfigError, InputError
 from spot_tutorial.model.decoders import AutoregressiveDecoder, MLPDecoder
 from spot_tutorial.model.encoder import ViTEncoder, build_encoder
@@ -25,11 +26,35 @@ from spot_tutorial.orders import OrderSpec, check_order_ids
 
 
 class SPOT(nn.Module):
-    def __init__(self, encoder: nn.Module, config: SPOTConfig, target_encoder: nn.Module | None = None):
+    """SPOT, built from its architecture: encoder -> slot attention -> decoder.
+
+    Args:
+        encoder: a `ViTEncoder` or a bare timm ViT (wrapped with the architecture's options).
+        architecture: the model's shape (`spot_tutorial.config.Architecture`, what a checkpoint
+            stores next to the weights). A whole `SPOTConfig` is accepted too: its architecture
+            builds the model, its settings are kept for `config` and checkpoints.
+        target_encoder: stage 2's frozen copy of the encoder, which gives the reconstruction targets.
+        train_orders / eval_orders: the patch orders decoded in train / eval mode when `forward`
+            is not told ('random', 'standard', 'all' or order ids); default: those of the config,
+            or 'random' / 'standard' ('standard' only, for a model with one [BOS] token).
+        attention_impl: the decoder's attention kernel, 'sdpa' or 'math' (the same math).
+    """
+
+    def __init__(self, encoder: nn.Module, architecture: Architecture | SPOTConfig,
+                 target_encoder: nn.Module | None = None, *, train_orders: OrderSpec | None = None,
+                 eval_orders: OrderSpec | None = None, attention_impl: str | None = None):
         super().__init__()
-        self.config = config
-        self.encoder = as_vit_encoder(encoder, config)
-        self.target_encoder = None if target_encoder is None else as_vit_encoder(target_encoder, config,
+        settings = architecture.settings() if isinstance(architecture, SPOTConfig) else {}
+        chosen = dict(train_orders=train_orders, eval_orders=eval_orders,
+                      attention_impl=attention_impl)
+        settings.update({name: value for name, value in chosen.items() if value is not None})
+        self.architecture = shape = (architecture.architecture if isinstance(architecture, SPOTConfig)
+                                     else architecture)
+        self._settings = settings
+        config = self.config  # checks the orders against the architecture
+        self.train_orders, self.eval_orders = config.train_orders, config.eval_orders
+        self.encoder = as_vit_encoder(encoder, shape)
+        self.target_encoder = None if target_encoder is None else as_vit_encoder(target_encoder, shape,
                                                                                  frozen=True)
         grid = self.encoder.grid_size
         if self.encoder.vit.patch_embed.grid_size[0] != self.encoder.vit.patch_embed.grid_size[1]:
@@ -37,17 +62,22 @@ class SPOT(nn.Module):
                              f"{tuple(self.encoder.vit.patch_embed.grid_size)}")
         d_model, num_patches = self.encoder.embed_dim, grid * grid
         self.slot_attention = SlotAttentionEncoder(
-            d_model, config.num_slots, config.slot_size, config.mlp_hidden_size,
-            config.num_iterations, config.slot_att_heads, config.truncate, config.init_method)
-        if config.dec_type == "transformer":
+            d_model, shape.num_slots, shape.slot_size, shape.mlp_hidden_size,
+            shape.num_iterations, shape.slot_att_heads, shape.truncate, shape.init_method)
+        if shape.dec_type == "transformer":
             self.decoder = AutoregressiveDecoder(
-                d_model, config.slot_size, num_patches, config.num_dec_blocks, config.num_heads,
-                config.num_orders, config.attention_impl)
+                d_model, shape.slot_size, num_patches, shape.num_dec_blocks, shape.num_heads,
+                shape.num_orders, config.attention_impl)
         else:
-            self.decoder = MLPDecoder(d_model, config.slot_size, num_patches, config.mlp_dec_hidden)
+            self.decoder = MLPDecoder(d_model, shape.slot_size, num_patches, shape.mlp_dec_hidden)
         # stage 2: run the frozen leading encoder blocks once for both encoders (same math)
         self.share_encoder_blocks = True
         self._shared_blocks: tuple | None = None  # (frozen parameters' versions, number of shared blocks)
+
+    @functools.cached_property
+    def config(self) -> SPOTConfig:
+        """The architecture with the settings this model was built with (what checkpoints store)."""
+        return SPOTConfig.from_architecture(self.architecture, **self._settings)
 
     @classmethod
     def from_config(cls, config: SPOTConfig, pretrained: bool = False,
@@ -111,19 +141,19 @@ class SPOT(nn.Module):
         features = self.encoder.patch_tokens(self.encoder.run_blocks(tokens, start=shared))
         return features, target
 
-    def forward(self, images: torch.Tensor, permutations: OrderSpec | None = None,
+    def forward(self, images: torch.Tensor, orders: OrderSpec | None = None,
                 features: torch.Tensor | None = None) -> SPOTOutput:
-        """images [B, 3, H, W], float, ImageNet-normalised; `permutations` overrides the config's
+        """images [B, 3, H, W], float, ImageNet-normalised; `orders` overrides the config's
         train/eval orders ('all' and 'random' mean the orders this model has: order 0 only for a
         model with one [BOS] token, which refuses explicit ids other than 0). `features` [B, N, D]:
         this model's frozen encoder's output for `images`, computed earlier (`training.feature_cache`):
         the encoder is skipped, the rest is the same computation."""
         if features is not None:
             self.check_cached_features(features)
-            return self.forward_features(features, features, permutations)
+            return self.forward_features(features, features, orders)
         check_image_dtype(images)
         features, target = self.encode(images)
-        return self.forward_features(features, target, permutations)
+        return self.forward_features(features, target, orders)
 
     def check_cached_features(self, features: torch.Tensor) -> None:
         """Precomputed features stand for the encoder only where it is frozen and is the target."""
@@ -136,12 +166,12 @@ class SPOT(nn.Module):
                              f"encoder, got {tuple(features.shape)}: compute them with this model's encoder")
 
     def forward_features(self, features: torch.Tensor, target: torch.Tensor,
-                         permutations: OrderSpec | None = None) -> SPOTOutput:
+                         orders: OrderSpec | None = None) -> SPOTOutput:
         """Slot attention + decoder on precomputed encoder features [B, N, D] and targets [B, N, D]."""
         slot_out = self.slot_attention(features)
-        if permutations is None:
-            permutations = self.config.train_permutations if self.training else self.config.eval_permutations
-        order_ids = self.order_ids(permutations)
+        if orders is None:
+            orders = self.train_orders if self.training else self.eval_orders
+        order_ids = self.order_ids(orders)
         decoded = self.decoder(slot_out.slots, target, order_ids)
         loss = (target - decoded.reconstruction).pow(2).sum() / target.numel()
         # logsumexp over heads: softmax over slots of these logits == slot masks (any #heads)
@@ -158,12 +188,12 @@ class SPOT(nn.Module):
         )
 
 
-    def order_ids(self, permutations: OrderSpec) -> list[int]:
+    def order_ids(self, orders: OrderSpec) -> list[int]:
         """The order ids one forward pass runs; explicit ids this model cannot decode are refused."""
-        where = f"this model (decoder {self.config.dec_type!r})"
-        if not isinstance(permutations, str):
-            check_order_ids(permutations, self.config.num_orders, where)
-        return select_orders(permutations, self.config.num_orders)
+        where = f"this model (decoder {self.architecture.dec_type!r})"
+        if not isinstance(orders, str):
+            check_order_ids(orders, self.architecture.num_orders, where)
+        return select_orders(orders, self.architecture.num_orders)
 
 
 def check_image_dtype(images: torch.Tensor) -> None:
@@ -178,9 +208,17 @@ def check_image_dtype(images: torch.Tensor) -> None:
             "(spot_tutorial.data transforms), or use spot_tutorial.segment(), which does both")
 
 
-def as_vit_encoder(encoder: nn.Module, config: SPOTConfig, frozen: bool = False) -> ViTEncoder:
-    """Accept a ViTEncoder or a bare timm ViT (wrapped with the config's freezing options)."""
+def refuse_nan(images: torch.Tensor, what: str = "the image tensor") -> None:
+    """NaN pixels make every mask NaN (and every label 0) without an error: refuse them."""
+    nan = int(torch.isnan(images).sum())
+    if nan:
+        raise InputError(f"{what} holds {nan} NaN value(s) (of {images.numel()}): the masks "
+                         "would all be NaN; replace or drop those pixels first")
+
+
+def as_vit_encoder(encoder: nn.Module, architecture: Architecture, frozen: bool = False) -> ViTEncoder:
+    """Accept a ViTEncoder or a bare timm ViT (wrapped with the architecture's freezing options)."""
     if isinstance(encoder, ViTEncoder):
         return encoder
-    blocks_after = FROZEN_ENCODER if frozen else config.finetune_blocks_after
-    return ViTEncoder(encoder, final_norm=config.encoder_final_norm, finetune_blocks_after=blocks_after)
+    blocks_after = FROZEN_ENCODER if frozen else architecture.finetune_blocks_after
+    return ViTEncoder(encoder, final_norm=architecture.encoder_final_norm, finetune_blocks_after=blocks_after)

@@ -48,6 +48,7 @@ from spot_tutorial.runtime import autocast as precision_autocast
 from spot_tutorial.runtime import (
     capture_rng_state,
     cpu_has_native_bf16,
+    data_workers,
     evaluation_precision,
     isolated_rng,
     resolve_device,
@@ -110,7 +111,7 @@ def save_step_figure(model: SPOT, figure_batch: tuple[torch.Tensor, dict], devic
     images = images.to(device)
     with torch.no_grad(), isolated_rng(device, 0), autocast:
         was_training = model.training
-        output = model.eval()(images, permutations=orders)
+        output = model.eval()(images, orders=orders)
         model.train(was_training)
     masks = {**ground_truth, "slot masks": output.slot_masks.float(),
              "decoder masks": output.decoder_masks.float()}
@@ -171,7 +172,7 @@ def train_loader(train_set: Dataset, sampler: EpochSampler, config: SPOTConfig, 
     """The DataLoader of one epoch (its sampler resumes mid-epoch); worker seeds from seed, epoch, rank."""
     generator = torch.Generator().manual_seed(config.seed * 7919 + epoch * 31 + rank)
     return DataLoader(train_set, batch_size=config.batch_size, sampler=sampler,
-                      num_workers=config.num_workers, pin_memory=device.type == "cuda",
+                      num_workers=data_workers(config.num_workers), pin_memory=device.type == "cuda",
                       drop_last=True, generator=generator, collate_fn=collate_training,
                       persistent_workers=False)
 
@@ -322,7 +323,8 @@ class Trainer:
         dataset = self.eval_set if dataset is None else dataset
         sampler = ShardSampler(len(dataset), self.distributed.rank, self.distributed.world_size)
         return DataLoader(dataset, batch_size=self.config.batch_size, sampler=sampler,
-                          num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda")
+                          num_workers=data_workers(self.config.num_workers),
+                          pin_memory=self.device.type == "cuda")
 
     # -- one step --------------------------------------------------------------------------------
     @property
@@ -462,7 +464,7 @@ class Trainer:
 
         with isolated_rng(self.device, self.config.seed + EVAL_SEED_OFFSET):
             return evaluate_model(self.model, self.eval_loader(dataset), self.device,
-                                  permutations=self.config.eval_permutations,
+                                  orders=self.config.eval_orders,
                                   progress=self.show_progress and self.is_main,
                                   precision=evaluation_precision(self.device, amp=self.precision == "bf16"))
 
@@ -484,7 +486,7 @@ class Trainer:
         """Masks of the first evaluation images at this step: figures/step_XXXXXXX.png."""
         if self._figure_batch is None:
             self._figure_batch = viz.figure_images(self.eval_set, FIGURE_IMAGES)
-        save_step_figure(self.model, self._figure_batch, self.device, self.config.eval_permutations,
+        save_step_figure(self.model, self._figure_batch, self.device, self.config.eval_orders,
                          self.autocast(), self.log.figure_path(self.progress.step))
 
     def _save_best(self) -> None:

@@ -42,12 +42,12 @@ def batch_loss(train_model: nn.Module, images: torch.Tensor, teacher: SPOT | Non
     record = {"mse": output.loss.detach()}
     if teacher is None:
         return output.loss, record
-    teacher_orders = teacher_target_orders(targets, teacher.config.train_permutations)
+    teacher_orders = teacher_target_orders(targets, teacher.train_orders)
     with torch.inference_mode():
         if teacher_on_targets:  # its encoder would recompute output.target exactly
             teacher_output = teacher.forward_features(output.target, output.target, teacher_orders)
         else:
-            teacher_output = teacher(images, permutations=teacher_orders)
+            teacher_output = teacher(images, orders=teacher_orders)
     distill = distillation_loss(output.slot_logits, teacher_output.decoder_masks)
     record.update(ce=distill.loss.detach(), ce_weight=torch.tensor(weight))
     return output.loss + weight * distill.loss, record

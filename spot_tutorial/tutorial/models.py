@@ -53,10 +53,10 @@ def tutorial_recipe(kind: str = "teacher", steps: Optional[int] = None, seed: in
     from spot_tutorial.apps.quickstart import QUICKSTART_STUDENT_SETTINGS, quickstart_config
 
     steps = TUTORIAL_STEPS[kind] if steps is None else steps
-    config = quickstart_config(0.0, seed, train_permutations=TUTORIAL_KINDS[kind], max_steps=steps,
+    config = quickstart_config(0.0, seed, train_orders=TUTORIAL_KINDS[kind], max_steps=steps,
                                eval_every=1, log_every=50)  # evaluated after every epoch: the curves
     if kind == "raster":  # its decoder learned the raster order only: its masks are read in that order
-        config = config.replace(eval_permutations="standard")
+        config = config.replace(eval_orders="standard")
     if kind == "student":
         from spot_tutorial.recipes import student_config
         config = student_config(config).replace(**QUICKSTART_STUDENT_SETTINGS)

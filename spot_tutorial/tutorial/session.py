@@ -48,7 +48,7 @@ import torch
 from spot_tutorial.config import SPOTConfig
 from spot_tutorial.data.registry import SYNTHETIC_EVAL_SEED as EVAL_SEED  # the held-out scenes' seed
 from spot_tutorial.recipes import get_preset
-from spot_tutorial.runtime import resolve_device, seed_everything
+from spot_tutorial.runtime import data_workers, resolve_device, seed_everything
 from spot_tutorial.tutorial.models import (
     DEMO_BUDGET,
     DEMO_EVAL_IMAGES,
@@ -180,7 +180,7 @@ class Tutorial:
     def loader(self, num_images: int = 256, batch_size: Optional[int] = None):
         from torch.utils.data import DataLoader
 
-        workers = 0 if self.tutorial else min(self.config.num_workers, os.cpu_count() or 1)
+        workers = 0 if self.tutorial else data_workers(self.config.num_workers)
         return DataLoader(self.eval_dataset(num_images), batch_size=batch_size or self.config.batch_size,
                           num_workers=workers)
 
@@ -200,7 +200,7 @@ class Tutorial:
             return tutorial_recipe(kind, seed=self.seed)
         if kind not in TUTORIAL_KINDS:
             raise ValueError(f"unknown model {kind!r}; choose one of {sorted(TUTORIAL_KINDS)}")
-        config = self.config.replace(train_permutations=TUTORIAL_KINDS[kind], **self.demo_budget)
+        config = self.config.replace(train_orders=TUTORIAL_KINDS[kind], **self.demo_budget)
         if kind == "student":
             from spot_tutorial.recipes import student_config
             config = student_config(config).replace(**self.demo_budget)
