@@ -157,3 +157,35 @@ def test_feature_pca_colours_patches_by_their_features():
     assert abs(first.mean() - second.mean()) > 0.8
     fig = feature_pca_figure(torch.zeros(2, 3, 16, 16), {"a": features}, normalized=False)
     assert len(fig.axes) == 4
+
+
+def test_overlays_draw_segment_boundaries_in_white_and_keep_each_slots_colour():
+    import numpy as np
+
+    from spot_tutorial.viz.masks import PALETTE, boundaries, overlay
+
+    labels = np.zeros((6, 6), dtype=int)
+    labels[:, 3:] = 2
+    edge = boundaries(labels)
+    assert edge[:, 2].all() and edge.sum() == 6  # one column: the pixels left of the change
+    image = np.zeros((6, 6, 3))
+    drawn = overlay(image, labels, alpha=1.0, contours=True)
+    assert (drawn[:, 2] == 1.0).all()
+    np.testing.assert_allclose(drawn[0, 0], PALETTE[0])
+    np.testing.assert_allclose(drawn[0, 5], PALETTE[2])
+    np.testing.assert_allclose(overlay(image, labels, alpha=1.0)[:, 2], PALETTE[[0] * 6])  # default: none
+
+
+def test_the_patch_order_figure_prints_step_numbers_at_body_text_size():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from spot_tutorial import viz
+
+    figure = viz.orders_figure(8, numbers=True)
+    numbers = [text for axis in figure.axes for text in axis.texts]
+    assert len(numbers) == 9 * 64
+    width_px = 720  # the book's text column
+    scale = width_px / (figure.get_figwidth() * figure.dpi)
+    shown_px = min(text.get_fontsize() for text in numbers) * figure.dpi / 72 * scale
+    assert shown_px >= 16, shown_px

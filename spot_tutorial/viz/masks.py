@@ -37,10 +37,25 @@ def label_maps(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return masks.argmax(dim=1).cpu()
 
 
-def overlay(image_rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend one colour per label over an [H, W, 3] image; [H, W] labels."""
+def boundaries(labels: np.ndarray) -> np.ndarray:
+    """[H, W] bool: pixels whose label differs from the one to their right or below."""
+    labels = np.asarray(labels)
+    edge = np.zeros(labels.shape, dtype=bool)
+    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    edge[:-1, :] |= labels[:-1, :] != labels[1:, :]
+    return edge
+
+
+def overlay(image_rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.5,
+            contours: bool = False) -> np.ndarray:
+    """Blend one colour per label (slot k: PALETTE[k], in every panel) over an [H, W, 3] image;
+    [H, W] labels. `contours` draws the segment boundaries in white, so that neighbouring
+    segments of similar colours stay apart in small figures."""
     colours = PALETTE[np.asarray(labels) % len(PALETTE)]
-    return (1 - alpha) * image_rgb + alpha * colours
+    blended = (1 - alpha) * image_rgb + alpha * colours
+    if contours:
+        blended = np.where(boundaries(labels)[..., None], 1.0, blended)
+    return blended
 
 
 def label_png(labels: np.ndarray | torch.Tensor):
@@ -109,7 +124,7 @@ def mask_figure(images: torch.Tensor, masks_by_name: dict[str, torch.Tensor], ma
             labels = masks.cpu() if masks.ndim == 3 else label_maps(masks, size)
             if tuple(labels.shape[-2:]) != tuple(size):
                 labels = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
-            axes[row, col].imshow(overlay(rgb[row], labels[row].numpy()))
+            axes[row, col].imshow(overlay(rgb[row], labels[row].numpy(), contours=True))
     return finish_grid(fig, axes, titles or columns, fontsize=10)
 
 
@@ -224,7 +239,8 @@ def label_maps_figure(panels: dict[str, torch.Tensor], numbers: bool = True,
 def masks_by_row(images: torch.Tensor, masks_by_name: dict[str, torch.Tensor], max_images: int = 6,
                  normalized: bool = True, size: float = 1.25):
     """Like `mask_figure`, transposed for narrow pages: one column per image, one row for the
-    images and one per set of masks (soft [B, K, h, w] or labels [B, H, W]), named on the left."""
+    images and one per set of masks (soft [B, K, h, w] or labels [B, H, W]), named on the left.
+    Each segment in its slot's colour (the same in every row) with its boundary in white."""
     import matplotlib.pyplot as plt
 
     count = min(max_images, images.shape[0])
@@ -241,7 +257,7 @@ def masks_by_row(images: torch.Tensor, masks_by_name: dict[str, torch.Tensor], m
             if tuple(labels.shape[-2:]) != tuple(height_width):
                 labels = F.interpolate(labels[:, None].float(), size=height_width,
                                        mode="nearest")[:, 0].long()
-            axes[row, col].imshow(overlay(rgb[col], labels[col].numpy()))
+            axes[row, col].imshow(overlay(rgb[col], labels[col].numpy(), contours=True))
     for row, name in enumerate(names):
         axes[row, 0].set_ylabel(name, fontsize=8)
     for axis in axes.flat:

@@ -14,6 +14,11 @@ SHORT_ORDER_NAMES = ("raster", "columns, top-left", "columns, top-right", "rows,
                      "rows, bottom-left", "spiral")
 
 
+# A 3-panel figure is 7.2 in wide and shown about 720 px wide in the book: 12 pt is 16-17 px there.
+NUMBER_FONTSIZE = 12
+TITLE_FONTSIZE = 11
+
+
 def _draw_order(axis, order: torch.Tensor, side: int, upto: int | None = None, path: bool = True,
                 numbers: bool = False) -> None:
     """Step map of one order on a side x side grid, its path and its first token."""
@@ -23,13 +28,13 @@ def _draw_order(axis, order: torch.Tensor, side: int, upto: int | None = None, p
     axis.imshow(steps, cmap="viridis", vmin=0, vmax=side * side - 1)
     rows, cols = np.divmod(order.numpy(), side)
     end = len(order) if upto is None else upto + 1
-    if path:
-        axis.plot(cols[:end], rows[:end], color="white", linewidth=1.0, alpha=0.9)
+    if path:  # faint under step numbers, which it would otherwise cross out
+        axis.plot(cols[:end], rows[:end], color="white", linewidth=1.0, alpha=0.3 if numbers else 0.9)
     axis.plot(cols[0], rows[0], marker="o", color="red", markersize=5)
-    if numbers and side <= 8:
+    if numbers and side <= 8:  # step numbers as large as the book's body text at book width
         for r in range(side):
             for c in range(side):
-                axis.text(c, r, str(steps[r, c]), ha="center", va="center", fontsize=6,
+                axis.text(c, r, str(steps[r, c]), ha="center", va="center", fontsize=NUMBER_FONTSIZE,
                           color="white" if steps[r, c] < side * side * 0.6 else "black")
     axis.set_xticks([])
     axis.set_yticks([])
@@ -46,13 +51,13 @@ def orders_figure(side: int = 8, order_ids: list[int] | None = None, numbers: bo
     order_ids = list(range(len(orders))) if order_ids is None else list(order_ids)
     columns = min(3, len(order_ids))
     rows = (len(order_ids) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.6 * rows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, order_id in zip(axes.flat, order_ids, strict=False):
         axis.axis("on")
         _draw_order(axis, orders[order_id], side, numbers=numbers)
-        axis.set_title(f"{order_id}: {SHORT_ORDER_NAMES[order_id]}", fontsize=8)
+        axis.set_title(f"{order_id}: {SHORT_ORDER_NAMES[order_id]}", fontsize=TITLE_FONTSIZE)
     fig.tight_layout()
     return fig
 
@@ -87,10 +92,10 @@ def decoding_step_figure(image: torch.Tensor, order_id: int, step: int, side: in
     patch_h, patch_w = rgb.shape[0] / side, rgb.shape[1] / side
     axes[0].add_patch(Rectangle((c * patch_w - 0.5, r * patch_h - 0.5), patch_w, patch_h, fill=False,
                                 edgecolor="red", linewidth=2))
-    axes[0].set_title(f"step {step}: input [BOS] + {step} token(s)", fontsize=8)
+    axes[0].set_title(f"step {step}: input [BOS] + {step} token(s)", fontsize=TITLE_FONTSIZE - 1)
     _draw_order(axes[1], order, side, upto=step)
     axes[1].plot(c, r, marker="s", markersize=8, markerfacecolor="none", markeredgecolor="red")
-    axes[1].set_title(f"order {order_id}: {SHORT_ORDER_NAMES[order_id]}", fontsize=8)
+    axes[1].set_title(f"order {order_id}: {SHORT_ORDER_NAMES[order_id]}", fontsize=TITLE_FONTSIZE - 1)
     axes[0].set_xticks([])
     axes[0].set_yticks([])
     fig.tight_layout()
