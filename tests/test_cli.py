@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from spot_tutorial.apps.cli import build_parser, config_from_args, main
-from spot_tutorial.apps.quickstart import QUICKSTART_SETTINGS, QUICKSTART_STUDENT_SETTINGS
+from spot_tutorial.apps.quickstart import QUICKSTART_SETTINGS, QUICKSTART_STUDENT_SETTINGS, finding_line
 from spot_tutorial.config import SPOTConfig
 from spot_tutorial.evaluation.baselines import grid_masks
 from spot_tutorial.io.checkpoint_file import load_model, safe_load
@@ -96,6 +96,24 @@ def test_grid_baseline_masks():
 
 
 @pytest.mark.slow
+def test_quickstart_findings_follow_the_rows():
+    from spot_tutorial.apps.quickstart import quickstart_findings
+
+    def rows(teacher_slot, teacher_decoder, student_slot, student_decoder, grid=17.5):
+        values = {"grid": grid, "teacher slot masks": teacher_slot, "teacher decoder masks": teacher_decoder,
+                  "student slot masks": student_slot, "student decoder masks": student_decoder}
+        return {name: {"mbo_i": value} for name, value in values.items()}
+
+    held = {f["finding"]: f["held"] for f in quickstart_findings(rows(30, 34, 36, 35), "grid")}
+    assert held == {"F2": True, "F3": True, "F4": True}
+    held = {f["finding"]: f["held"] for f in quickstart_findings(rows(58.8, 49.8, 47.7, 45.4), "grid")}
+    assert held == {"F2": False, "F3": False, "F4": True}
+    findings = quickstart_findings(rows(20, 16, 21, 19), "grid")
+    assert not findings[2]["held"] and findings[2]["values"] == {"teacher decoder masks": 16, "grid": 17.5}
+    assert finding_line(findings[0]) == ("F2 did not hold: the teacher's decoder masks beat its slot masks "
+                                         "(mBO^i 16.0 vs 20.0)")
+
+
 def test_quickstart_runs_end_to_end_as_a_module(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "spot_tutorial", "quickstart", "--minutes", "0.03",
@@ -104,6 +122,13 @@ def test_quickstart_runs_end_to_end_as_a_module(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "teacher decoder masks" in done.stdout and "grid 2x2 (baseline)" in done.stdout
     report = json.loads((tmp_path / "report.json").read_text())
+    # one line per finding the run can check, held or not as its own numbers say
+    assert [f["finding"] for f in report["findings"]] == ["F2", "F3", "F4"]
+    rows = report["results"]
+    f2 = report["findings"][0]
+    assert f2["held"] == (rows["teacher decoder masks"]["mbo_i"] > rows["teacher slot masks"]["mbo_i"])
+    for finding in report["findings"]:
+        assert finding_line(finding) in done.stdout
     assert set(report["results"]) == {"grid 2x2 (baseline)", "teacher slot masks", "teacher decoder masks",
                                       "student slot masks", "student decoder masks"}
     for metrics in report["results"].values():

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -33,6 +32,7 @@ from spot_tutorial.errors import ConfigError
 from spot_tutorial.evaluation.baselines import grid_baseline
 from spot_tutorial.evaluation.evaluate import results_table
 from spot_tutorial.recipes import get_preset, student_config
+from spot_tutorial.runtime import available_cpus
 from spot_tutorial.training.loop import Trainer, TrainResult
 
 DEFAULT_OUTPUT_DIR = "outputs/quickstart"
@@ -41,13 +41,6 @@ DEFAULT_OUTPUT_DIR = "outputs/quickstart"
 # keep improving with more steps, and they are what the student learns from.
 DEFAULT_MINUTES = 6.0
 DEFAULT_STUDENT_MINUTES = 2.5
-
-
-def available_cpus() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def default_data_workers() -> int:
@@ -163,6 +156,53 @@ def stage_summary(result: TrainResult, seconds: float) -> dict[str, Any]:
             "metrics": result.final_metrics}
 
 
+# The paper's findings that one quickstart run can check, on mBO^i: (id, claim, better, worse).
+# F1 (random orders beat raster) and F4's AR-versus-MLP part need other models: benchmarks/ablation.py.
+FINDINGS = (
+    ("F2", "the teacher's decoder masks beat its slot masks", "teacher decoder masks", "teacher slot masks"),
+    ("F3", "the student's slot masks beat the teacher's", "student slot masks", "teacher slot masks"),
+)
+
+
+def quickstart_findings(rows: dict[str, dict[str, float]], baseline: str,
+                        metric: str = "mbo_i") -> list[dict[str, Any]]:
+    """Whether this run shows each finding of `FINDINGS`, and F4's second half (every set of masks
+    beats the fixed grid): [{"finding", "claim", "held", "values"}], from the report's rows."""
+    findings = [{"finding": name, "claim": claim, "held": rows[better][metric] > rows[worse][metric],
+                 "values": {better: rows[better][metric], worse: rows[worse][metric]}}
+                for name, claim, better, worse in FINDINGS]
+    models = [name for name in rows if name != baseline]
+    worst = min(models, key=lambda name: rows[name][metric])
+    findings.append({"finding": "F4", "claim": "every set of masks beats the fixed grid",
+                     "held": rows[worst][metric] > rows[baseline][metric],
+                     "values": {worst: rows[worst][metric], baseline: rows[baseline][metric]}})
+    return findings
+
+
+def finding_line(finding: dict[str, Any]) -> str:
+    """``F2 held: the teacher's decoder masks beat its slot masks (mBO^i 52.3 vs 49.1)``."""
+    first, second = finding["values"].values()
+    verdict = "held" if finding["held"] else "did not hold"
+    return f"{finding['finding']} {verdict}: {finding['claim']} (mBO^i {first:.1f} vs {second:.1f})"
+
+
+def set_threads(threads: int | str, config: SPOTConfig, datasets: tuple | None,
+                say: Callable[..., None]) -> dict[int, float]:
+    """Set torch's CPU threads: `threads`, or for "auto" the faster of 1 and 2 with prerendered
+    scenes on the CPU (`datasets`, timed here; returns the timings), otherwise 1."""
+    timings: dict[int, float] = {}
+    if threads == "auto" and datasets is not None:
+        images = torch.stack([datasets[0][i]["image"] for i in range(config.batch_size)])
+        threads, timings = fastest_thread_count(config, images)
+        say(f"[quickstart] {threads} torch thread(s): a teacher step took "
+            + ", ".join(f"{ms:.0f} ms with {n}" for n, ms in timings.items()))
+    elif threads == "auto":
+        threads = 1
+    if threads > 0:
+        torch.set_num_threads(threads)
+    return timings
+
+
 def check_quickstart_arguments(minutes: float, student_minutes: float, data_workers: int,
                                threads: int | str = 1) -> None:
     """Both stages are time-budgeted, so each needs minutes > 0 (0 would mean no budget at all)."""
@@ -215,16 +255,7 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
         train_set, eval_set = build_datasets(teacher_config)
         datasets = (RenderedScenes(train_set), eval_set)
     say = print if verbose else (lambda *args, **kwargs: None)
-    thread_timings: dict[int, float] = {}
-    if threads == "auto" and prerender and device == "cpu":
-        images = torch.stack([datasets[0][i]["image"] for i in range(teacher_config.batch_size)])
-        threads, thread_timings = fastest_thread_count(teacher_config, images)
-        say(f"[quickstart] {threads} torch thread(s): a teacher step took "
-            + ", ".join(f"{ms:.0f} ms with {n}" for n, ms in thread_timings.items()))
-    elif threads == "auto":
-        threads = 1
-    if threads > 0:
-        torch.set_num_threads(threads)
+    thread_timings = set_threads(threads, teacher_config, datasets if device == "cpu" else None, say)
 
     say(f"[quickstart] stage 1: training the teacher for {minutes:g} min on synthetic shapes ...")
     stage_start = time.perf_counter()
@@ -262,6 +293,7 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
         "decoder_orders": orders,
         "teacher": stage_summary(teacher, teacher_seconds),
         "student": stage_summary(student, student_seconds),
+        "findings": quickstart_findings(rows, baseline_name),
         "total_seconds": round(time.perf_counter() - started, 1),
         "config": {"teacher": teacher_config.to_dict(), "student": student_cfg.to_dict()},
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": device,
@@ -273,7 +305,7 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
     }
     report_path = output_dir / "report.json"
     report_path.write_text(json.dumps(report, indent=2) + "\n")
-    say("\n" + table)
+    say("\n" + table + "\n" + "\n".join(finding_line(finding) for finding in report["findings"]))
     say(f"\nteacher: {teacher.steps} steps, {teacher.images_per_second:.0f} images/s; "
         f"student: {student.steps} steps, {student.images_per_second:.0f} images/s; "
         f"total {report['total_seconds']:.0f} s")
