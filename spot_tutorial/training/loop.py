@@ -386,6 +386,8 @@ class Trainer:
                 values = self.train_step(images, features)
                 epoch_done = self._count_step(images.shape[0], clock)
                 self._log_step(values, clock, bar)
+                if epoch_done:
+                    progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
                 finished, stopped_by = self._stop_reason(clock)
                 if epoch_done and progress.epoch % self.config.eval_every == 0 and not finished:
                     results = self._evaluate_and_select()
@@ -431,11 +433,8 @@ class Trainer:
         bar.update()
 
     def _stop_reason(self, clock: "RunClock") -> tuple[bool, str]:
-        """Close the epoch if it ended; (finished, 'steps' or 'time')."""
+        """(finished, 'steps' or 'time'): the planned steps are done, or the time budget is spent."""
         progress = self.progress
-        if progress.batch_in_epoch == self.sampler.steps_per_epoch:
-            progress.epoch += 1
-            progress.batch_in_epoch = 0
         finished, stopped_by = progress.step >= progress.total_steps, "steps"
         if self._time_is_up(clock):
             finished, stopped_by = True, "time"
