@@ -175,7 +175,7 @@ class SPOTConfig:
     #: ('trained-orders', the paper), averaged over all nine orders ('all-orders') or in
     #: raster order ('raster'); the last two go beyond the paper.
     teacher_targets: str = "trained-orders"
-    #: Data-loading processes (at most one per available CPU core: `runtime.data_workers`).
+    #: Data-loading processes, at most one per available CPU core (`runtime.data_workers`).
     num_workers: int = 4
     #: How training images are decoded and augmented — 'pil' (the authors' path), 'pil-draft'
     #: (PIL decodes the JPEG at a reduced size first), 'torchvision' (its decoder and tensor ops
