@@ -10,7 +10,8 @@ slot attention something to group. CPU, seconds.
 
 Beside the clusters, `variance_shares` splits the features' variance: the share that varies
 *within* an image (the rest is one vector per image, which says nothing about where the objects
-are), and of that, the share that the ground-truth segments explain (R^2 of a per-segment mean).
+are), and of that, the share that the ground-truth segments explain (R^2 of a per-segment mean);
+`position_r2`: how much of each patch's grid position a linear map reads from its feature.
 """
 
 from __future__ import annotations
@@ -61,8 +62,25 @@ def variance_shares(features: torch.Tensor, objects: torch.Tensor) -> dict:
             "segment_r2": round(100 * float(1 - within_segment / within_image), 1)}
 
 
+def position_r2(features: torch.Tensor) -> float:
+    """How well a linear map reads each patch's grid position (x, y) from its feature [B, N, D]:
+    R^2 on the second half of the images, fitted on the first half, in % (mean of x and y).
+    SPOT's decoder adds no position embedding; it relies on the features carrying position."""
+    count, patches, dim = features.shape
+    grid = int(patches ** 0.5)
+    ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    position = torch.stack([xs.flatten(), ys.flatten()], -1).float().repeat(count, 1)  # [B*N, 2]
+    inputs = torch.cat([features.reshape(-1, dim).float(), torch.ones(count * patches, 1)], 1)
+    half = (count // 2) * patches
+    weights = torch.linalg.lstsq(inputs[:half], position[:half]).solution
+    residual = (inputs[half:] @ weights - position[half:]).pow(2).sum(0)
+    total = (position[half:] - position[half:].mean(0)).pow(2).sum(0)
+    return round(100 * float((1 - residual / total).mean()), 1)
+
+
 def measure(features: torch.Tensor, objects: torch.Tensor, clusters: int) -> dict:
-    return {**probe(features, objects, clusters), **variance_shares(features, objects)}
+    return {**probe(features, objects, clusters), **variance_shares(features, objects),
+            "position_r2": position_r2(features)}
 
 
 def main() -> None:
