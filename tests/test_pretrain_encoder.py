@@ -10,6 +10,7 @@ from safetensors import safe_open
 
 from spot_tutorial.training.pretrain_encoder import (
     PretrainRecipe,
+    build_vit,
     colour_jitter,
     dino_loss,
     masked_patch_loss,
@@ -105,4 +106,17 @@ def test_the_default_recipe_is_the_one_stored_in_the_shipped_weights():
     with safe_open(str(TINY_DINO_WEIGHTS), "pt") as weights:
         stored = json.loads(weights.metadata()["recipe"])
     expected = json.loads(json.dumps(dataclasses.asdict(PretrainRecipe())))
-    assert stored == expected
+    # a field added to the recipe after the weights were made must default to what made them
+    added_since = {"position_code": 0.0}
+    assert {**added_since, **stored} == expected
+
+
+def test_a_fixed_position_code_is_never_trained():
+    recipe = PretrainRecipe(image_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2,
+                            position_code=1.0)
+    vit = build_vit(recipe)
+    assert not vit.pos_embed.requires_grad
+    assert vit.pos_embed[0, 0].abs().sum() == 0                    # none for the class token
+    assert vit.pos_embed[0, 1:].pow(2).mean().sqrt() > 0.5          # sin-cos: rms 1/sqrt(2)
+    assert build_vit(PretrainRecipe(image_size=32, patch_size=8, embed_dim=32, depth=1,
+                                    num_heads=2)).pos_embed.requires_grad

@@ -38,6 +38,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -77,12 +78,25 @@ class PretrainRecipe:
     seed: int = 0
     patch_loss_weight: float = 1.0  # iBOT's masked-patch term (0: DINO alone)
     mask_ratio: tuple[float, float] = (0.1, 0.5)  # share of masked patches, drawn per crop
+    # 0: timm's learned position embedding; s > 0: a fixed 2-D sin-cos code times s, never
+    # trained. SPOT's decoder has no position embedding of its own and relies on the features
+    # carrying position; a learned embedding shrinks to almost nothing here (random crops make
+    # absolute position useless to DINO), a fixed one cannot.
+    position_code: float = 0.0
 
 
 def build_vit(recipe: PretrainRecipe) -> nn.Module:
     """The small timm ViT that is pretrained here (and loaded by the tutorial's encoder)."""
-    return small_vit(recipe.image_size, recipe.patch_size, recipe.embed_dim, recipe.depth,
-                     recipe.num_heads)
+    vit = small_vit(recipe.image_size, recipe.patch_size, recipe.embed_dim, recipe.depth,
+                    recipe.num_heads)
+    if recipe.position_code > 0:
+        grid = recipe.image_size // recipe.patch_size
+        code = timm.layers.build_sincos2d_pos_embed([grid, grid], dim=recipe.embed_dim)  # [N, D]
+        with torch.no_grad():
+            vit.pos_embed.zero_()
+            vit.pos_embed[0, vit.num_prefix_tokens:] = recipe.position_code * code
+        vit.pos_embed.requires_grad_(False)
+    return vit
 
 
 class DINOHead(nn.Module):
