@@ -11,6 +11,8 @@ in SPOT's regime"): it trains one variant of `ablation.py` with its camouflage s
   position embedding only);
 * ``--pos-scale s`` adds a fixed 2-D sin-cos position code times s to the features (SPOT's decoder
   has no position embedding and relies on the features carrying position);
+* ``--weights FILE`` loads another tiny-dino safetensors file (with its .sha256 beside it, as
+  `pretrain_encoder` writes them) in place of the shipped one;
 * ``--set field=json`` changes any SPOTConfig field of the run.
 
 Beside slot and decoder mBO^i (raster order and the nine-order average) it scores the cross-attention
@@ -42,12 +44,21 @@ from spot_tutorial.model import decoders, encoder  # noqa: E402
 WORK_DIR = "/tmp/pilots"
 
 
+def use_weights(path: Path) -> None:
+    """Make 'tiny-dino' load `path` instead of the shipped weights."""
+    shipped = encoder.tiny_dino_vit
+
+    def other(image_size: int = 64, path_: Path = path):
+        return shipped(image_size, path_)
+    encoder.tiny_dino_vit = other
+
+
 def read_after_blocks(count: int) -> None:
     """Make 'tiny-dino' stop after its first `count` blocks."""
     shipped = encoder.tiny_dino_vit
 
-    def truncated(image_size: int = 64, path=encoder.TINY_DINO_WEIGHTS):
-        vit = shipped(image_size, path)
+    def truncated(image_size: int = 64):
+        vit = shipped(image_size)
         vit.blocks = vit.blocks[:count]
         return vit
     encoder.tiny_dino_vit = truncated
@@ -111,10 +122,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--blocks", type=int, default=None)
     parser.add_argument("--pos-scale", type=float, default=0.0)
+    parser.add_argument("--weights", type=Path, default=None, help="another tiny-dino safetensors file")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON")
     parser.add_argument("--out", default=str(HERE / "results/regime/pilots/short/pilots.jsonl"))
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.weights is not None:
+        use_weights(args.weights)
     if args.blocks is not None:
         read_after_blocks(args.blocks)
     if args.pos_scale:
