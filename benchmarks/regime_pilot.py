@@ -15,6 +15,9 @@ in SPOT's regime"): it trains one variant of `ablation.py` with its camouflage s
   `pretrain_encoder` writes them) in place of the shipped one;
 * ``--set field=json`` changes any SPOTConfig field of the run.
 
+A stage-2 variant (``e_spot``, ``g_student_no_ce``, ...) self-trains on the teacher of the pilot
+named by ``--teacher-tag`` (its checkpoint in /tmp/pilots is reused, or trained first).
+
 Beside slot and decoder mBO^i (raster order and the nine-order average) it scores the cross-attention
 of every decoder block and of each head of the last one, in the raster order. One line per run is
 appended to ``--out`` (default benchmarks/results/regime/pilots/short/pilots.jsonl).
@@ -117,7 +120,10 @@ def block_scores(checkpoint: Path, scenes) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tag", required=True, help="the run's name in the output file")
-    parser.add_argument("--variant", default="c_random", choices=["a_mlp", "b_raster", "c_random"])
+    parser.add_argument("--variant", default="c_random", choices=list(ablation.VARIANTS))
+    parser.add_argument("--teacher-tag", default=None,
+                        help="stage-2 variants: the pilot whose teacher to use (trained if missing)")
+    parser.add_argument("--student-steps", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--blocks", type=int, default=None)
@@ -138,11 +144,17 @@ def main() -> None:
         field, value = item.split("=", 1)
         settings[field] = json.loads(value)
 
-    budget = dict(ablation.FULL_BUDGET, steps=args.steps)
+    budget = dict(ablation.FULL_BUDGET, steps=args.steps, student_steps=args.student_steps)
+    stage = ablation.VARIANTS[args.variant]["stage"]
     spec = dict(run=f"pilot-{args.tag}", dataset="camouflage", variant=args.variant, seed=args.seed,
-                stage=1, report=True, teacher=None, budget=budget, device="cpu")
+                stage=stage, report=True, teacher=None, budget=budget, device="cpu")
     started = time.time()
-    result, _ = ablation.train_stage(spec, WORK_DIR)
+    teacher_checkpoint = None
+    if stage == 2:  # the teacher pilot first (resumed or reused if its checkpoint is there)
+        teacher_spec = dict(spec, run=f"pilot-{args.teacher_tag or args.tag + '-teacher'}", stage=1,
+                            variant=ablation.VARIANTS[args.variant]["teacher"])
+        teacher_checkpoint = ablation.train_stage(teacher_spec, WORK_DIR)[0].last_checkpoint
+    result, _ = ablation.train_stage(spec, WORK_DIR, teacher_checkpoint)
     train_seconds = time.time() - started
     _, validation, _ = ablation.datasets_for("camouflage", args.seed, budget, split="validation")
     orders = ("standard",) if args.variant == "a_mlp" else ("standard", "all")
@@ -152,7 +164,8 @@ def main() -> None:
         losses_last=ablation.last_losses(ablation.work_dir_for(spec, WORK_DIR) / "log.jsonl"),
         val={o: {k: scores[o][k]["mbo_i"] for k in ablation.MASK_KINDS} for o in orders},
         val_fgari={o: {k: scores[o][k]["fg_ari"] for k in ablation.MASK_KINDS} for o in orders},
-        blocks=block_scores(result.last_checkpoint, validation) if args.variant != "a_mlp" else {})
+        blocks=block_scores(result.last_checkpoint, validation) if args.variant != "a_mlp" else {},
+        teacher=str(teacher_checkpoint) if teacher_checkpoint else None)
     print(json.dumps(record), flush=True)
     with open(args.out, "a") as handle:
         handle.write(json.dumps(record) + "\n")
