@@ -160,7 +160,8 @@ def main() -> None:
     orders = ("standard",) if args.variant == "a_mlp" else ("standard", "all")
     scores = ablation.evaluate(result.last_checkpoint, validation, 32, orders)
     record = dict(
-        tag=args.tag, args=vars(args), train_s=round(train_seconds),
+        tag=args.tag, train_s=round(train_seconds),
+        args={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         losses_last=ablation.last_losses(ablation.work_dir_for(spec, WORK_DIR) / "log.jsonl"),
         val={o: {k: scores[o][k]["mbo_i"] for k in ablation.MASK_KINDS} for o in orders},
         val_fgari={o: {k: scores[o][k]["fg_ari"] for k in ablation.MASK_KINDS} for o in orders},
