@@ -32,6 +32,7 @@ from spot_tutorial.apps.cli import thread_count
 from spot_tutorial.apps.quickstart import (
     DEFAULT_MINUTES,
     DEFAULT_STUDENT_MINUTES,
+    QUICKSTART_SCENES,
     default_student_minutes,
     run_quickstart,
 )
@@ -48,7 +49,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
     result = run_quickstart(output_dir=Path(args.output_dir) / f"seed_{seed}", minutes=args.minutes,
                             student_minutes=args.student_minutes, seed=seed, device="cpu",
                             threads=args.threads, data_workers=args.data_workers, progress=False,
-                            verbose=False, prerender=args.prerender, **args.overrides)
+                            verbose=False, prerender=args.prerender, scenes=args.scenes, **args.overrides)
     report = result.report
     baseline = next(name for name in report["results"] if name.startswith("grid"))
     return {
@@ -63,6 +64,8 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
         "threads": report["environment"]["threads"],
         "thread_step_ms": report["environment"]["thread_step_ms"],
         "num_slots": report["config"]["teacher"]["num_slots"],
+        "scenes": report["scenes"],
+        "findings": {f["finding"]: f["held"] for f in report["findings"]},
         "batch_size": {stage: report["config"][stage]["batch_size"] for stage in ("teacher", "student")},
         "results": {name: {m: round(report["results"][name][m], 2) for m in METRICS}
                     for name in (baseline, *ROWS)},
@@ -104,6 +107,8 @@ def main() -> None:
     parser.add_argument("--data-workers", type=int, default=None,
                         help="with --no-prerender: data-loading processes per run (default: the "
                              "quickstart's, 1 on 2+ cores)")
+    parser.add_argument("--scenes", choices=sorted(QUICKSTART_SCENES), default="shapes",
+                        help="the quickstart's scenes (default: shapes)")
     parser.add_argument("--overrides", type=json.loads, default={},
                         help='teacher settings on top of the recipe, as JSON, e.g. \'{"lr_main": 4e-4}\'')
     parser.add_argument("--output-dir", default="outputs/quickstart_quality")
@@ -112,6 +117,9 @@ def main() -> None:
                         help="seeds run at a time, each in its own process (keep jobs x threads <= cores)")
     args = parser.parse_args()
 
+    student_minutes = (default_student_minutes(args.minutes) if args.student_minutes is None
+                       else args.student_minutes)
+    label = args.label or f"minutes={args.minutes:g}/{student_minutes:g}"
     runs = []
     with ProcessPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(run_seed, seed, args) for seed in args.seeds]
@@ -121,24 +129,27 @@ def main() -> None:
             print(f"seed {run['seed']}: {run['wall_seconds']:.0f} s (load {run['load_average_1min']}); "
                   + "; ".join(f"{name} mBO {values['mbo_i']:.1f} FG-ARI {values['fg_ari']:.1f}"
                               for name, values in run["results"].items()), flush=True)
-    table = summary_table(runs)
+            table = summary_table(runs)
+            store(label, runs, table, args, student_minutes)  # after every seed: a kill loses none
     print("\n" + table)
+    print(f"\nstored under {label!r} in {RESULTS}")
 
+
+def store(label: str, runs: list[dict], table: str, args: argparse.Namespace, student_minutes: float) -> None:
+    """Write (or update) this invocation's entry of the results file, atomically."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    student_minutes = (default_student_minutes(args.minutes) if args.student_minutes is None
-                       else args.student_minutes)
-    label = args.label or f"minutes={args.minutes:g}/{student_minutes:g}"
     stored[label] = {"runs": runs, "table": table, "threads": args.threads, "jobs": args.jobs,
-                     "prerender": args.prerender, "overrides": args.overrides,
+                     "prerender": args.prerender, "scenes": args.scenes, "overrides": args.overrides,
                      "data_workers": runs[0]["data_workers"],
                      "minutes": {"teacher": args.minutes, "student": student_minutes},
                      "metrics": "mBO/mIoU in the authors' convention (predicted segments keep their "
                                 "background pixels), FG-ARI on foreground pixels; x100",
                      "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(),
                                  "processor": platform.processor(), "torch": torch.__version__}}
-    RESULTS.write_text(json.dumps(stored, indent=2) + "\n")
-    print(f"\nstored under {label!r} in {RESULTS}")
+    partial = RESULTS.with_suffix(".json.partial")
+    partial.write_text(json.dumps(stored, indent=2) + "\n")
+    os.replace(partial, RESULTS)
 
 
 if __name__ == "__main__":

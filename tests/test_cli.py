@@ -12,6 +12,7 @@ import pytest
 from spot_tutorial.apps.cli import build_parser, config_from_args, main
 from spot_tutorial.apps.quickstart import QUICKSTART_SETTINGS, QUICKSTART_STUDENT_SETTINGS, finding_line
 from spot_tutorial.config import SPOTConfig
+from spot_tutorial.errors import ConfigError
 from spot_tutorial.evaluation.baselines import grid_masks
 from spot_tutorial.io.checkpoint_file import load_model, safe_load
 from spot_tutorial.recipes import get_preset
@@ -148,6 +149,35 @@ def test_quickstart_runs_end_to_end_as_a_module(tmp_path):
     assert "torch thread(s): a teacher step took" in done.stdout
     assert (tmp_path / "masks.png").stat().st_size > 1000
     assert (tmp_path / "teacher" / "last.pt").is_file() and (tmp_path / "student" / "last.pt").is_file()
+
+
+def test_quickstart_on_camouflage_scenes_uses_the_self_supervised_encoder(tmp_path):
+    from spot_tutorial.apps.options import QUICKSTART as QUICKSTART_COMMAND
+    from spot_tutorial.apps.quickstart import CAMOUFLAGE_SETTINGS, QUICKSTART_SCENES, run_quickstart
+
+    scene_option = next(o for o in QUICKSTART_COMMAND.options if o.flag == "--scenes")
+    assert set(scene_option.choices) == set(QUICKSTART_SCENES)
+    result = run_quickstart(tmp_path, minutes=0.02, student_minutes=0.02, train_images=64, eval_images=8,
+                            scenes="camouflage", threads=1, progress=False, verbose=False)
+    report = result.report
+    assert report["scenes"] == "camouflage" and result.table.startswith("Quickstart: camouflage scenes")
+    for stage in ("teacher", "student"):
+        config = report["config"][stage]
+        assert config["which_encoder"] == "tiny-dino" and config["synthetic_difficulty"] == "camouflage"
+        assert config["num_slots"] == 7 and config["cache_features"]
+    assert report["config"]["teacher"]["lr_main"] == CAMOUFLAGE_SETTINGS["lr_main"]
+    assert report["config"]["teacher"]["batch_size"] == CAMOUFLAGE_SETTINGS["batch_size"]
+    assert report["teacher"]["steps"] > 0 and report["student"]["steps"] > 0
+    assert [f["finding"] for f in report["findings"]] == ["F2", "F3", "F4"]
+
+
+def test_quickstart_refuses_unknown_scenes_before_training(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["quickstart", "--scenes", "checkerboard", "--output-dir", str(tmp_path)])
+    assert "camouflage" in capsys.readouterr().err
+    from spot_tutorial.apps.quickstart import quickstart_config
+    with pytest.raises(ConfigError, match="unknown quickstart scenes 'checkerboard'"):
+        quickstart_config(1.0, scenes="checkerboard")
 
 
 @pytest.mark.slow

@@ -1,7 +1,10 @@
 """`spot quickstart`: the whole SPOT method on a laptop CPU in minutes, with no downloads.
 
-It runs both stages of the paper on the built-in synthetic shapes dataset with the tiny model
-(64 px images, a frozen depth-0 ViT, 5 slots):
+It runs both stages of the paper on built-in synthetic scenes with a tiny model (64 px images):
+by default flat-coloured shapes seen through a frozen depth-0 ViT (pixels, 5 slots); with
+``scenes="camouflage"`` (``spot quickstart --scenes camouflage``) textured scenes that colour
+cannot segment, seen through the project's own self-supervised 4-block ViT (7 slots), SPOT's
+regime in miniature:
 
 1. stage 1: a teacher (shared Gaussian slots, random patch orders) for a wall-time budget;
 2. stage 2: a new student distilled from the teacher's decoder masks (self-training);
@@ -110,14 +113,29 @@ QUICKSTART_SETTINGS = dict(lr_main=5e-4, num_iterations=5, batch_size=16, eval_o
                            epochs=NO_LIMIT, eval_every=NO_LIMIT, checkpoint_every=0, log_every=50)
 # The student: lr 2e-3, the paper's three iterations, batches of 32.
 QUICKSTART_STUDENT_SETTINGS = dict(lr_main=2e-3, num_iterations=3, batch_size=32)
+# The teacher on the camouflage scenes (the `camouflage` preset: the project's DINO + iBOT ViT,
+# 7 slots): the settings of benchmarks/ablation.py's camouflage runs, chosen on validation scenes
+# (lr 2e-3, the paper's three iterations, batches of 32).
+CAMOUFLAGE_SETTINGS = dict(QUICKSTART_SETTINGS, lr_main=2e-3, num_iterations=3, batch_size=32)
+
+# The scenes the quickstart can train on: (preset, teacher settings, words for the table).
+QUICKSTART_SCENES: dict[str, tuple[str, dict[str, Any], str]] = {
+    "shapes": ("synthetic", QUICKSTART_SETTINGS, "synthetic shapes"),
+    "camouflage": ("camouflage", CAMOUFLAGE_SETTINGS, "camouflage scenes"),
+}
+DEFAULT_SCENES = "shapes"
 
 
 def quickstart_config(minutes: float, seed: int = 0, train_images: int = 0, eval_images: int = 0,
-                      **overrides: Any) -> SPOTConfig:
-    """The teacher's configuration: the synthetic preset, trained for `minutes` of wall time."""
-    settings = dict(QUICKSTART_SETTINGS, seed=seed, max_minutes=minutes, train_images=train_images,
+                      scenes: str = DEFAULT_SCENES, **overrides: Any) -> SPOTConfig:
+    """The teacher's configuration: the preset of `scenes` (`QUICKSTART_SCENES`) with its
+    quickstart settings, trained for `minutes` of wall time."""
+    if scenes not in QUICKSTART_SCENES:
+        raise ConfigError(f"unknown quickstart scenes {scenes!r}; choose one of {sorted(QUICKSTART_SCENES)}")
+    preset, scene_settings, _ = QUICKSTART_SCENES[scenes]
+    settings = dict(scene_settings, seed=seed, max_minutes=minutes, train_images=train_images,
                     eval_images=eval_images)
-    return get_preset("synthetic", **{**settings, **overrides})
+    return get_preset(preset, **{**settings, **overrides})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -223,7 +241,7 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
                    student_minutes: float | None = None, seed: int = 0, train_images: int = 0,
                    eval_images: int = 0, device: str = "cpu", threads: int | str = "auto",
                    data_workers: int | None = None, progress: bool = True, verbose: bool = True,
-                   prerender: bool = True,
+                   prerender: bool = True, scenes: str = DEFAULT_SCENES,
                    **config_overrides: Any) -> QuickstartResult:
     """Teacher, then student, then the comparison; returns (and writes) the report.
 
@@ -235,7 +253,10 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
     1 on a machine with two or more cores). `threads`: torch CPU threads, or "auto": with
     prerendered scenes on the CPU, the faster of 1 and 2 on this machine
     (`fastest_thread_count`), otherwise 1; 0 keeps PyTorch's default.
-    `config_overrides`: any SPOTConfig field, e.g. ``num_slots=6``.
+    `scenes`: "shapes" (flat-coloured shapes, the pixel encoder `tiny`; the default) or
+    "camouflage" (textured scenes that colour cannot segment, the project's self-supervised ViT
+    `tiny-dino`, its features computed once per stage). `config_overrides`: any SPOTConfig
+    field, e.g. ``num_slots=6``.
     """
     started = time.perf_counter()
     student_minutes = default_student_minutes(minutes) if student_minutes is None else student_minutes
@@ -249,7 +270,8 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     config_overrides.setdefault("num_workers", 0 if prerender else data_workers)
-    teacher_config = quickstart_config(minutes, seed, train_images, eval_images, **config_overrides)
+    teacher_config = quickstart_config(minutes, seed, train_images, eval_images, scenes, **config_overrides)
+    scene_words = QUICKSTART_SCENES[scenes][2]
     datasets = None
     if prerender:  # the same scenes, rendered once; both stages read them
         train_set, eval_set = build_datasets(teacher_config)
@@ -257,7 +279,7 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
     say = print if verbose else (lambda *args, **kwargs: None)
     thread_timings = set_threads(threads, teacher_config, datasets if device == "cpu" else None, say)
 
-    say(f"[quickstart] stage 1: training the teacher for {minutes:g} min on synthetic shapes ...")
+    say(f"[quickstart] stage 1: training the teacher for {minutes:g} min on {scene_words} ...")
     stage_start = time.perf_counter()
     teacher_trainer = Trainer(teacher_config, stage=1, output_dir=output_dir / "teacher", device=device,
                               overwrite=True, progress=progress, datasets=datasets)
@@ -284,13 +306,14 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
         "student decoder masks": student.final_metrics["decoder"],
     }
     orders = describe_orders(teacher_config.eval_orders)
-    table = results_table(rows, title=f"Quickstart: synthetic shapes, {rows[baseline_name]['num_images']} "
+    table = results_table(rows, title=f"Quickstart: {scene_words}, {rows[baseline_name]['num_images']} "
                                       f"held-out images (x100; judge by mBO^i)\ndecoder masks: {orders}")
     figure_path = save_teacher_student_figure(output_dir / "masks.png", teacher.last_checkpoint,
                                               student.last_checkpoint, eval_set, seed=seed)
     report = {
         "results": rows,
         "decoder_orders": orders,
+        "scenes": scenes,
         "teacher": stage_summary(teacher, teacher_seconds),
         "student": stage_summary(student, student_seconds),
         "findings": quickstart_findings(rows, baseline_name),
