@@ -683,6 +683,78 @@ def paired_report(records: list[dict[str, Any]], first: str, second: str, masks:
     return "\n".join(lines)
 
 
+# The paper's four findings as paired comparisons: (finding, claim, better, worse), each side a
+# (variant, masks, decoder orders). A decoder's masks are read the way that model is used: the
+# random-order models' averaged over the nine orders, the raster and MLP models' in the raster
+# order (the only one they know). The grid is one fixed score, so its "pairs" repeat it per seed.
+FINDINGS = (
+    ("F1", "random orders beat raster: decoder masks", ("c_random", "decoder", "all"),
+     ("b_raster", "decoder", "standard")),
+    ("F1", "random orders beat raster: slot masks", ("c_random", "slot", "standard"),
+     ("b_raster", "slot", "standard")),
+    ("F2", "the teacher's decoder masks beat its slot masks", ("c_random", "decoder", "all"),
+     ("c_random", "slot", "standard")),
+    ("F3", "the student's slot masks beat the teacher's", ("e_spot", "slot", "standard"),
+     ("c_random", "slot", "standard")),
+    ("F3", "the student's slot masks beat control (g), trained without distillation",
+     ("e_spot", "slot", "standard"), ("g_student_no_ce", "slot", "standard")),
+    ("F4", "the AR decoder beats the MLP decoder", ("c_random", "decoder", "all"),
+     ("a_mlp", "decoder", "standard")),
+    ("F4", "the MLP decoder beats the grid", ("a_mlp", "decoder", "standard"), (GRID, "slot", "standard")),
+    ("F4", "the AR decoder beats the grid", ("c_random", "decoder", "all"), (GRID, "slot", "standard")),
+)
+FINDING_LEVEL = 0.05  # held: the mean difference is positive and the two-sided paired p is below this
+
+
+def side_scores(records: list[dict[str, Any]], dataset: str, side: tuple[str, str, str],
+                metric: str = "mbo_i") -> dict[int | None, float]:
+    """{seed: score} of one side of a finding (the grid: {None: its one score})."""
+    variant, masks, orders = side
+    return {record["seed"]: record["results"][orders][masks][metric] for record in records
+            if record["dataset"] == dataset and record["variant"] == variant}
+
+
+def finding_tests(records: list[dict[str, Any]], dataset: str, metric: str = "mbo_i") -> list[dict[str, Any]]:
+    """Each comparison of `FINDINGS` that the stored runs of `dataset` allow, with its paired test and
+    whether it held; comparisons with fewer than 2 common seeds are left out."""
+    tests = []
+    for finding, claim, better, worse in FINDINGS:
+        first = side_scores(records, dataset, better, metric)
+        second = side_scores(records, dataset, worse, metric)
+        if None in second:  # the grid: the same score beside every seed
+            second = {seed: second[None] for seed in first}
+        pairs = [(seed, first[seed], second[seed]) for seed in sorted(set(first) & set(second))]
+        if len(pairs) < 2:
+            continue
+        test = paired_test(pairs)
+        if test["std_difference"] < 1e-9:  # identical differences: no spread to test against
+            test["p"] = 0.0 if test["mean_difference"] != 0 else 1.0
+        held = test["mean_difference"] > 0 and test["p"] < FINDING_LEVEL
+        tests.append({"finding": finding, "claim": claim, "better": list(better), "worse": list(worse),
+                      "metric": metric, "held": held, **test})
+    return tests
+
+
+def findings_table(records: list[dict[str, Any]]) -> str:
+    """The findings of every dataset as Markdown: the two means, the paired difference, p, held."""
+    lines = []
+    for dataset, info in DATASETS.items():
+        tests = finding_tests(records, dataset)
+        if not tests:
+            continue
+        lines += [f"**The paper's findings on {info['label']}**: mBO^i x100, paired t-test over the "
+                  f"seeds (held: mean difference > 0 and p < {FINDING_LEVEL:g}).", "",
+                  "| finding | claim | better side | worse side | difference | p | seeds | held |",
+                  "|:--|:--|--:|--:|--:|--:|--:|:--|"]
+        for test in tests:
+            means = [statistics.mean(test["first"]), statistics.mean(test["second"])]
+            lines.append(f"| {test['finding']} | {test['claim']} | {means[0]:.1f} | {means[1]:.1f} | "
+                         f"{test['mean_difference']:+.1f} ± {test['std_difference']:.1f} | {test['p']:.3f} | "
+                         f"{test['n']} | {'held' if test['held'] else 'not held'} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def load_records(runs_dir: Path, budget: dict[str, Any] | None, seeds: list[int] | None,
                  split: str = "test") -> list[dict]:
     """The stored runs of this budget and these seeds, with `results` read from `split`'s scenes
@@ -725,7 +797,9 @@ def write_outputs(results_dir: Path, static_dir: Path, meta: dict[str, Any]) -> 
     if not records:
         raise FileNotFoundError(f"no finished runs in {runs_dir} ({split} scenes): run the ablation first")
     rows = aggregate(records)
-    data = {**meta, "rows": rows, "runs": report_runs(records),
+    findings = {dataset: finding_tests(records, dataset) for dataset in DATASETS}
+    data = {**meta, "rows": rows, "findings": {d: tests for d, tests in findings.items() if tests},
+            "runs": report_runs(records),
             "runs_wall_seconds_sum": round(sum(r.get("wall_seconds", 0) for r in records), 1),
             "run_files": sorted(f"ablation_runs/{r['run']}.json" for r in records)}
     if split == "validation":  # the numbers that choose the recipe: never the book's table
@@ -742,7 +816,8 @@ def write_outputs(results_dir: Path, static_dir: Path, meta: dict[str, Any]) -> 
         shutil.copyfile(paths["png"], paths["book_png"])
     paths["table"].write_text("<!-- generated by benchmarks/ablation.py from "
                               "benchmarks/results/ablation_runs;"
-                              " do not edit -->\n\n" + markdown_tables(rows, meta))
+                              " do not edit -->\n\n" + markdown_tables(rows, meta)
+                              + findings_table(records))
     return paths
 
 
@@ -826,7 +901,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         stored = results_dir / "ablation.json"
         if stored.exists():
             old = json.loads(stored.read_text())
-            meta = {k: v for k, v in old.items() if k not in ("rows", "runs", "run_files",
+            meta = {k: v for k, v in old.items() if k not in ("rows", "runs", "run_files", "findings",
                                                               "runs_wall_seconds_sum")}
         else:
             meta = {"budget": budget, "seeds": seeds}

@@ -177,6 +177,44 @@ def test_paired_test_is_the_t_test_of_the_differences(ablation):
         ablation.paired_test(pairs[:1])
 
 
+def test_findings_are_paired_tests_of_the_stated_sides_and_hold_only_when_significant(ablation):
+    def run(variant, seed, slot, decoder_all, decoder_raster=None):
+        raster = decoder_all if decoder_raster is None else decoder_raster
+        results = {"standard": {"slot": {"mbo_i": slot}, "decoder": {"mbo_i": raster}},
+                   "all": {"slot": {"mbo_i": slot}, "decoder": {"mbo_i": decoder_all}}}
+        return {"run": f"camouflage-{variant}-s{seed}", "dataset": "camouflage", "variant": variant,
+                "seed": seed, "results": results}
+
+    grid = {"run": "camouflage-grid", "dataset": "camouflage", "variant": "grid", "seed": None,
+            "results": {"standard": {"slot": {"mbo_i": 17.5}, "decoder": {"mbo_i": 17.5}}}}
+    records = [grid]
+    for seed, noise in enumerate((0.3, -0.4, 0.1)):
+        records += [run("c_random", seed, 26 + noise, 30 + 2 * noise, decoder_raster=5.0),
+                    run("b_raster", seed, 24 - noise, 8.0, decoder_raster=21 + noise),
+                    run("a_mlp", seed, 22, 90.0, decoder_raster=23 + noise)]
+    records.append(run("e_spot", 0, 33, 31))  # one seed only: F3 cannot be tested yet
+    tests = {(t["finding"], t["claim"]): t for t in ablation.finding_tests(records, "camouflage")}
+    assert {finding for finding, _ in tests} == {"F1", "F2", "F4"}
+    f1 = tests["F1", "random orders beat raster: decoder masks"]
+    # the random-order teacher read over nine orders, the raster one in its own order
+    assert f1["first"] == pytest.approx([30.6, 29.2, 30.2])
+    assert f1["second"] == pytest.approx([21.3, 20.6, 21.1])
+    assert f1["held"] and f1["p"] < 0.05
+    f2 = tests["F2", "the teacher's decoder masks beat its slot masks"]
+    assert f2["mean_difference"] == pytest.approx(4 + sum((0.3, -0.4, 0.1)) / 3) and f2["held"]
+    # the MLP decoder is read in the raster order, and the grid repeats its one score per seed
+    grid_test = tests["F4", "the MLP decoder beats the grid"]
+    assert grid_test["second"] == [17.5] * 3 and grid_test["first"] == pytest.approx([23.3, 22.6, 23.1])
+    mlp = tests["F4", "the AR decoder beats the MLP decoder"]
+    assert mlp["held"]
+    # a difference that changes sign across seeds is not a finding that held
+    records += [run("c_random", 3, 20, 15, decoder_raster=5.0), run("b_raster", 3, 30, 8, decoder_raster=30)]
+    retested = {(t["finding"], t["claim"]): t for t in ablation.finding_tests(records, "camouflage")}
+    assert not retested["F1", "random orders beat raster: decoder masks"]["held"]
+    table = ablation.findings_table(records)
+    assert "| F1 | random orders beat raster: decoder masks |" in table and "not held" in table
+
+
 def test_paired_option_reads_the_stored_runs_and_trains_nothing(ablation, capsys):
     assert ablation.main(["--paired", "c_random", "b_raster"]) == {}
     out = capsys.readouterr().out
