@@ -789,7 +789,8 @@ def report_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def write_outputs(results_dir: Path, static_dir: Path, meta: dict[str, Any]) -> dict[str, Path]:
+def write_outputs(results_dir: Path, static_dir: Path, meta: dict[str, Any],
+                  static_prefix: str = "") -> dict[str, Path]:
     """ablation.json/.csv/.png from the run files in results_dir/ablation_runs; book copies."""
     runs_dir = results_dir / "ablation_runs"
     split = meta.get("split", "test")
@@ -806,8 +807,9 @@ def write_outputs(results_dir: Path, static_dir: Path, meta: dict[str, Any]) -> 
         static_dir = results_dir
     prefix = "" if split == "test" else f"{split}_"
     paths = {"json": results_dir / f"{prefix}ablation.json", "csv": results_dir / f"{prefix}ablation.csv",
-             "png": results_dir / f"{prefix}ablation.png", "table": static_dir / f"{prefix}ablation_table.md",
-             "book_png": static_dir / f"{prefix}ablation.png"}
+             "png": results_dir / f"{prefix}ablation.png",
+             "table": static_dir / f"{static_prefix}{prefix}ablation_table.md",
+             "book_png": static_dir / f"{static_prefix}{prefix}ablation.png"}
     write_json(paths["json"], data)
     write_csv(paths["csv"], rows)
     plot(rows, paths["png"])
@@ -867,6 +869,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
     parser.add_argument("--static-dir", default=str(DEFAULT_STATIC),
                         help="book/_static: plot and table copies")
+    parser.add_argument("--static-prefix", default="",
+                        help="prefix of the copies' names in --static-dir, e.g. regime_ for a second "
+                             "table beside the book's first")
     parser.add_argument("--work-dir", default=str(DEFAULT_WORK), help="checkpoints and logs (not kept)")
     parser.add_argument("--split", default="test", choices=list(SPLIT_SEEDS),
                         help="with --plot-only: the tables of the test scenes (the book's) or of the "
@@ -907,7 +912,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
             meta = {"budget": budget, "seeds": seeds}
         meta["plot_only_command"] = "python benchmarks/ablation.py " + shlex.join(argv)
         meta["split"] = args.split
-        paths = write_outputs(results_dir, static_dir, meta)
+        paths = write_outputs(results_dir, static_dir, meta, args.static_prefix)
         print(paths["table"].read_text())
         return paths
 
@@ -950,8 +955,8 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         "invocations": invocations,
         "environment": environment(), "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    paths = write_outputs(results_dir, static_dir, meta)
-    print((static_dir / "ablation_table.md").read_text())
+    paths = write_outputs(results_dir, static_dir, meta, args.static_prefix)
+    print(paths["table"].read_text())
     print(f"[ablation] total wall time {total:.0f} s; outputs: {', '.join(str(p) for p in paths.values())}")
     return paths
 
