@@ -14,7 +14,8 @@ def test_cached_features_are_the_encoders_and_give_the_same_output_and_loss():
     model = tiny_model()
     scenes = SyntheticShapes(10, 64, seed=5)
     cache = FeatureCache(scenes, model.encoder, batch_size=4)   # batches of 4, 4, 2
-    assert len(cache) == 10 and set(cache[3]) >= {"image", "features", "instance_mask"}
+    assert len(cache) == 10 and set(cache[3]) == {"image", "features"}
+    assert torch.equal(cache[3]["image"], scenes[3]["image"])  # the very images, kept from the one pass
     images = torch.stack([cache[i]["image"] for i in range(6)])
     features = torch.stack([cache[i]["features"] for i in range(6)])
     with torch.no_grad():
@@ -31,6 +32,25 @@ def test_cached_features_are_the_encoders_and_give_the_same_output_and_loss():
     torch.manual_seed(1)
     cached_loss, _ = batch_loss(model, images, features=features)
     assert torch.allclose(loss, cached_loss, atol=1e-6) and "mse" in record
+
+
+def test_the_cache_renders_each_scene_once_and_keeps_no_second_copy_of_rendered_scenes(monkeypatch):
+    from spot_tutorial.data import RenderedScenes
+
+    model = tiny_model()
+    scenes = SyntheticShapes(6, 64, seed=5)
+    calls = []
+    render = SyntheticShapes.render
+    monkeypatch.setattr(SyntheticShapes, "render", lambda self, i: calls.append(i) or render(self, i))
+    cache = FeatureCache(scenes, model.encoder, batch_size=4)
+    assert sorted(calls) == list(range(6))
+    for _epoch in range(2):  # training reads every item each epoch: nothing is rendered again
+        items = [cache[i] for i in range(6)]
+    assert sorted(calls) == list(range(6)) and items[5]["features"].shape == (64, 64)
+    rendered = RenderedScenes(scenes)
+    in_memory = FeatureCache(rendered, model.encoder)
+    assert in_memory.images is None  # RenderedScenes holds its 8-bit images already
+    assert torch.equal(in_memory[2]["image"], rendered[2]["image"])
 
 
 def test_cached_features_are_refused_where_they_would_be_wrong():

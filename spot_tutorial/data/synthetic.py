@@ -361,6 +361,8 @@ class RenderedScenes(Dataset):
     normalised as `scenes` normalises.
     """
 
+    in_memory = True  # read by training.feature_cache: nothing to render again
+
     def __init__(self, scenes: SyntheticShapes) -> None:
         self.scenes = scenes
         size = scenes.image_size

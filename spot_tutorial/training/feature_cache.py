@@ -3,8 +3,9 @@
 In stage 1 the encoder is frozen (paper, section 4: DINO's ViT is not trained), so the patch
 features of a training image never change: every epoch recomputes the same numbers. On two CPU
 cores the encoder's forward pass is about half of a teacher step with the tutorial's 4-block ViT.
-`FeatureCache` runs the encoder once over a dataset that is held in memory (`data.RenderedScenes`)
-and returns ``{"image", "features"}`` items; the training step hands the features to
+`FeatureCache` runs the encoder once over a dataset and returns ``{"image", "features"}`` items,
+both from memory (a dataset that renders its scenes on every access has its images kept too, so
+no step renders them again); the training step hands the features to
 ``SPOT(images, features=...)``, which skips the encoder and computes the rest as before. Only for
 an encoder that stays frozen (the tutorial's student, whose small ViT has no block past
 `finetune_blocks_after`, too); a model that trains encoder blocks refuses cached features.
@@ -28,7 +29,9 @@ class FeatureCache(Dataset):
         encoder: the model's frozen encoder (`SPOT.encoder`); run in eval mode, no gradients.
         batch_size: images per encoder call while the cache is filled.
 
-    Memory: images x patches x width x 4 bytes (10,000 scenes, 64 patches, width 128: 330 MB).
+    Memory: images x patches x width x 4 bytes (10,000 scenes, 64 patches, width 128: 330 MB),
+    and for a dataset without ``in_memory = True`` (`data.RenderedScenes` has it) its images as
+    given, float32 (10,000 at 64 px: 490 MB).
     """
 
     def __init__(self, dataset: Dataset, encoder: nn.Module, batch_size: int = 256) -> None:
@@ -37,19 +40,24 @@ class FeatureCache(Dataset):
                               "so its features change during training; train on images instead")
         self.dataset = dataset
         device = next(encoder.parameters()).device
-        parts = []
+        keep_images = not getattr(dataset, "in_memory", False)
+        parts, kept = [], []
         with torch.no_grad():
             for start in range(0, len(dataset), batch_size):
                 stop = min(start + batch_size, len(dataset))
-                images = torch.stack([dataset[i]["image"] for i in range(start, stop)])
+                images = torch.stack([dataset[i]["image"] for i in range(start, stop)])  # [b, 3, S, S]
                 parts.append(encoder(images.to(device)).float().cpu())     # [b, N, D]
+                if keep_images:
+                    kept.append(images)
         self.features = torch.cat(parts) if parts else torch.empty(0)     # [len, N, D]
+        self.images = torch.cat(kept) if kept else None                   # [len, 3, S, S] or None
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {**self.dataset[index], "features": self.features[index]}
+        image = self.dataset[index]["image"] if self.images is None else self.images[index]
+        return {"image": image, "features": self.features[index]}
 
 
 def cached_features(train_set: Dataset, encoder: nn.Module, config: SPOTConfig) -> FeatureCache:
