@@ -42,6 +42,7 @@ never to the repository. Outputs: ``ablation.json``, ``ablation.csv``, ``ablatio
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import json
@@ -51,6 +52,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import statistics
 import sys
 import textwrap
@@ -413,6 +415,26 @@ def stored_run(path: Path, budget: dict[str, Any], spec: dict[str, Any] | None =
     return record
 
 
+@contextlib.contextmanager
+def workers_stopped_with(pool: ProcessPoolExecutor):
+    """Stop the pool's workers when this process is interrupted or killed (SIGTERM, Ctrl-C).
+
+    Spawned workers do not die with their parent: left alone, they finish their current run and
+    write its checkpoints while a restarted ablation trains the same run in the same folder."""
+    def stop(signum, frame):
+        raise SystemExit(f"[ablation] stopped by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except BaseException:
+        for process in list(getattr(pool, "_processes", {}).values()):  # no public API before 3.14
+            process.terminate()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def execute(specs: list[dict[str, Any]], runs_dir: Path, work_dir: str, workers: int,
             say=print) -> dict[str, dict[str, Any]]:
     by_id = {spec["run"]: spec for spec in specs}
@@ -440,7 +462,7 @@ def execute(specs: list[dict[str, Any]], runs_dir: Path, work_dir: str, workers:
         return done
 
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool, workers_stopped_with(pool):
         running = {}
         while pending or running:
             while len(running) < workers:

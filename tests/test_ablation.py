@@ -237,3 +237,23 @@ def test_the_chapters_paired_tests_are_the_stored_runs(ablation):
             quoted = [float(d.replace("−", "-")) for d in differences.split(",")]
             assert quoted == pytest.approx(test["differences"], abs=0.051), (first, second, dataset)
             assert float(p) == pytest.approx(test["p"], abs=0.0005), (first, second, dataset)
+
+
+def test_interrupting_the_ablation_stops_its_worker_processes(ablation):
+    """A killed scheduler must not leave workers that keep training into the runs' folders."""
+    import multiprocessing
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with pytest.raises(KeyboardInterrupt):
+            with ablation.workers_stopped_with(pool):
+                pool.submit(time.sleep, 60)
+                time.sleep(1.0)  # the worker is up and sleeping in its job
+                pids = [process.pid for process in pool._processes.values()]
+                raise KeyboardInterrupt
+    assert pids and time.perf_counter() - started < 30  # the pool did not wait for the job
+    for pid in pids:  # gone, or a zombie waiting to be reaped
+        status = Path(f"/proc/{pid}/status")
+        assert not status.exists() or "zombie" in status.read_text()
