@@ -257,3 +257,14 @@ def test_interrupting_the_ablation_stops_its_worker_processes(ablation):
     for pid in pids:  # gone, or a zombie waiting to be reaped
         status = Path(f"/proc/{pid}/status")
         assert not status.exists() or "zombie" in status.read_text()
+
+
+def test_the_books_regime_findings_are_those_of_the_stored_runs(ablation):
+    """book/_static/regime_ablation_table.md (the chapter's camouflage section) is up to date with
+    the run files in benchmarks/results/regime/ablation_runs, its findings recomputed here."""
+    table = (ROOT / "book" / "_static" / "regime_ablation_table.md").read_text()
+    records = ablation.load_records(ROOT / "benchmarks" / "results" / "regime" / "ablation_runs",
+                                    ablation.FULL_BUDGET, [0, 1, 2, 3, 4])
+    findings = ablation.findings_table(records)
+    assert findings and findings in table
+    assert table.count("| F") == len(ablation.finding_tests(records, "camouflage")) >= 6

@@ -114,6 +114,16 @@ def test_ablation_chapter_shows_the_stored_results(html):
     assert "RESULTS_DISCUSSION" not in text and "RUNTIME_NOTE" not in text, "placeholders left in the chapter"
 
 
+def test_ablation_chapter_shows_the_regime_ablation_and_its_findings(html):
+    """The camouflage section includes its generated table (findings held or not) and plot."""
+    page = html / "ablation.html"
+    text = page.read_text(encoding="utf-8")
+    assert "paired t-test over the seeds" in text and "not held" in text
+    assert re.search(r"<td[^>]*><p>F2</p></td>", text)
+    assert any(image.name.startswith("regime_ablation") and image.stat().st_size > 10_000
+               for image in local_images(page))
+
+
 def test_equations_render_offline_with_mathjax_served_by_the_book(html):
     page = (html / "paper.html").read_text(encoding="utf-8")
     assert len(re.findall(r'class="math[ "]', page)) >= 10            # the equations, as math markup
