@@ -770,13 +770,13 @@ def findings_table(records: list[dict[str, Any]]) -> str:
             continue
         lines += [f"**The paper's findings on {info['label']}**: mBO^i x100, paired t-test over the "
                   f"seeds (held: mean difference > 0 and p < {FINDING_LEVEL:g}).", "",
-                  "| finding | claim | better side | worse side | difference | p | seeds | held |",
-                  "|:--|:--|--:|--:|--:|--:|--:|:--|"]
+                  "| finding | mBO^i, the claim's two sides | difference | p (seeds) | held |",
+                  "|:--|--:|--:|--:|:--|"]
         for test in tests:
             means = [statistics.mean(test["first"]), statistics.mean(test["second"])]
-            lines.append(f"| {test['finding']} | {test['claim']} | {means[0]:.1f} | {means[1]:.1f} | "
-                         f"{test['mean_difference']:+.1f} ± {test['std_difference']:.1f} | {test['p']:.3f} | "
-                         f"{test['n']} | {'held' if test['held'] else 'not held'} |")
+            lines.append(f"| **{test['finding']}** {test['claim']} | {means[0]:.1f} vs {means[1]:.1f} | "
+                         f"{test['mean_difference']:+.1f} ± {test['std_difference']:.1f} | "
+                         f"{test['p']:.3f} ({test['n']}) | {'held' if test['held'] else 'not held'} |")
         lines.append("")
     return "\n".join(lines)
 

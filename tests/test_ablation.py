@@ -212,7 +212,7 @@ def test_findings_are_paired_tests_of_the_stated_sides_and_hold_only_when_signif
     retested = {(t["finding"], t["claim"]): t for t in ablation.finding_tests(records, "camouflage")}
     assert not retested["F1", "random orders beat raster: decoder masks"]["held"]
     table = ablation.findings_table(records)
-    assert "| F1 | random orders beat raster: decoder masks |" in table and "not held" in table
+    assert "| **F1** random orders beat raster: decoder masks | " in table and "not held" in table
 
 
 def test_paired_option_reads_the_stored_runs_and_trains_nothing(ablation, capsys):
@@ -267,4 +267,4 @@ def test_the_books_regime_findings_are_those_of_the_stored_runs(ablation):
                                     ablation.FULL_BUDGET, [0, 1, 2, 3, 4])
     findings = ablation.findings_table(records)
     assert findings and findings in table
-    assert table.count("| F") == len(ablation.finding_tests(records, "camouflage")) >= 6
+    assert table.count("| **F") == len(ablation.finding_tests(records, "camouflage")) >= 6

@@ -119,7 +119,7 @@ def test_ablation_chapter_shows_the_regime_ablation_and_its_findings(html):
     page = html / "ablation.html"
     text = page.read_text(encoding="utf-8")
     assert "paired t-test over the seeds" in text and "not held" in text
-    assert re.search(r"<td[^>]*><p>F2</p></td>", text)
+    assert re.search(r"<td[^>]*><p><strong>F2</strong> the teacher", text)
     assert any(image.name.startswith("regime_ablation") and image.stat().st_size > 10_000
                for image in local_images(page))
 
