@@ -151,12 +151,15 @@ def test_quickstart_runs_end_to_end_as_a_module(tmp_path):
     assert (tmp_path / "teacher" / "last.pt").is_file() and (tmp_path / "student" / "last.pt").is_file()
 
 
-def test_quickstart_on_camouflage_scenes_uses_the_self_supervised_encoder(tmp_path):
+def test_quickstart_on_camouflage_scenes_uses_the_self_supervised_encoder(tmp_path, monkeypatch):
     from spot_tutorial.apps.options import QUICKSTART as QUICKSTART_COMMAND
     from spot_tutorial.apps.quickstart import CAMOUFLAGE_SETTINGS, QUICKSTART_SCENES, run_quickstart
+    from spot_tutorial.training import feature_cache
 
     scene_option = next(o for o in QUICKSTART_COMMAND.options if o.flag == "--scenes")
     assert set(scene_option.choices) == set(QUICKSTART_SCENES)
+    caches = []
+    monkeypatch.setattr(feature_cache.FeatureCache, "__init__", _counted(feature_cache.FeatureCache.__init__, caches))
     result = run_quickstart(tmp_path, minutes=0.02, student_minutes=0.02, train_images=64, eval_images=8,
                             scenes="camouflage", threads=1, progress=False, verbose=False)
     report = result.report
@@ -169,6 +172,14 @@ def test_quickstart_on_camouflage_scenes_uses_the_self_supervised_encoder(tmp_pa
     assert report["config"]["teacher"]["batch_size"] == CAMOUFLAGE_SETTINGS["batch_size"]
     assert report["teacher"]["steps"] > 0 and report["student"]["steps"] > 0
     assert [f["finding"] for f in report["findings"]] == ["F2", "F3", "F4"]
+    assert len(caches) == 1  # the student reads the teacher's features: one frozen encoder, one pass
+
+
+def _counted(function, calls: list):
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return function(*args, **kwargs)
+    return counted
 
 
 def test_quickstart_refuses_unknown_scenes_before_training(tmp_path, capsys):

@@ -162,6 +162,16 @@ def test_rendered_scenes_are_the_scenes_to_half_a_grey_level():
     assert not torch.equal(rendered[0]["image"], rendered[1]["image"])
 
 
+def test_rendered_scenes_in_two_processes_are_the_same_pixels():
+    from spot_tutorial.data import RenderedScenes
+
+    scenes = SyntheticShapes(9, 32, difficulty="camouflage", seed=4)
+    alone, shared = RenderedScenes(scenes), RenderedScenes(scenes, workers=2)
+    assert torch.equal(alone.pixels, shared.pixels) and len(shared) == 9
+    with pytest.raises(ValueError, match="workers >= 1"):
+        RenderedScenes(scenes, workers=0)
+
+
 def _object_pixels_in_background_colours(difficulty: str, scenes: int = 20) -> float:
     """Share of object pixels whose colour (8 levels per channel) also occurs in the background."""
     ds = SyntheticShapes(scenes, difficulty=difficulty, seed=6, normalize=False)

@@ -96,3 +96,25 @@ def test_cache_features_is_refused_for_augmented_datasets():
     model = tiny_model()
     with pytest.raises(ConfigError, match="crops and flips"):
         cached_features(SyntheticShapes(2, 64), model.encoder, model.config.replace(dataset="coco"))
+
+
+def test_a_cache_is_reused_by_an_encoder_with_its_weights_and_recomputed_for_other_weights():
+    from spot_tutorial.recipes import get_preset
+    from spot_tutorial.training.feature_cache import cached_features
+
+    config = get_preset("tiny")
+    model = tiny_model()
+    scenes = SyntheticShapes(6, 64, seed=2)
+    cache = cached_features(scenes, model.encoder, config)
+    same = tiny_model()
+    same.encoder.load_state_dict(model.encoder.state_dict())
+    assert cached_features(cache, same.encoder, config) is cache
+    other = tiny_model()
+    with torch.no_grad():
+        next(other.encoder.parameters()).add_(1.0)  # another frozen encoder
+    recomputed = cached_features(cache, other.encoder, config)
+    assert recomputed is not cache and recomputed.dataset is scenes
+    with torch.no_grad():
+        assert torch.allclose(recomputed.features, other.encoder(torch.stack([s["image"] for s in scenes])),
+                              atol=1e-6)
+        assert not torch.allclose(recomputed.features, cache.features)

@@ -25,6 +25,8 @@ visible pixels is removed from the scene before painting.
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from typing import Optional
 
 import numpy as np
@@ -350,6 +352,16 @@ class SyntheticShapes(Dataset):
                 "ignore_mask": torch.zeros_like(instance, dtype=torch.bool)}
 
 
+def _render_pixels(scenes: SyntheticShapes, start: int, stop: int) -> torch.Tensor:
+    """Scenes start..stop-1 as 8-bit RGB [stop - start, 3, S, S]."""
+    size = scenes.image_size
+    pixels = torch.empty(stop - start, 3, size, size, dtype=torch.uint8)
+    for offset, index in enumerate(range(start, stop)):
+        image = scenes.render(index)["image"]                                       # [S, S, 3] in [0, 1]
+        pixels[offset] = torch.from_numpy(np.rint(image * 255.0).astype(np.uint8)).permute(2, 0, 1)
+    return pixels
+
+
 class RenderedScenes(Dataset):
     """The training images of a `SyntheticShapes`, rendered once and kept in memory as 8-bit RGB.
 
@@ -363,13 +375,19 @@ class RenderedScenes(Dataset):
 
     in_memory = True  # read by training.feature_cache: nothing to render again
 
-    def __init__(self, scenes: SyntheticShapes) -> None:
+    def __init__(self, scenes: SyntheticShapes, workers: int = 1) -> None:
+        """`workers` > 1 renders in that many processes (each scene is drawn from its own seed,
+        so the pixels are the same for any count; worth it for camouflage scenes, 4 ms each)."""
+        if workers < 1:
+            raise ValueError(f"RenderedScenes needs workers >= 1, got {workers}")
         self.scenes = scenes
-        size = scenes.image_size
-        self.pixels = torch.empty(len(scenes), 3, size, size, dtype=torch.uint8)   # [N, 3, S, S]
-        for index in range(len(scenes)):
-            image = scenes.render(index)["image"]                                   # [S, S, 3] in [0, 1]
-            self.pixels[index] = torch.from_numpy(np.rint(image * 255.0).astype(np.uint8)).permute(2, 0, 1)
+        if workers == 1 or len(scenes) < 2 * workers:
+            self.pixels = _render_pixels(scenes, 0, len(scenes))                       # [N, 3, S, S]
+            return
+        bounds = np.linspace(0, len(scenes), workers + 1).astype(int)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            parts = pool.map(_render_pixels, [scenes] * workers, bounds[:-1], bounds[1:])
+            self.pixels = torch.cat(list(parts))
 
     def __len__(self) -> int:
         return len(self.pixels)

@@ -9,6 +9,7 @@ no step renders them again); the training step hands the features to
 ``SPOT(images, features=...)``, which skips the encoder and computes the rest as before. Only for
 an encoder that stays frozen (the tutorial's student, whose small ViT has no block past
 `finetune_blocks_after`, too); a model that trains encoder blocks refuses cached features.
+A cache handed to a second run whose frozen encoder has the same weights is used as it is.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ class FeatureCache(Dataset):
                     kept.append(images)
         self.features = torch.cat(parts) if parts else torch.empty(0)     # [len, N, D]
         self.images = torch.cat(kept) if kept else None                   # [len, 3, S, S] or None
+        self.encoder_state = {name: value.detach().cpu().clone() for name, value in encoder.state_dict().items()}
+
+    def computed_by(self, encoder: nn.Module) -> bool:
+        """Whether `encoder` has exactly the weights these features were computed with."""
+        state = encoder.state_dict()
+        return state.keys() == self.encoder_state.keys() and all(
+            torch.equal(state[name].detach().cpu(), value) for name, value in self.encoder_state.items())
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -66,4 +74,8 @@ def cached_features(train_set: Dataset, encoder: nn.Module, config: SPOTConfig) 
         raise ConfigError(f"cache_features needs training images that are the same every epoch (the "
                           f"built-in scenes); {config.dataset!r} crops and flips them at random: "
                           "leave --cache-features off")
+    if isinstance(train_set, FeatureCache):  # e.g. the quickstart's student reading the teacher's cache
+        if train_set.computed_by(encoder):
+            return train_set
+        train_set = train_set.dataset
     return FeatureCache(train_set, encoder)
