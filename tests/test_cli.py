@@ -159,7 +159,8 @@ def test_quickstart_on_camouflage_scenes_uses_the_self_supervised_encoder(tmp_pa
     scene_option = next(o for o in QUICKSTART_COMMAND.options if o.flag == "--scenes")
     assert set(scene_option.choices) == set(QUICKSTART_SCENES)
     caches = []
-    monkeypatch.setattr(feature_cache.FeatureCache, "__init__", _counted(feature_cache.FeatureCache.__init__, caches))
+    counted = _counted(feature_cache.FeatureCache.__init__, caches)
+    monkeypatch.setattr(feature_cache.FeatureCache, "__init__", counted)
     result = run_quickstart(tmp_path, minutes=0.02, student_minutes=0.02, train_images=64, eval_images=8,
                             scenes="camouflage", threads=1, progress=False, verbose=False)
     report = result.report

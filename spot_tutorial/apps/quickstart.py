@@ -276,7 +276,8 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
     datasets = None
     if prerender:  # the same scenes, rendered once; both stages read them
         train_set, eval_set = build_datasets(teacher_config)
-        workers = min(2, available_cpus()) if len(train_set) >= 2000 else 1  # a process pays off from ~2 s of work
+        # a second rendering process pays off from about 2 s of rendering
+        workers = min(2, available_cpus()) if len(train_set) >= 2000 else 1
         datasets = (RenderedScenes(train_set, workers=workers), eval_set)
     say = print if verbose else (lambda *args, **kwargs: None)
     thread_timings = set_threads(threads, teacher_config, datasets if device == "cpu" else None, say)

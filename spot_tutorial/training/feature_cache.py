@@ -52,7 +52,8 @@ class FeatureCache(Dataset):
                     kept.append(images)
         self.features = torch.cat(parts) if parts else torch.empty(0)     # [len, N, D]
         self.images = torch.cat(kept) if kept else None                   # [len, 3, S, S] or None
-        self.encoder_state = {name: value.detach().cpu().clone() for name, value in encoder.state_dict().items()}
+        self.encoder_state = {name: value.detach().cpu().clone()
+                              for name, value in encoder.state_dict().items()}
 
     def computed_by(self, encoder: nn.Module) -> bool:
         """Whether `encoder` has exactly the weights these features were computed with."""
