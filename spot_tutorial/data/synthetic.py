@@ -26,6 +26,7 @@ visible pixels is removed from the scene before painting.
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Optional
 
@@ -381,11 +382,13 @@ class RenderedScenes(Dataset):
         if workers < 1:
             raise ValueError(f"RenderedScenes needs workers >= 1, got {workers}")
         self.scenes = scenes
-        if workers == 1 or len(scenes) < 2 * workers:
+        # forked processes (Linux) need no `if __name__ == "__main__"` guard in the caller's script;
+        # where fork is not the safe default (macOS, Windows) the scenes render in this process
+        if workers == 1 or len(scenes) < 2 * workers or not sys.platform.startswith("linux"):
             self.pixels = _render_pixels(scenes, 0, len(scenes))                       # [N, 3, S, S]
             return
         bounds = np.linspace(0, len(scenes), workers + 1).astype(int)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             parts = pool.map(_render_pixels, [scenes] * workers, bounds[:-1], bounds[1:])
             self.pixels = torch.cat(list(parts))
 
