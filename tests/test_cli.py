@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from spot_tutorial.apps.cli import build_parser, config_from_args, main
-from spot_tutorial.apps.quickstart import QUICKSTART_SETTINGS, QUICKSTART_STUDENT_SETTINGS, finding_line
+from spot_tutorial.apps.quickstart import (
+    QUICKSTART_SETTINGS,
+    QUICKSTART_STUDENT_SETTINGS,
+    choose_thread_count,
+    finding_line,
+)
 from spot_tutorial.config import SPOTConfig
 from spot_tutorial.errors import ConfigError
 from spot_tutorial.evaluation.baselines import grid_masks
@@ -140,12 +145,14 @@ def test_quickstart_runs_end_to_end_as_a_module(tmp_path):
     # each stage trains with its own batch size (the student does not inherit the teacher's)
     assert report["config"]["teacher"]["batch_size"] == QUICKSTART_SETTINGS["batch_size"]
     assert report["config"]["student"]["batch_size"] == QUICKSTART_STUDENT_SETTINGS["batch_size"]
-    # by default the scenes are rendered once, and the faster of 1 and 2 threads was timed and used
+    # by default the scenes are rendered once, and the faster of 1 and 2 threads (2 on a near-tie)
+    # was timed and used
     assert report["environment"]["prerendered"] and report["environment"]["data_workers"] == 0
     assert report["config"]["teacher"]["num_workers"] == report["config"]["student"]["num_workers"] == 0
     timings = report["environment"]["thread_step_ms"]
     assert "1" in timings and all(ms > 0 for ms in timings.values())
-    assert report["environment"]["threads"] == int(min(timings, key=timings.get))
+    chosen = choose_thread_count({int(n): ms for n, ms in timings.items()})
+    assert report["environment"]["threads"] == chosen
     assert "torch thread(s): a teacher step took" in done.stdout
     assert (tmp_path / "masks.png").stat().st_size > 1000
     assert (tmp_path / "teacher" / "last.pt").is_file() and (tmp_path / "student" / "last.pt").is_file()
@@ -204,6 +211,15 @@ def test_quickstart_without_prerendering_renders_in_a_data_worker_in_both_stages
     assert report["environment"]["threads"] == 1 and report["environment"]["thread_step_ms"] == {}
     assert report["teacher"]["steps"] > 0 and report["student"]["steps"] > 0
     assert report["results"]["teacher slot masks"]["num_images"] == 8
+
+
+def test_more_threads_win_a_near_tie_and_fewer_win_only_when_clearly_faster():
+    # the timing that picked one thread on a 2-core machine, where two make 1.8x the steps
+    assert choose_thread_count({1: 45.0, 2: 46.0}) == 2
+    assert choose_thread_count({1: 60.0, 2: 40.0}) == 2
+    assert choose_thread_count({1: 30.0, 2: 40.0}) == 1      # a busy or hyper-threaded second core
+    assert choose_thread_count({1: 30.0, 2: 40.0}, margin=0.5) == 2
+    assert choose_thread_count({1: 50.0}) == 1
 
 
 @pytest.mark.parametrize("threads", ["two", -1, 1.5])

@@ -210,7 +210,8 @@ QUICKSTART = Command(
     Option("--device", default="cpu", help="cpu (the point of the quickstart), or cuda"),
     Option("--threads", type=thread_count, default="auto",
            help="torch CPU threads, or auto (default): with prerendered scenes, the faster of "
-                "1 and 2 on this machine, timed at the start; otherwise 1 (0: PyTorch's default)"),
+                "1 and 2 on this machine, timed at the start (2 on a near-tie); otherwise 1 "
+                "(0: PyTorch's default)"),
     Option("--data-workers", type=int, default=None,
            help="with --no-prerender: processes that render the training images (default: 1 "
                 "when the machine has 2 or more cores, else 0)"),
