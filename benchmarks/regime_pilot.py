@@ -13,7 +13,8 @@ in SPOT's regime"): it trains one variant of `ablation.py` with its camouflage s
   has no position embedding and relies on the features carrying position);
 * ``--weights FILE`` loads another tiny-dino safetensors file (with its .sha256 beside it, as
   `pretrain_encoder` writes them) in place of the shipped one;
-* ``--set field=json`` changes any SPOTConfig field of the run.
+* ``--set field=json`` changes any SPOTConfig field of the run (``batch_size`` and
+  ``train_images`` change the ablation's budget, and so the run's folder).
 
 A stage-2 variant (``e_spot``, ``g_student_no_ce``, ...) self-trains on the teacher of the pilot
 named by ``--teacher-tag`` (its checkpoint in /tmp/pilots is reused, or trained first).
@@ -140,11 +141,10 @@ def main() -> None:
     if args.pos_scale:
         add_position_code(args.pos_scale)
     settings = ablation.DATASETS["camouflage"]["config"]
-    for item in args.set:
-        field, value = item.split("=", 1)
-        settings[field] = json.loads(value)
-
     budget = dict(ablation.FULL_BUDGET, steps=args.steps, student_steps=args.student_steps)
+    for item in args.set:  # the budget's fields (batch_size, train_images) go to the budget
+        field, value = item.split("=", 1)
+        (budget if field in budget else settings)[field] = json.loads(value)
     stage = ablation.VARIANTS[args.variant]["stage"]
     spec = dict(run=f"pilot-{args.tag}", dataset="camouflage", variant=args.variant, seed=args.seed,
                 stage=stage, report=True, teacher=None, budget=budget, device="cpu")
