@@ -216,7 +216,8 @@ def run_config(spec: dict[str, Any]):
     base = dict(seed=spec["seed"], num_slots=DATASETS[spec["dataset"]]["num_slots"], lr_main=LR_MAIN,
                 batch_size=budget["batch_size"], train_images=budget["train_images"],
                 eval_images=budget["eval_images"], epochs=never, eval_every=never,
-                checkpoint_every=500, log_every=50, **DATASETS[spec["dataset"]].get("config", {}))
+                checkpoint_every=500, log_every=50)
+    base.update(DATASETS[spec["dataset"]].get("config", {}))  # the dataset's settings win
     if spec.get("device", "cpu") != "cpu":
         base["bf16"] = False  # fp32 on a GPU too, as on the CPU
     if info["stage"] == 1:

@@ -30,8 +30,6 @@ import torch
 
 from spot_tutorial.apps.cli import thread_count
 from spot_tutorial.apps.quickstart import (
-    DEFAULT_MINUTES,
-    DEFAULT_STUDENT_MINUTES,
     QUICKSTART_SCENES,
     default_student_minutes,
     run_quickstart,
@@ -96,10 +94,10 @@ def summary_table(runs: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--minutes", type=float, default=DEFAULT_MINUTES, help="teacher minutes")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="teacher minutes (default: the quickstart's for --scenes)")
     parser.add_argument("--student-minutes", type=float, default=None,
-                        help=f"default: the quickstart's ({DEFAULT_STUDENT_MINUTES:g} with the default "
-                             "--minutes, in proportion otherwise)")
+                        help="default: the quickstart's for --scenes (in proportion to --minutes if given)")
     parser.add_argument("--threads", type=thread_count, default="auto",
                         help="torch threads per run: the quickstart's default 'auto', or a number")
     parser.add_argument("--prerender", action=argparse.BooleanOptionalAction, default=True,
@@ -117,7 +115,9 @@ def main() -> None:
                         help="seeds run at a time, each in its own process (keep jobs x threads <= cores)")
     args = parser.parse_args()
 
-    student_minutes = (default_student_minutes(args.minutes) if args.student_minutes is None
+    if args.minutes is None:
+        args.minutes = QUICKSTART_SCENES[args.scenes].minutes
+    student_minutes = (default_student_minutes(args.minutes, args.scenes) if args.student_minutes is None
                        else args.student_minutes)
     label = args.label or f"minutes={args.minutes:g}/{student_minutes:g}"
     runs = []

@@ -183,6 +183,22 @@ def test_quickstart_on_camouflage_scenes_uses_the_self_supervised_encoder(tmp_pa
     assert len(caches) == 1  # the student reads the teacher's features: one frozen encoder, one pass
 
 
+def test_each_kind_of_scenes_brings_its_own_minutes_and_the_cli_leaves_them_to_it(monkeypatch):
+    from spot_tutorial.apps import quickstart
+
+    shapes, camouflage = quickstart.QUICKSTART_SCENES["shapes"], quickstart.QUICKSTART_SCENES["camouflage"]
+    assert shapes.minutes + shapes.student_minutes < 9 and camouflage.minutes + camouflage.student_minutes < 9
+    assert camouflage.teacher_settings["batch_size"] == 16 and camouflage.student_settings["batch_size"] == 32
+    # given only the teacher's minutes, the student's follow the scenes' own split
+    assert quickstart.default_student_minutes(12.0, "shapes") == 2 * shapes.student_minutes
+    assert quickstart.default_student_minutes(2 * camouflage.minutes, "camouflage") == pytest.approx(
+        2 * camouflage.student_minutes)
+    calls = []
+    monkeypatch.setattr(quickstart, "run_quickstart", lambda **kwargs: calls.append(kwargs))
+    main(["quickstart", "--scenes", "camouflage"])
+    assert calls[0]["minutes"] is None and calls[0]["scenes"] == "camouflage"  # the scenes' own
+
+
 def _counted(function, calls: list):
     def counted(*args, **kwargs):
         calls.append(1)

@@ -118,7 +118,7 @@ def test_library_arguments_follow_the_table():
     assert got["checkpoint"] == "m.pt" and got["inputs"] == ["a.png", "b"] and got["out_dir"] == "o"
     assert got["progress"] is False and got["orders"] == "standard" and "out" not in got
     args = build_parser().parse_args(["quickstart"])
-    assert "minutes" not in options.library_arguments(args, options.QUICKSTART)  # DEFAULT_MINUTES in the cli
+    assert "minutes" not in options.library_arguments(args, options.QUICKSTART)  # None: the scenes' own
 
 
 def test_the_book_extension_writes_the_page_and_is_registered(tmp_path):

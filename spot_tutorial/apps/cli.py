@@ -90,10 +90,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    from spot_tutorial.apps.quickstart import DEFAULT_MINUTES, run_quickstart
+    from spot_tutorial.apps.quickstart import run_quickstart
 
-    run_quickstart(minutes=DEFAULT_MINUTES if args.minutes is None else args.minutes,
-                   **library_arguments(args, QUICKSTART))
+    run_quickstart(minutes=args.minutes, **library_arguments(args, QUICKSTART))  # None: the scenes' own
     return 0
 
 

@@ -197,9 +197,11 @@ QUICKSTART = Command(
     Option("--output-dir", default="outputs/quickstart",
            help="report.json, masks.png and both runs go here (default: outputs/quickstart)"),
     Option("--minutes", type=float, default=None, keyword=None,
-           help="training minutes of the teacher (default 6; about 9 minutes in all)"),
+           help="training minutes of the teacher (default 6 on shapes, 4.5 on camouflage; under "
+                "10 minutes in all)"),
     Option("--student-minutes", type=float, default=None,
-           help="training minutes of the student (default 2.5, or in proportion to --minutes)"),
+           help="training minutes of the student (default 2.5 on shapes, 3.8 on camouflage, or in "
+                "proportion to --minutes)"),
     Option("--scenes", choices=("shapes", "camouflage"), default="shapes",
            help="shapes (flat-coloured shapes, pixel encoder; default) or camouflage (textured "
                 "scenes colour cannot segment, the project's self-supervised ViT, 7 slots; a "

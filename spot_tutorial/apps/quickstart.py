@@ -110,9 +110,11 @@ def choose_thread_count(timings: dict[int, float], margin: float = THREAD_MARGIN
     return max(n for n, ms in timings.items() if ms <= (1 + margin) * fastest)
 
 
-def default_student_minutes(minutes: float) -> float:
-    """The student's minutes when only the teacher's are given: the default split, in proportion."""
-    return minutes * DEFAULT_STUDENT_MINUTES / DEFAULT_MINUTES
+def default_student_minutes(minutes: float, scenes: str | None = None) -> float:
+    """The student's minutes when only the teacher's are given: the default split of `scenes`
+    (`QUICKSTART_SCENES`; default `DEFAULT_SCENES`), in proportion."""
+    kind = quickstart_scenes(DEFAULT_SCENES if scenes is None else scenes)
+    return minutes * kind.student_minutes / kind.minutes
 
 
 @dataclass
@@ -131,28 +133,49 @@ QUICKSTART_SETTINGS = dict(lr_main=5e-4, num_iterations=5, batch_size=16, eval_o
 # The student: lr 2e-3, the paper's three iterations, batches of 32.
 QUICKSTART_STUDENT_SETTINGS = dict(lr_main=2e-3, num_iterations=3, batch_size=32)
 # The teacher on the camouflage scenes (the `camouflage` preset: the project's DINO + iBOT ViT,
-# 7 slots): the settings of benchmarks/ablation.py's camouflage runs, chosen on validation scenes
-# (lr 2e-3, the paper's three iterations, batches of 32).
-CAMOUFLAGE_SETTINGS = dict(QUICKSTART_SETTINGS, lr_main=2e-3, num_iterations=3, batch_size=32)
+# 7 slots): the settings of benchmarks/ablation.py's camouflage runs (lr 2e-3, the paper's three
+# iterations), with batches of 16: in its minutes the teacher makes twice the steps, and its
+# decoder masks' lead over its slot masks grows with the steps (benchmarks/RESULTS.md, "The
+# camouflage quickstart's recipe"). The student keeps the shapes' settings (those of the ablation).
+CAMOUFLAGE_SETTINGS = dict(QUICKSTART_SETTINGS, lr_main=2e-3, num_iterations=3, batch_size=16)
+CAMOUFLAGE_MINUTES = 4.5
+CAMOUFLAGE_STUDENT_MINUTES = 3.8
 
-# The scenes the quickstart can train on: (preset, teacher settings, words for the table).
-QUICKSTART_SCENES: dict[str, tuple[str, dict[str, Any], str]] = {
-    "shapes": ("synthetic", QUICKSTART_SETTINGS, "synthetic shapes"),
-    "camouflage": ("camouflage", CAMOUFLAGE_SETTINGS, "camouflage scenes"),
+
+@dataclass(frozen=True)
+class QuickstartScenes:
+    """One kind of quickstart scenes: the preset, each stage's settings and training minutes."""
+    preset: str
+    teacher_settings: dict[str, Any]
+    student_settings: dict[str, Any]
+    minutes: float          # the teacher's training minutes
+    student_minutes: float  # the student's
+    words: str              # for the table's title
+
+
+QUICKSTART_SCENES: dict[str, QuickstartScenes] = {
+    "shapes": QuickstartScenes("synthetic", QUICKSTART_SETTINGS, QUICKSTART_STUDENT_SETTINGS,
+                               DEFAULT_MINUTES, DEFAULT_STUDENT_MINUTES, "synthetic shapes"),
+    "camouflage": QuickstartScenes("camouflage", CAMOUFLAGE_SETTINGS, QUICKSTART_STUDENT_SETTINGS,
+                                   CAMOUFLAGE_MINUTES, CAMOUFLAGE_STUDENT_MINUTES, "camouflage scenes"),
 }
 DEFAULT_SCENES = "shapes"
+
+
+def quickstart_scenes(scenes: str) -> QuickstartScenes:
+    if scenes not in QUICKSTART_SCENES:
+        raise ConfigError(f"unknown quickstart scenes {scenes!r}; choose one of {sorted(QUICKSTART_SCENES)}")
+    return QUICKSTART_SCENES[scenes]
 
 
 def quickstart_config(minutes: float, seed: int = 0, train_images: int = 0, eval_images: int = 0,
                       scenes: str = DEFAULT_SCENES, **overrides: Any) -> SPOTConfig:
     """The teacher's configuration: the preset of `scenes` (`QUICKSTART_SCENES`) with its
     quickstart settings, trained for `minutes` of wall time."""
-    if scenes not in QUICKSTART_SCENES:
-        raise ConfigError(f"unknown quickstart scenes {scenes!r}; choose one of {sorted(QUICKSTART_SCENES)}")
-    preset, scene_settings, _ = QUICKSTART_SCENES[scenes]
-    settings = dict(scene_settings, seed=seed, max_minutes=minutes, train_images=train_images,
+    kind = quickstart_scenes(scenes)
+    settings = dict(kind.teacher_settings, seed=seed, max_minutes=minutes, train_images=train_images,
                     eval_images=eval_images)
-    return get_preset(preset, **{**settings, **overrides})
+    return get_preset(kind.preset, **{**settings, **overrides})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -245,7 +268,8 @@ def check_quickstart_arguments(minutes: float, student_minutes: float, data_work
         if not value > 0:
             raise ConfigError(f"the quickstart needs {name} > 0 (each stage trains for a wall-time "
                              f"budget), got {value}; the defaults are {DEFAULT_MINUTES:g} and "
-                             f"{DEFAULT_STUDENT_MINUTES:g}")
+                             f"{DEFAULT_STUDENT_MINUTES:g} on shapes, {CAMOUFLAGE_MINUTES:g} and "
+                             f"{CAMOUFLAGE_STUDENT_MINUTES:g} on camouflage")
     if not (isinstance(data_workers, int) and data_workers >= 0):
         raise ConfigError(f"data_workers must be an integer >= 0 (0 renders the images in the training "
                          f"process), got {data_workers!r}")
@@ -254,7 +278,7 @@ def check_quickstart_arguments(minutes: float, student_minutes: float, data_work
                           f"got {threads!r}")
 
 
-def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float = DEFAULT_MINUTES,
+def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float | None = None,
                    student_minutes: float | None = None, seed: int = 0, train_images: int = 0,
                    eval_images: int = 0, device: str = "cpu", threads: int | str = "auto",
                    data_workers: int | None = None, progress: bool = True, verbose: bool = True,
@@ -262,8 +286,9 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
                    **config_overrides: Any) -> QuickstartResult:
     """Teacher, then student, then the comparison; returns (and writes) the report.
 
-    `minutes`: training wall time of the teacher; `student_minutes`: of the student (default:
-    `default_student_minutes(minutes)`: 2.5 with the default 6). `prerender` (default): render the
+    `minutes`: training wall time of the teacher (default: the scenes' own, `QUICKSTART_SCENES`:
+    6 on shapes, 4.5 on camouflage); `student_minutes`: of the student (default: the scenes' own,
+    2.5 and 3.8, in proportion when `minutes` is given). `prerender` (default): render the
     training scenes once, before training (`data.RenderedScenes`, in two processes: about 5 s for
     shapes, 25 s for camouflage, and 120 MB), so that no
     data-loading process re-renders them every epoch and the model can use the freed core;
@@ -277,7 +302,9 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
     field, e.g. ``num_slots=6``.
     """
     started = time.perf_counter()
-    student_minutes = default_student_minutes(minutes) if student_minutes is None else student_minutes
+    kind = quickstart_scenes(scenes)
+    minutes = kind.minutes if minutes is None else minutes
+    student_minutes = default_student_minutes(minutes, scenes) if student_minutes is None else student_minutes
     workers_asked = data_workers
     data_workers = default_data_workers() if data_workers is None else data_workers
     check_quickstart_arguments(minutes, student_minutes, data_workers, threads)
@@ -289,7 +316,7 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
     output_dir.mkdir(parents=True, exist_ok=True)
     config_overrides.setdefault("num_workers", 0 if prerender else data_workers)
     teacher_config = quickstart_config(minutes, seed, train_images, eval_images, scenes, **config_overrides)
-    scene_words = QUICKSTART_SCENES[scenes][2]
+    scene_words = kind.words
     datasets = None
     if prerender:  # the same scenes, rendered once; both stages read them
         train_set, eval_set = build_datasets(teacher_config)
@@ -309,7 +336,7 @@ def run_quickstart(output_dir: str | Path = DEFAULT_OUTPUT_DIR, minutes: float =
     say(f"[quickstart] stage 2: self-training the student for {student_minutes:g} min ...")
     stage_start = time.perf_counter()
     student_cfg = student_config(teacher_config).replace(max_minutes=student_minutes,
-                                                        **QUICKSTART_STUDENT_SETTINGS)
+                                                        **kind.student_settings)
     if datasets is not None:  # the teacher's cached features, if any: the same frozen encoder reads them
         datasets = (teacher_trainer.train_set, eval_set)
     student = Trainer(student_cfg, stage=2, output_dir=output_dir / "student",
