@@ -188,7 +188,7 @@ def test_each_kind_of_scenes_brings_its_own_minutes_and_the_cli_leaves_them_to_i
 
     shapes, camouflage = quickstart.QUICKSTART_SCENES["shapes"], quickstart.QUICKSTART_SCENES["camouflage"]
     assert shapes.minutes + shapes.student_minutes < 9 and camouflage.minutes + camouflage.student_minutes < 9
-    assert camouflage.teacher_settings["batch_size"] == 16 and camouflage.student_settings["batch_size"] == 32
+    assert camouflage.teacher_settings["batch_size"] == camouflage.student_settings["batch_size"] == 16
     # given only the teacher's minutes, the student's follow the scenes' own split
     assert quickstart.default_student_minutes(12.0, "shapes") == 2 * shapes.student_minutes
     assert quickstart.default_student_minutes(2 * camouflage.minutes, "camouflage") == pytest.approx(
