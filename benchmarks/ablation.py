@@ -30,6 +30,8 @@ overlapping shapes, 7 slots) repeats the runs.
     python benchmarks/ablation.py --plot-only     # tables + plot again from the stored run files
     python benchmarks/ablation.py --paired c_random b_raster   # paired t-test over the seeds
     python benchmarks/ablation.py --quick --results-dir /tmp/abl --static-dir /tmp/abl  # smoke test
+    python benchmarks/ablation.py --datasets camouflage --steps 6000 --student-steps 3000 \
+        --batch-size 16 --lr 1e-3 --results-dir ...     # the camouflage quickstart's settings
 
 Runs go two at a time, one torch thread each, in spawned processes. Every finished run writes
 ``<results-dir>/ablation_runs/<run>.json`` (kept in git: the evidence); a rerun skips the runs
@@ -160,7 +162,10 @@ QUICK_BUDGET = dict(steps=2, student_steps=2, train_images=16, eval_images=8, ba
 
 def budget_signature(budget: dict[str, Any]) -> str:
     keys = ("steps", "student_steps", "train_images", "eval_images", "batch_size")
-    text = json.dumps({k: budget[k] for k in keys}, sort_keys=True)
+    signed = {k: budget[k] for k in keys}
+    if budget.get("lr_main", LR_MAIN) != LR_MAIN:  # a budget of LR_MAIN keeps its old signature
+        signed["lr_main"] = budget["lr_main"]
+    text = json.dumps(signed, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
@@ -213,7 +218,8 @@ def run_config(spec: dict[str, Any]):
 
     budget, info = spec["budget"], VARIANTS[spec["variant"]]
     never = 10**6
-    base = dict(seed=spec["seed"], num_slots=DATASETS[spec["dataset"]]["num_slots"], lr_main=LR_MAIN,
+    base = dict(seed=spec["seed"], num_slots=DATASETS[spec["dataset"]]["num_slots"],
+                lr_main=budget.get("lr_main", LR_MAIN),
                 batch_size=budget["batch_size"], train_images=budget["train_images"],
                 eval_images=budget["eval_images"], epochs=never, eval_every=never,
                 checkpoint_every=500, log_every=50)
@@ -887,6 +893,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=None, help="stage-1 steps per run (default 2000)")
     parser.add_argument("--student-steps", type=int, default=None,
                         help="stage-2 steps per run (default 2000)")
+    parser.add_argument("--batch-size", type=int, default=None, help="both stages (default 32)")
+    parser.add_argument("--lr", type=float, default=None, dest="lr_main",
+                        help=f"learning rate of both stages (default {LR_MAIN:g})")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--workers", type=int, default=2, help="runs at a time (1 torch thread each)")
     parser.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS),
@@ -920,7 +929,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     argv = sys.argv[1:] if argv is None else argv
     results_dir, static_dir = Path(args.results_dir), Path(args.static_dir)
     budget = dict(QUICK_BUDGET if args.quick else FULL_BUDGET)
-    for key in ("steps", "student_steps", "seeds"):
+    for key in ("steps", "student_steps", "seeds", "batch_size", "lr_main"):
         if getattr(args, key) is not None:
             budget[key] = getattr(args, key)
     seeds = budget.pop("seeds")

@@ -268,3 +268,18 @@ def test_the_books_regime_findings_are_those_of_the_stored_runs(ablation):
     findings = ablation.findings_table(records)
     assert findings and findings in table
     assert table.count("| **F") == len(ablation.finding_tests(records, "camouflage")) >= 6
+
+
+def test_a_learning_rate_and_batch_size_of_their_own_make_another_budget(ablation):
+    budget = {k: v for k, v in ablation.FULL_BUDGET.items() if k != "seeds"}
+    default = ablation.budget_signature(budget)
+    assert ablation.budget_signature(dict(budget, lr_main=ablation.LR_MAIN)) == default  # stored runs hold
+    assert ablation.budget_signature(dict(budget, lr_main=1e-3)) != default
+    assert ablation.budget_signature(dict(budget, batch_size=16)) != default
+    spec = dict(run="camouflage-e_spot-s0", dataset="camouflage", variant="e_spot", seed=0, stage=2,
+                teacher="camouflage-c_random-s0", budget=dict(budget, lr_main=1e-3, batch_size=16))
+    student = ablation.run_config(spec)
+    teacher = ablation.run_config(dict(spec, variant="c_random", stage=1, teacher=None))
+    for config in (teacher, student):  # both stages
+        assert config.lr_main == 1e-3 and config.batch_size == 16
+    assert ablation.run_config(dict(spec, budget=budget)).lr_main == ablation.LR_MAIN
