@@ -7,6 +7,7 @@ mIoU of the slot and decoder masks with the wall times and images/s of both stag
     python benchmarks/quickstart_quality.py --seeds 0 1 2          # the default budgets
     python benchmarks/quickstart_quality.py --seeds 0 --minutes 5 --student-minutes 3
     python benchmarks/quickstart_quality.py --jobs 2 --data-workers 0  # two seeds at a time, a core each
+    python benchmarks/quickstart_quality.py --seeds 0 1 2 --label L --resume  # only the seeds not stored
 
 Wall times depend on what else the machine runs: the load average (1 minute) before and after
 each run is stored next to it. The training stages are time-budgeted, so a loaded machine gives
@@ -111,6 +112,8 @@ def main() -> None:
                         help='teacher settings on top of the recipe, as JSON, e.g. \'{"lr_main": 4e-4}\'')
     parser.add_argument("--output-dir", default="outputs/quickstart_quality")
     parser.add_argument("--label", default=None, help="key of this invocation in the results file")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the seeds already stored under --label and run only the others")
     parser.add_argument("--jobs", type=int, default=1,
                         help="seeds run at a time, each in its own process (keep jobs x threads <= cores)")
     args = parser.parse_args()
@@ -120,9 +123,11 @@ def main() -> None:
     student_minutes = (default_student_minutes(args.minutes, args.scenes) if args.student_minutes is None
                        else args.student_minutes)
     label = args.label or f"minutes={args.minutes:g}/{student_minutes:g}"
-    runs = []
+    runs = stored_runs(label, args.seeds) if args.resume else []
+    todo = [seed for seed in args.seeds if seed not in {run["seed"] for run in runs}]
+    table = summary_table(runs) if runs else ""
     with ProcessPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_seed, seed, args) for seed in args.seeds]
+        futures = [pool.submit(run_seed, seed, args) for seed in todo]
         for future in futures:
             runs.append(future.result())
             run = runs[-1]
@@ -133,6 +138,12 @@ def main() -> None:
             store(label, runs, table, args, student_minutes)  # after every seed: a kill loses none
     print("\n" + table)
     print(f"\nstored under {label!r} in {RESULTS}")
+
+
+def stored_runs(label: str, seeds: list[int]) -> list[dict]:
+    """The runs of `seeds` already stored under `label` (for --resume)."""
+    stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    return [run for run in stored.get(label, {}).get("runs", []) if run["seed"] in seeds]
 
 
 def store(label: str, runs: list[dict], table: str, args: argparse.Namespace, student_minutes: float) -> None:

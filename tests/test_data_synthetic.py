@@ -172,6 +172,26 @@ def test_rendered_scenes_in_two_processes_are_the_same_pixels():
         RenderedScenes(scenes, workers=0)
 
 
+def test_rendering_processes_forked_after_torch_used_its_threads_finish(tmp_path):
+    """A second quickstart in one process hung here: the forked renderers waited on torch's thread
+    pool, which the parent had used. Run in a child process with a time limit, so a hang fails."""
+    import subprocess
+    import sys
+
+    script = (
+        "import torch\n"
+        "from spot_tutorial.data import RenderedScenes, SyntheticShapes\n"
+        "torch.set_num_threads(2)\n"
+        "big = torch.zeros(64, 3, 256, 256); big.copy_(torch.ones_like(big))  # the pool is up\n"
+        "scenes = SyntheticShapes(200, 32, difficulty='camouflage', seed=5)\n"
+        "shared, alone = RenderedScenes(scenes, workers=2), RenderedScenes(scenes)\n"
+        "print(torch.equal(shared.pixels, alone.pixels), len(shared))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "200"]
+
+
 def _object_pixels_in_background_colours(difficulty: str, scenes: int = 20) -> float:
     """Share of object pixels whose colour (8 levels per channel) also occurs in the background."""
     ds = SyntheticShapes(scenes, difficulty=difficulty, seed=6, normalize=False)

@@ -353,14 +353,25 @@ class SyntheticShapes(Dataset):
                 "ignore_mask": torch.zeros_like(instance, dtype=torch.bool)}
 
 
-def _render_pixels(scenes: SyntheticShapes, start: int, stop: int) -> torch.Tensor:
-    """Scenes start..stop-1 as 8-bit RGB [stop - start, 3, S, S]."""
+def _render_pixels(scenes: SyntheticShapes, start: int, stop: int) -> np.ndarray:
+    """Scenes start..stop-1 as 8-bit RGB [stop - start, 3, S, S], with numpy alone."""
     size = scenes.image_size
-    pixels = torch.empty(stop - start, 3, size, size, dtype=torch.uint8)
+    pixels = np.empty((stop - start, 3, size, size), dtype=np.uint8)
     for offset, index in enumerate(range(start, stop)):
         image = scenes.render(index)["image"]                                       # [S, S, 3] in [0, 1]
-        pixels[offset] = torch.from_numpy(np.rint(image * 255.0).astype(np.uint8)).permute(2, 0, 1)
+        pixels[offset] = np.rint(image * 255.0).astype(np.uint8).transpose(2, 0, 1)
     return pixels
+
+
+# The scenes that forked rendering processes draw, set by the parent just before it forks them:
+# the children inherit them, so no tensor is pickled to them and they run no torch operation.
+# (Once the parent has used torch's CPU thread pool, a torch operation in a forked child can wait
+# forever for threads that were not forked: a second quickstart in one process hung that way.)
+_FORKED_SCENES: Optional[SyntheticShapes] = None
+
+
+def _render_forked(start: int, stop: int) -> np.ndarray:
+    return _render_pixels(_FORKED_SCENES, start, stop)
 
 
 class RenderedScenes(Dataset):
@@ -385,12 +396,17 @@ class RenderedScenes(Dataset):
         # forked processes (Linux) need no `if __name__ == "__main__"` guard in the caller's script;
         # where fork is not the safe default (macOS, Windows) the scenes render in this process
         if workers == 1 or len(scenes) < 2 * workers or not sys.platform.startswith("linux"):
-            self.pixels = _render_pixels(scenes, 0, len(scenes))                       # [N, 3, S, S]
+            self.pixels = torch.from_numpy(_render_pixels(scenes, 0, len(scenes)))   # [N, 3, S, S]
             return
+        global _FORKED_SCENES
         bounds = np.linspace(0, len(scenes), workers + 1).astype(int)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            parts = pool.map(_render_pixels, [scenes] * workers, bounds[:-1], bounds[1:])
-            self.pixels = torch.cat(list(parts))
+        _FORKED_SCENES = scenes
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                parts = list(pool.map(_render_forked, bounds[:-1], bounds[1:]))
+        finally:
+            _FORKED_SCENES = None
+        self.pixels = torch.from_numpy(np.concatenate(parts))                          # [N, 3, S, S]
 
     def __len__(self) -> int:
         return len(self.pixels)
