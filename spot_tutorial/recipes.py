@@ -34,10 +34,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                  num_workers=0, pos_embed_scale=0.5),
 }
 PRESETS["synthetic"] = PRESETS["tiny"]
-# `camouflage`: the miniature in SPOT's regime, under study (the tutorials still use `tiny`): the
-# camouflage scenes, which colour alone cannot segment, seen through the shipped self-supervised
-# small ViT ('tiny-dino': DINO + iBOT's masked-patch term; 4 blocks, width 128, patch 8) with its
-# final LayerNorm; 7 slots for 3-6 objects and the background; its frozen features computed once.
+# `camouflage`: the miniature in SPOT's regime (`spot quickstart --scenes camouflage`; the
+# tutorials still use `tiny`): the camouflage scenes, which colour alone cannot segment, seen
+# through the shipped self-supervised small ViT ('tiny-dino': DINO + iBOT's masked-patch term;
+# 4 blocks, width 128, patch 8) with its final LayerNorm; 7 slots for 3-6 objects and the
+# background; its frozen features computed once.
 PRESETS["camouflage"] = dict(PRESETS["tiny"], which_encoder="tiny-dino", encoder_final_norm=True,
                              synthetic_difficulty="camouflage", num_slots=7, cache_features=True)
 

@@ -204,8 +204,8 @@ QUICKSTART = Command(
                 "proportion to --minutes)"),
     Option("--scenes", choices=("shapes", "camouflage"), default="shapes",
            help="shapes (flat-coloured shapes, pixel encoder; default) or camouflage (textured "
-                "scenes colour cannot segment, the project's self-supervised ViT, 7 slots; a "
-                "regime still under study, see benchmarks/RESULTS.md)"),
+                "scenes colour cannot segment, the project's self-supervised ViT, 7 slots: SPOT's "
+                "regime in miniature, where the student beats its teacher; benchmarks/RESULTS.md)"),
     Option("--seed", type=int, default=0, help="seed of the weights, data order and noise"),
     Option("--train-images", type=int, default=0, help="synthetic training images (0: 10000)"),
     Option("--eval-images", type=int, default=0, help="held-out evaluation images (0: 256)"),
