@@ -238,6 +238,15 @@ def test_more_threads_win_a_near_tie_and_fewer_win_only_when_clearly_faster():
     assert choose_thread_count({1: 50.0}) == 1
 
 
+def test_timing_a_thread_count_stops_early_once_it_is_far_slower_than_another():
+    from spot_tutorial.apps.quickstart import step_time
+
+    calls = []
+    assert step_time(lambda: calls.append(1), steps=10) >= 0 and len(calls) == 12  # 2 warm-up + 10
+    calls.clear()
+    assert step_time(lambda: calls.append(1), steps=10, give_up_s=0.0) >= 0 and len(calls) == 1
+
+
 @pytest.mark.parametrize("threads", ["two", -1, 1.5])
 def test_quickstart_refuses_a_bad_thread_count_before_training(tmp_path, threads):
     from spot_tutorial.apps.quickstart import run_quickstart
